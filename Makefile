@@ -1,0 +1,55 @@
+# Every target installs what it needs into .venv from nothing; nothing relies on an earlier run.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.stamp
+
+.PHONY: install install-test install-bench prometheus demo test lint bench soak clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP)-base: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(STAMP)-test: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+$(STAMP)-bench: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[test,bench]'
+	touch $@
+
+install: $(STAMP)-base
+install-test: $(STAMP)-test prometheus
+install-bench: $(STAMP)-bench
+
+# Debian's prometheus (and promtool) for the monitoring tests.
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  echo "installing Debian's prometheus (needs root)"; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+demo: install
+	$(VENV)/bin/streamlearn demo
+
+test: install-test
+	$(VENV)/bin/ruff check stream learners monitoring tests bench
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -m "not soak"
+
+lint: install-test
+	$(VENV)/bin/ruff check stream learners monitoring tests bench
+	$(VENV)/bin/mypy
+
+bench: install-bench
+	$(PY) -m bench
+
+soak: install-test
+	$(PY) -m pytest -m soak -s
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

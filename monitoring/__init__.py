@@ -1,0 +1,1 @@
+"""streamlearn: monitoring package."""

@@ -1,0 +1,1 @@
+"""streamlearn: stream package."""
