@@ -1,0 +1,178 @@
+"""One partition's learner: predict, score, watch the error with ADWIN, learn, act on drift.
+
+Test-then-train: every labelled event is predicted *before* the model learns it, so
+the cumulative accuracy equals River's ``evaluate.progressive_val_score`` exactly.
+
+>>> from river import datasets, linear_model, preprocessing
+>>> learner = PartitionLearner(preprocessing.StandardScaler() | linear_model.LogisticRegression())
+>>> for offset, (x, y) in enumerate(datasets.Phishing()):
+...     _ = learner.step(x, y, offset)
+>>> round(learner.cumulative.get(), 4)
+0.8928
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from river import base, compose, drift
+
+from learners.accuracy import CumulativeAccuracy, RollingAccuracy
+from learners.outcomes import (
+    DriftDetected,
+    ModelReset,
+    Outcome,
+    RetrainDecided,
+    RetrainRequested,
+)
+from learners.retraining import RetrainJob
+
+DRIFT_ACTIONS = ("none", "reset", "retrain")
+
+Prediction = tuple[Any, dict[Any, float] | None]
+
+
+class PartitionLearner:
+    """The whole learning state of one partition; picklable, so it can be checkpointed."""
+
+    def __init__(
+        self,
+        model: base.Classifier,
+        drift_action: str = "reset",
+        adwin_delta: float = 0.002,
+        rolling_window: int = 1000,
+        max_retrain_events: int = 20_000,
+        min_retrain_events: int = 100,
+        holdout_events: int = 300,
+    ) -> None:
+        if drift_action not in DRIFT_ACTIONS:
+            raise ValueError(f"drift_action must be one of {DRIFT_ACTIONS}, got {drift_action!r}")
+        self.model = model
+        self.drift_action = drift_action
+        self.adwin_delta = adwin_delta
+        self.rolling_window = rolling_window
+        self.max_retrain_events = max_retrain_events
+        self.min_retrain_events = min_retrain_events
+        self.holdout_events = holdout_events
+
+        self._blueprint = model.clone()
+        self._argmax_of_proba = _predict_is_argmax_of_proba(model)
+        self.detector = drift.ADWIN(delta=adwin_delta)
+        self.cumulative = CumulativeAccuracy()
+        self.rolling = RollingAccuracy(rolling_window)
+        self.model_version = 1
+        self.learned = 0
+        self.predicted = 0
+        self.retrain: RetrainJob | None = None
+        #: Outcomes since the caller last drained them (rare: drifts and decisions).
+        self.outcomes: list[Outcome] = []
+        # Offsets of recent labelled events, so a drift's window width (in labelled
+        # events) can be turned into the offset range to replay.
+        self._recent_offsets: list[int] = [0] * max_retrain_events
+        self._recent_count = 0
+
+    # -- the hot path -----------------------------------------------------------------
+
+    def predict(self, x: dict[str, Any]) -> Prediction:
+        """The prediction and, where the model has them, class probabilities."""
+        if self._argmax_of_proba:
+            proba = self.model.predict_proba_one(x)
+            return (max(proba, key=proba.get) if proba else None), proba
+        return self.model.predict_one(x), None
+
+    def step(self, x: dict[str, Any], y: Any, offset: int) -> Prediction:
+        """Predict ``x``; when labelled (``y`` not None), score, watch for drift and learn."""
+        y_pred, proba = self.predict(x)
+        if y is None:
+            self.predicted += 1
+            return y_pred, proba
+        hit = y_pred == y
+        if self.drift_action == "retrain":
+            self._recent_offsets[self._recent_count % self.max_retrain_events] = offset
+            self._recent_count += 1
+        error_before = self.detector.estimation
+        # An untrained model may have nothing to say; like River's progressive
+        # validation, such an event is learned but not scored.
+        if y_pred is not None:
+            self.cumulative.update(hit)
+            self.rolling.update(hit)
+            self.detector.update(0.0 if hit else 1.0)
+        detected = y_pred is not None and self.detector.drift_detected
+        self.model.learn_one(x, y)
+        self.learned += 1
+        if self.retrain is not None and self.retrain.observe_live(x, y, hit):
+            self._finish_retrain(offset)
+        if detected:
+            self._on_detection(offset, error_before)
+        return y_pred, proba
+
+    # -- drift ------------------------------------------------------------------------
+
+    def _on_detection(self, offset: int, error_before: float) -> None:
+        error_after = self.detector.estimation
+        if error_after <= error_before:
+            return  # ADWIN also fires when the model improves; that is no reason to act
+        width = int(self.detector.width)
+        self.outcomes.append(
+            DriftDetected(offset, self.learned, error_before, error_after, width, self.drift_action)
+        )
+        if self.drift_action == "reset":
+            self._replace_model(self._blueprint.clone())
+            self.outcomes.append(ModelReset(offset, self.learned, self.model_version))
+        elif self.drift_action == "retrain" and self.retrain is None:
+            self._request_retrain(width)
+
+    def _request_retrain(self, width: int) -> None:
+        size = min(max(width, self.min_retrain_events), self.max_retrain_events)
+        size = min(size, self._recent_count)
+        end = self._recent_offsets[(self._recent_count - 1) % self.max_retrain_events] + 1
+        start = self._recent_offsets[(self._recent_count - size) % self.max_retrain_events]
+        self.retrain = RetrainJob(
+            self._blueprint.clone(), self.holdout_events, max_buffered=self.max_retrain_events
+        )
+        self.outcomes.append(RetrainRequested(start, end))
+
+    def _finish_retrain(self, offset: int) -> None:
+        assert self.retrain is not None
+        verdict = self.retrain.decide()
+        if verdict.promoted:
+            self._replace_model(self.retrain.candidate)
+        self.retrain = None
+        self.outcomes.append(
+            RetrainDecided(
+                offset,
+                self.learned,
+                verdict.promoted,
+                verdict.candidate_accuracy,
+                verdict.serving_accuracy,
+                verdict.trained_on,
+                verdict.evaluated_on,
+                self.model_version,
+            )
+        )
+
+    def _replace_model(self, model: base.Classifier) -> None:
+        self.model = model
+        self._argmax_of_proba = _predict_is_argmax_of_proba(model)
+        self.model_version += 1
+        # The error stream of the new model is a new stream; the old window says nothing of it.
+        self.detector = drift.ADWIN(delta=self.adwin_delta)
+
+    def drain_outcomes(self) -> list[Outcome]:
+        outcomes, self.outcomes = self.outcomes, []
+        return outcomes
+
+
+def _final_step(model: base.Estimator) -> base.Estimator:
+    if isinstance(model, compose.Pipeline):
+        return _final_step(list(model.steps.values())[-1])
+    return model
+
+
+def _predict_is_argmax_of_proba(model: base.Estimator) -> bool:
+    """True when ``predict_one`` is the arg-max of ``predict_proba_one``.
+
+    It is unless the final step overrides it; then one ``predict_proba_one`` call gives
+    both the label (same dict, same tie-break) and the probabilities at half the cost.
+    """
+    return type(_final_step(model)).predict_one is base.Classifier.predict_one

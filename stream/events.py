@@ -1,0 +1,97 @@
+"""Decode and validate Kafka record values into events, or into dead letters with a reason.
+
+The canonical value is JSON::
+
+    {"id": "optional string", "features": {"name": number | string | bool},
+     "label": bool | int | string | null, "timestamp": optional epoch seconds,
+     "seq": optional per-partition sequence number}
+
+pydantic-core parses and validates the bytes in one pass (faster than ``json.loads``
+alone), so there is no intermediate dict to walk twice.
+
+>>> decode(b'{"features": {"x": 1.5}, "label": true}').label
+True
+>>> decode(b'{"features": {"x": NaN}, "label": 1}').reason
+'non_finite'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+
+FeatureValue = StrictBool | StrictInt | StrictFloat | StrictStr
+Label = StrictBool | StrictInt | StrictStr
+
+#: Every reason a record can be dead-lettered for; metrics pre-create one series each.
+DEAD_LETTER_REASONS: Final = (
+    "empty_value",
+    "not_json",
+    "not_an_object",
+    "missing_features",
+    "bad_feature",
+    "non_finite",
+    "bad_label",
+    "bad_field",
+)
+
+
+class Event(BaseModel):
+    """One validated event; unknown extra fields are ignored for forward compatibility."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+    id: StrictStr | None = None
+    features: dict[str, FeatureValue]
+    label: Label | None = None
+    timestamp: StrictFloat | StrictInt | None = None
+    seq: StrictInt | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that could not become an event; ``reason`` is one of DEAD_LETTER_REASONS."""
+
+    reason: str
+    detail: str
+
+
+def decode(value: bytes | None) -> Event | DeadLetter:
+    """Turn one record value into an :class:`Event`, or a :class:`DeadLetter` saying why not."""
+    if not value:
+        return DeadLetter("empty_value", "the record has no value")
+    try:
+        return Event.model_validate_json(value)
+    except ValidationError as exc:
+        return _dead_letter(exc)
+
+
+def _dead_letter(exc: ValidationError) -> DeadLetter:
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    loc = first["loc"]
+    detail = f"{'.'.join(str(part) for part in loc) or 'value'}: {first['msg']}"
+    kinds = {error["type"] for error in errors}
+    if first["type"] == "json_invalid":
+        return DeadLetter("not_json", detail)
+    if first["type"] == "model_type":
+        return DeadLetter("not_an_object", detail)
+    field = loc[0] if loc else ""
+    if field == "features":
+        if first["type"] == "missing":
+            return DeadLetter("missing_features", detail)
+        reason = "non_finite" if "finite_number" in kinds else "bad_feature"
+        return DeadLetter(reason, detail)
+    if field == "label":
+        return DeadLetter("bad_label", detail)
+    return DeadLetter("bad_field", detail)
