@@ -63,6 +63,7 @@ class PartitionLearner:
         self.model_version = 1
         self.learned = 0
         self.predicted = 0
+        self.drifts = 0
         self.retrain: RetrainJob | None = None
         #: Outcomes since the caller last drained them (rare: drifts and decisions).
         self.outcomes: list[Outcome] = []
@@ -113,6 +114,7 @@ class PartitionLearner:
         if error_after <= error_before:
             return  # ADWIN also fires when the model improves; that is no reason to act
         width = int(self.detector.width)
+        self.drifts += 1
         self.outcomes.append(
             DriftDetected(offset, self.learned, error_before, error_after, width, self.drift_action)
         )

@@ -60,26 +60,33 @@ def parse_model_spec(text: str) -> base.Estimator:
     >>> parse_model_spec("tree.HoeffdingTreeClassifier(grace_periode=50)")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
-    learners.exceptions.ModelSpecError: tree.HoeffdingTreeClassifier: got an unexpected keyword ...
+    learners.exceptions.ModelSpecError: 'tree.HoeffdingTreeClassifier': got an unexpected ...
 
     """
     if not text.strip():
         raise ModelSpecError(f"the model spec is empty. {_ALLOWED}")
+    # The brackets let a spec span lines (e.g. a TOML multi-line string) and carry comments;
+    # the source keeps their offsets right for quoting offending parts.
+    source = f"(\n{text.strip()}\n)"
     try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except (SyntaxError, ValueError) as exc:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as exc:
         raise ModelSpecError(
-            f"the model spec {text!r} is not valid syntax ({exc}). {_ALLOWED}"
+            f"the model spec {text.strip()!r} is not valid syntax ({_syntax_error(exc, text)}). "
+            f"{_ALLOWED}"
         ) from None
+    except (ValueError, RecursionError) as exc:  # null bytes; absurd nesting
+        raise ModelSpecError(f"the model spec cannot be parsed ({exc}). {_ALLOWED}") from None
     try:
-        model = _Compiler(text.strip()).model(tree.body)
+        model = _Compiler(source).model(tree.body)
     except RecursionError:
         raise ModelSpecError(f"the model spec is nested too deeply. {_ALLOWED}") from None
     final = _final_step(model)
     if not isinstance(final, base.Classifier):
+        what = "an empty pipeline" if final is None else type(final).__name__
         raise ModelSpecError(
             f"the model must end in a classifier (the daemon scores accuracy), but "
-            f"{text.strip()!r} ends in {type(final).__name__}, which is not a River classifier"
+            f"{text.strip()!r} ends in {what}, which is not a River classifier"
         )
     return model
 
@@ -108,7 +115,12 @@ class _Compiler:
     def model(self, node: ast.expr) -> base.Estimator:
         """A whole spec: pipeline steps joined by ``|`` (parentheses only group)."""
         steps = [self.step(part) for part in self._pipeline_parts(node)]
-        return steps[0] if len(steps) == 1 else compose.Pipeline(*steps)
+        if len(steps) == 1:
+            return steps[0]
+        try:
+            return compose.Pipeline(*steps)
+        except Exception as exc:  # e.g. River trips over a pipeline holding an empty one
+            raise self._error(node, f"these steps do not make a pipeline ({exc!r})") from exc
 
     def _pipeline_parts(self, node: ast.expr) -> list[ast.expr]:
         if not isinstance(node, ast.BinOp):
@@ -121,6 +133,8 @@ class _Compiler:
         obj = self.instance(node)
         if not isinstance(obj, base.Estimator):
             raise self._error(node, "not an estimator, so it cannot be a pipeline step")
+        if isinstance(obj, compose.Pipeline) and not obj.steps:
+            raise self._error(node, "an empty pipeline cannot be a step")  # River chokes on it
         return obj
 
     def instance(self, node: ast.expr) -> base.Base:
@@ -210,17 +224,26 @@ class _Compiler:
             inspect.signature(cls).bind(*args, **kwargs)
         except TypeError as exc:
             accepted = ", ".join(inspect.signature(cls).parameters) or "no arguments"
-            raise ModelSpecError(f"{name}: {exc} (it accepts: {accepted})") from None
+            raise ModelSpecError(f"{name!r}: {exc} (it accepts: {accepted})") from None
         try:
             return cls(*args, **kwargs)
         except Exception as exc:  # any constructor complaint is a spec mistake at start-up
-            raise ModelSpecError(f"{name} refused its arguments: {exc}") from exc
+            raise ModelSpecError(f"{name!r} refused its arguments: {exc}") from exc
 
     def _quote(self, node: ast.expr) -> str:
-        return ast.get_source_segment(self.text, node) or ast.unparse(node)
+        segment = ast.get_source_segment(self.text, node) or ast.unparse(node)
+        return " ".join(segment.split())  # one line, for log lines
 
     def _error(self, node: ast.expr, reason: str) -> ModelSpecError:
         return ModelSpecError(f"{self._quote(node)!r}: {reason}. {_ALLOWED}")
+
+
+def _syntax_error(exc: SyntaxError, text: str) -> str:
+    """The parser's message, placed in the user's text (the wrapping brackets excluded)."""
+    line = (exc.lineno or 0) - 1
+    if 1 <= line <= len(text.strip().splitlines()):
+        return f"{exc.msg} at line {line}, column {exc.offset}"
+    return exc.msg
 
 
 def _is_literal(value: object) -> bool:
@@ -229,9 +252,14 @@ def _is_literal(value: object) -> bool:
 
 
 def _final_step(model: base.Estimator) -> object:
+    """The step that makes the predictions (None for an empty pipeline).
+
+    River 0.26 dropped ``utils.inspect.isclassifier``; its ``isinstance`` unwraps pipelines
+    but fails on an empty one, and walking the steps also names the culprit in errors.
+    """
     while isinstance(model, compose.Pipeline):
         if not model.steps:
-            return model
+            return None
         model = list(model.steps.values())[-1]
     return model
 

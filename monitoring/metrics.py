@@ -1,0 +1,124 @@
+"""The Prometheus metrics of streamlearn, built on a registry that is passed in.
+
+Names and labels are a contract with the dashboard and the alert rules
+(``docs/metrics.md``). Labels come from topic and partition numbers and a fixed set of
+reasons and outcomes, never from event content, so cardinality stays bounded.
+The hot path updates plain counters per *batch* through pre-bound children.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided
+
+OUTCOMES = ("learned", "predicted", "dead_lettered")
+PER_EVENT_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.1)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class StreamlearnMetrics:
+    """Every metric the daemon exports; create one per registry."""
+
+    def __init__(self, registry: CollectorRegistry, version: str = "unknown") -> None:
+        self.registry = registry
+        pl = ("topic", "partition")
+        self.events = Counter("streamlearn_events", "Records handled, by outcome.",
+                              (*pl, "outcome"), registry=registry)
+        self.accuracy = Gauge("streamlearn_accuracy",
+                              "Prequential accuracy: cumulative since the learner started, "
+                              "or rolling over the last labelled events.",
+                              (*pl, "window"), registry=registry)
+        self.drifts = Counter("streamlearn_drifts",
+                              "ADWIN detections on which the error rate went up.",
+                              pl, registry=registry)
+        self.resets = Counter("streamlearn_model_resets",
+                              "Serving models replaced by a fresh clone.", pl, registry=registry)
+        self.retrains = Counter("streamlearn_retrains", "Retrain decisions, by result.",
+                                (*pl, "result"), registry=registry)
+        self.adwin_width = Gauge("streamlearn_adwin_width", "ADWIN window width in events.",
+                                 pl, registry=registry)
+        self.dead_letters = Counter("streamlearn_dead_letters",
+                                    "Records dead-lettered, by machine-readable reason.",
+                                    ("reason",), registry=registry)
+        self.processing = Histogram("streamlearn_processing_seconds",
+                                    "Mean per-event processing time of each batch.",
+                                    pl, buckets=PER_EVENT_BUCKETS, registry=registry)
+        self.latency = Histogram("streamlearn_end_to_end_latency_seconds",
+                                 "Event timestamp to learned, for the newest event of each batch.",
+                                 pl, buckets=LATENCY_BUCKETS, registry=registry)
+        self.lag = Gauge("streamlearn_consumer_lag",
+                         "High watermark minus the next offset to process, in records.",
+                         pl, registry=registry)
+        self.model_version = Gauge("streamlearn_model_version",
+                                   "Serving model version; increments on each reset or promotion.",
+                                   pl, registry=registry)
+        self.last_checkpoint = Gauge("streamlearn_last_checkpoint_timestamp_seconds",
+                                     "Unix time of the last checkpoint written.",
+                                     pl, registry=registry)
+        self.checkpoints = Counter("streamlearn_checkpoints", "Checkpoints written.",
+                                   pl, registry=registry)
+        self.checkpoint_load_failures = Counter(
+            "streamlearn_checkpoint_load_failures",
+            "Checkpoints refused on load, by reason.", ("reason",), registry=registry)
+        self.ready = Gauge("streamlearn_ready",
+                           "1 when connected to the broker and consuming.", registry=registry)
+        self.build_info = Gauge("streamlearn_build_info", "Constant 1, labelled by version.",
+                                ("version",), registry=registry)
+        self.build_info.labels(version).set(1)
+
+    def precreate_reasons(self, reasons: Iterable[str]) -> None:
+        """Export zero-valued series for every reason, so rates exist before the first one."""
+        for reason in reasons:
+            self.dead_letters.labels(reason)
+
+    def partition(self, topic: str, partition: int) -> PartitionMetrics:
+        return PartitionMetrics(self, topic, str(partition))
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Drop a revoked partition's gauges so another instance's values are not shadowed."""
+        labels = (topic, str(partition))
+        for gauge in (self.adwin_width, self.lag, self.model_version, self.last_checkpoint):
+            _remove(gauge, labels)
+        for window in ("cumulative", "rolling"):
+            _remove(self.accuracy, (*labels, window))
+
+
+def _remove(metric: Gauge, labels: tuple[str, ...]) -> None:
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)
+
+
+class PartitionMetrics:
+    """The children of one topic-partition, bound once so a batch update is a few adds."""
+
+    def __init__(self, metrics: StreamlearnMetrics, topic: str, partition: str) -> None:
+        m, labels = metrics, (topic, partition)
+        self.learned = m.events.labels(*labels, "learned")
+        self.predicted = m.events.labels(*labels, "predicted")
+        self.dead_lettered = m.events.labels(*labels, "dead_lettered")
+        self.cumulative = m.accuracy.labels(*labels, "cumulative")
+        self.rolling = m.accuracy.labels(*labels, "rolling")
+        self.drifts = m.drifts.labels(*labels)
+        self.resets = m.resets.labels(*labels)
+        self.promoted = m.retrains.labels(*labels, "promoted")
+        self.rejected = m.retrains.labels(*labels, "rejected")
+        self.adwin_width = m.adwin_width.labels(*labels)
+        self.processing = m.processing.labels(*labels)
+        self.latency = m.latency.labels(*labels)
+        self.lag = m.lag.labels(*labels)
+        self.model_version = m.model_version.labels(*labels)
+        self.last_checkpoint = m.last_checkpoint.labels(*labels)
+        self.checkpoints = m.checkpoints.labels(*labels)
+
+    def record_outcomes(self, outcomes: Iterable[Outcome]) -> None:
+        for outcome in outcomes:
+            if isinstance(outcome, DriftDetected):
+                self.drifts.inc()
+            elif isinstance(outcome, ModelReset):
+                self.resets.inc()
+            elif isinstance(outcome, RetrainDecided):
+                (self.promoted if outcome.promoted else self.rejected).inc()

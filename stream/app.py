@@ -1,0 +1,142 @@
+"""The composition root: build the settings once, then every collaborator, and run."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from types import FrameType
+
+from kafka import TopicPartition
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, disable_created_metrics
+
+from learners.prequential import PartitionLearner
+from learners.spec import describe_model, parse_model_spec
+from monitoring.exporter import MetricsServer
+from monitoring.metrics import StreamlearnMetrics
+from stream.daemon import Daemon, LoopTiming
+from stream.event_log import EventLog
+from stream.events import DEAD_LETTER_REASONS
+from stream.exceptions import StreamError
+from stream.kafka_io import ensure_topics, make_consumer, make_producer, make_replay_consumer
+from stream.publisher import Publisher
+from stream.replay import Replayer
+from stream.settings import RunSettings
+
+log = logging.getLogger("streamlearn")
+
+
+def package_version() -> str:
+    try:
+        return version("streamlearn")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", force=True
+    )
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def learner_factory(settings: RunSettings) -> Callable[[TopicPartition], PartitionLearner]:
+    blueprint = parse_model_spec(settings.model)  # a bad spec fails here, at start-up
+
+    def new_learner(tp: TopicPartition) -> PartitionLearner:
+        return PartitionLearner(
+            blueprint.clone(),  # type: ignore[arg-type]
+            drift_action=settings.drift_action,
+            adwin_delta=settings.adwin_delta,
+            rolling_window=settings.rolling_window,
+            max_retrain_events=settings.max_retrain_events,
+            min_retrain_events=settings.min_retrain_events,
+            holdout_events=settings.retrain_holdout_events,
+        )
+
+    log.info("model: %s; drift action: %s", describe_model(blueprint), settings.drift_action)
+    return new_learner
+
+
+def run_daemon(settings: RunSettings, status_interval_s: float = 10.0) -> int:
+    """Run ``streamlearn run`` until SIGTERM/SIGINT or idle; returns the exit code."""
+    new_learner = learner_factory(settings)
+    disable_created_metrics()  # *_created series only double what Prometheus scrapes
+    registry = CollectorRegistry()
+    metrics = StreamlearnMetrics(registry, package_version())
+    metrics.precreate_reasons(DEAD_LETTER_REASONS)
+    kafka_config = settings.kafka_config()
+    consumer = _connect(settings)
+    outputs = [t for t in (settings.predictions_topic, settings.dead_letter_topic) if t]
+    if outputs:
+        ensure_topics(kafka_config, outputs)
+    publisher = Publisher(
+        make_producer(kafka_config) if outputs else None,
+        settings.predictions_topic,
+        settings.dead_letter_topic,
+    )
+    timing = LoopTiming(
+        commit_interval_s=settings.commit_interval,
+        status_interval_s=status_interval_s,
+        stop_after_idle_s=settings.stop_after_idle,
+    )
+    daemon = Daemon(
+        consumer, settings.topic, new_learner, publisher, metrics,
+        Replayer(lambda: make_replay_consumer(settings)), EventLog(settings.event_log), timing,
+    )
+    server = MetricsServer(registry, daemon.ready, settings.metrics_host, settings.metrics_port)
+    server.start()
+    log.info("metrics on http://%s:%d/metrics, health on /healthz",
+             _display_host(settings.metrics_host), server.port)
+    restore = _stop_on_signals(daemon.stop)
+    try:
+        return daemon.run()
+    finally:
+        restore()
+        server.stop()
+        daemon.replayer.close()
+        publisher.close()
+        consumer.close(autocommit=False)
+        log.info("stopped")
+
+
+def _connect(settings: RunSettings) -> KafkaConsumer:
+    """Wait for the broker with backoff: a daemon started before its broker is normal."""
+    deadline = time.monotonic() + settings.outage_timeout
+    delay = 0.5
+    while True:
+        try:
+            return make_consumer(settings)
+        except KafkaError as exc:
+            if time.monotonic() + delay > deadline:
+                raise StreamError(
+                    f"no broker answered at {settings.bootstrap_servers} for "
+                    f"{settings.outage_timeout:.0f} s: {exc}"
+                ) from exc
+            log.warning("broker %s not reachable (%s); retrying in %.1f s",
+                        settings.bootstrap_servers, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else host
+
+
+def _stop_on_signals(stop: Callable[[], None]) -> Callable[[], None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: finishing the batch, flushing and committing",
+                 signal.Signals(signum).name)
+        stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore

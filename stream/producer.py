@@ -1,0 +1,481 @@
+"""``streamlearn produce``: publish a synthetic or replayed stream of canonical events.
+
+Each event goes to partition ``i % P`` explicitly, so every partition's ``seq`` runs
+0, 1, 2, ... without gaps, and the drift points of the generator stay where they were
+put in the global order (event ``i`` is ``"<seed>-<i>"``). Sends are not awaited one
+by one: delivery results arrive through callbacks and are tallied, then one flush
+waits for all of them. The producer is idempotent (kafka-python's default), so
+retries neither duplicate nor reorder records within a partition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+import numpy as np
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from stream.exceptions import SettingsError
+from stream.generators import (
+    GENERATORS,
+    Pair,
+    SourceError,
+    concept_stream,
+    file_stream,
+    validate_drift_at,
+)
+
+KeyStrategy = Literal["id", "none"]
+KEY_STRATEGIES: tuple[str, ...] = ("id", "none")
+
+# Settings the producer owns; a passthrough that sets them would contradict it.
+_OWNED_SETTINGS = frozenset({"bootstrap_servers", "key_serializer", "value_serializer"})
+# Larger batches and a short linger: throughput without a noticeable delay.
+_PRODUCER_TUNING: dict[str, Any] = {"linger_ms": 20, "batch_size": 256 * 1024}
+_PROGRESS_EVERY_S = 0.2
+_PLAIN = frozenset({bool, int, float, str, type(None)})
+
+
+@dataclass(frozen=True)
+class ProduceOptions:
+    """Everything ``produce`` needs; checked on construction.
+
+    ``partitions=None`` uses the partitions of an existing topic, or creates it with one.
+    ``kafka_config`` is passed to the producer and admin client as given (security
+    settings such as ``security_protocol``, ``sasl_*``, ``ssl_*``).
+    """
+
+    bootstrap_servers: str
+    topic: str
+    count: int | None = None
+    seed: int = 42
+    generator: str = "sea"
+    drift_at: tuple[int, ...] = ()
+    partitions: int | None = None
+    rate: float | None = None
+    file: Path | None = None
+    label_column: str | None = None
+    key: KeyStrategy = "id"
+    kafka_config: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap_servers.strip():
+            raise SettingsError("bootstrap servers must not be empty")
+        if not self.topic.strip():
+            raise SettingsError("topic must not be empty")
+        if self.count is None and self.file is None:
+            raise SettingsError("count is required unless events come from a file")
+        if self.count is not None and self.count <= 0:
+            raise SettingsError(f"count must be positive, got {self.count}")
+        if self.partitions is not None and self.partitions < 1:
+            raise SettingsError(f"partitions must be at least 1, got {self.partitions}")
+        if self.rate is not None and not (math.isfinite(self.rate) and self.rate > 0):
+            raise SettingsError(f"rate must be a positive number of events/s, got {self.rate}")
+        if self.key not in KEY_STRATEGIES:
+            raise SettingsError(f"key must be one of {KEY_STRATEGIES}, got {self.key!r}")
+        owned = sorted(_OWNED_SETTINGS & set(self.kafka_config))
+        if owned:
+            raise SettingsError(f"kafka_config must not set {owned}: the producer owns them")
+        unknown = sorted(set(self.kafka_config) - set(KafkaProducer.DEFAULT_CONFIG))
+        if unknown:
+            raise SettingsError(f"unknown Kafka producer settings: {unknown}")
+        self._check_source()
+
+    def _check_source(self) -> None:
+        if self.file is not None:
+            if self.drift_at:
+                raise SettingsError("drift points apply to generators, not to a replayed file")
+            return
+        if self.label_column is not None:
+            raise SettingsError("a label column applies to a replayed file, not a generator")
+        if self.generator not in GENERATORS:
+            raise SettingsError(
+                f"unknown generator {self.generator!r}; choose one of: {', '.join(GENERATORS)}"
+            )
+        try:
+            validate_drift_at(self.drift_at, self.count)
+        except SourceError as exc:
+            raise SettingsError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class ProduceSummary:
+    """What a run did: delivered and failed counts, time taken, first errors."""
+
+    topic: str
+    partitions: int
+    produced: int
+    failed: int
+    elapsed_s: float
+    drift_at: tuple[int, ...] = ()
+    errors: tuple[str, ...] = ()
+
+    @property
+    def events_per_s(self) -> float:
+        return self.produced / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def line(self) -> str:
+        """One human line, e.g. ``produced 100 events to T (2 partitions) in 0.1 s, ...``.
+
+        >>> ProduceSummary("T", 2, 100_000, 0, 3.125).line()
+        'produced 100000 events to T (2 partitions) in 3.1 s, 32,000 events/s, 0 failed'
+        """
+        noun = "partition" if self.partitions == 1 else "partitions"
+        drifts = f", drifts at {list(self.drift_at)}" if self.drift_at else ""
+        return (
+            f"produced {self.produced} events to {self.topic} ({self.partitions} {noun})"
+            f" in {self.elapsed_s:.1f} s, {self.events_per_s:,.0f} events/s{drifts},"
+            f" {self.failed} failed"
+        )
+
+
+class Pacer:
+    """Hold a steady rate: event ``n`` is due at ``start + n / rate`` on ``clock``.
+
+    Due times come from the count, not from summing sleeps, so the rate does not drift
+    with sleep overshoot; sleeps shorter than ``min_sleep_s`` are skipped and caught up
+    on the next one. After a stall longer than ``max_backlog_s`` the schedule restarts
+    (like a token bucket of that size) instead of bursting to make up all lost time.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        min_sleep_s: float = 0.001,
+        max_backlog_s: float = 1.0,
+    ) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.sleep = sleep
+        self.min_sleep_s = min_sleep_s
+        self.max_backlog_s = max_backlog_s
+        self._start: float | None = None
+        self._sent = 0
+
+    def wait(self) -> float:
+        """Block until the next event is due; return the seconds slept (0 when none)."""
+        now = self.clock()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._sent / self.rate
+        if now - due > self.max_backlog_s:
+            self._start = now - self.max_backlog_s - self._sent / self.rate
+            due = now - self.max_backlog_s
+        self._sent += 1
+        delay = due - now
+        if delay < self.min_sleep_s:
+            return 0.0
+        self.sleep(delay)
+        return delay
+
+
+class _Tally:
+    """Delivery results, written by the producer's I/O thread and read at the end."""
+
+    max_errors = 5
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.failed = 0
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+
+    def ok(self, _metadata: object) -> None:
+        with self._lock:
+            self.delivered += 1
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            self.failed += 1
+            if len(self.errors) < self.max_errors:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+def json_safe(value: Any) -> Any:
+    """A feature or label as a plain JSON value (numpy scalars to Python, keys to str).
+
+    >>> import numpy as np
+    >>> json_safe({0: np.float64(1.5), "b": np.bool_(True), "c": np.int64(3)})
+    {'0': 1.5, 'b': True, 'c': 3}
+    """
+    kind = type(value)
+    if kind in _PLAIN:  # the common case, checked by exact type: it runs per feature
+        return value
+    if isinstance(value, dict):
+        return {k if type(k) is str else str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, np.generic):  # before float: np.float64 is a float subclass
+        return value.item()  # item() keeps np.bool_ a bool, not 0/1
+    if isinstance(value, bool | int | float | str):
+        return value
+    raise SourceError(f"value {value!r} of type {kind.__name__} is not JSON-safe")
+
+
+def encode_event(event_id: str, features: dict[Any, Any], label: Any, seq: int) -> bytes:
+    """The canonical event as compact JSON bytes (NaN/inf refused: not JSON)."""
+    event = {
+        "id": event_id,
+        "features": json_safe(features),
+        "label": json_safe(label),
+        "timestamp": time.time(),
+        "seq": seq,
+    }
+    return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
+
+
+def source_events(options: ProduceOptions) -> Iterator[Pair]:
+    """The (features, label) pairs the options ask for."""
+    if options.file is not None:
+        rows = file_stream(options.file, label_column=options.label_column)
+        return itertools.islice(rows, options.count) if options.count else rows
+    return concept_stream(
+        options.generator, seed=options.seed, drift_at=options.drift_at, count=options.count
+    )
+
+
+def ensure_topic(options: ProduceOptions, out: TextIO) -> int:
+    """Create the topic if missing; return how many partitions to write to."""
+    wanted = options.partitions
+    admin_config = {
+        k: v for k, v in options.kafka_config.items() if k in KafkaAdminClient.DEFAULT_CONFIG
+    }
+    admin = KafkaAdminClient(bootstrap_servers=options.bootstrap_servers, **admin_config)
+    try:
+        existing = _partition_count(admin, options.topic)
+        if existing is None:
+            try:
+                spec = {"num_partitions": wanted or 1, "replication_factor": -1}
+                admin.create_topics({options.topic: spec})
+            except TopicAlreadyExistsError:
+                pass  # created meanwhile by someone else; describe it below
+            admin.wait_for_topics([options.topic], timeout_ms=10_000)
+            existing = _partition_count(admin, options.topic) or (wanted or 1)
+    finally:
+        admin.close()
+    if wanted is None:
+        return existing
+    if existing < wanted:
+        out.write(
+            f"warning: topic {options.topic} has {existing} partitions, fewer than the"
+            f" {wanted} asked for; writing to {existing}\n"
+        )
+        return existing
+    return wanted
+
+
+def _partition_count(admin: KafkaAdminClient, topic: str) -> int | None:
+    (described,) = admin.describe_topics([topic])
+    if described["error_code"] != 0 or not described["partitions"]:
+        return None
+    return len(described["partitions"])
+
+
+def produce(options: ProduceOptions, *, out: TextIO = sys.stderr) -> ProduceSummary:
+    """Publish the events ``options`` describe; return what was delivered and failed."""
+    events = source_events(options)  # fail on a bad file before touching the broker
+    partitions = ensure_topic(options, out)
+    producer = KafkaProducer(
+        bootstrap_servers=options.bootstrap_servers,
+        **{**_PRODUCER_TUNING, **options.kafka_config},
+    )
+    tally = _Tally()
+    progress = _Progress(out, options.count)
+    start = time.monotonic()
+    try:
+        _send_all(producer, options, partitions, events, tally, progress)
+        producer.flush()
+    finally:
+        producer.close()
+    elapsed = time.monotonic() - start
+    progress.done()
+    summary = ProduceSummary(
+        topic=options.topic,
+        partitions=partitions,
+        produced=tally.delivered,
+        failed=tally.failed,
+        elapsed_s=elapsed,
+        drift_at=options.drift_at,
+        errors=tuple(tally.errors),
+    )
+    out.write(summary.line() + "\n")
+    for error in summary.errors:
+        out.write(f"  delivery error: {error}\n")
+    return summary
+
+
+def _send_all(
+    producer: KafkaProducer,
+    options: ProduceOptions,
+    partitions: int,
+    events: Iterator[Pair],
+    tally: _Tally,
+    progress: _Progress,
+) -> None:
+    pacer = Pacer(options.rate) if options.rate else None
+    seqs = [0] * partitions
+    for i, (features, label) in enumerate(events):
+        if pacer is not None:
+            pacer.wait()
+        partition = i % partitions
+        event_id = f"{options.seed}-{i}"
+        value = encode_event(event_id, features, label, seqs[partition])
+        seqs[partition] += 1
+        key = event_id.encode() if options.key == "id" else None
+        try:
+            future = producer.send(options.topic, value=value, key=key, partition=partition)
+        except KafkaError as exc:  # refused before it left: buffer full, too large, ...
+            tally.fail(exc)
+            continue
+        future.add_callback(tally.ok)
+        future.add_errback(tally.fail)
+        progress.update(i + 1)
+
+
+class _Progress:
+    """A ``\\r`` progress line on a terminal; silent otherwise."""
+
+    def __init__(self, out: TextIO, total: int | None) -> None:
+        self.out = out
+        self.total = total
+        self.enabled = bool(getattr(out, "isatty", lambda: False)())
+        self._start = time.monotonic()
+        self._last = 0.0
+
+    def update(self, sent: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < _PROGRESS_EVERY_S and sent != self.total:
+            return
+        self._last = now
+        eps = sent / max(now - self._start, 1e-9)
+        of = f"/{self.total} ({100 * sent / self.total:.0f}%)" if self.total else ""
+        self.out.write(f"\r{sent}{of} events, {eps:,.0f} events/s ")
+        self.out.flush()
+
+    def done(self) -> None:
+        if self.enabled and self._last:
+            self.out.write("\n")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``streamlearn produce``."""
+    add = parser.add_argument
+    add(
+        "--bootstrap-servers",
+        required=True,
+        metavar="HOST:PORT[,...]",
+        help="Kafka bootstrap servers, comma-separated",
+    )
+    add("--topic", required=True, help="topic to publish to; created if missing")
+    add(
+        "--count",
+        type=int,
+        metavar="N",
+        help="number of events to produce; required with a generator, with --file"
+        " defaults to every row of the file",
+    )
+    add(
+        "--seed",
+        type=int,
+        default=42,
+        help="random seed: the same seed gives the same events; ids are '<seed>-<index>'"
+        " (default: %(default)s)",
+    )
+    add(
+        "--generator",
+        default="sea",
+        choices=GENERATORS,
+        help="River synthetic stream to draw events from (default: %(default)s)",
+    )
+    add(
+        "--drift-at",
+        type=int,
+        action="append",
+        default=[],
+        metavar="K",
+        help="abrupt concept change at event index K (repeatable, increasing): event K is"
+        " the first of another concept of the same generator",
+    )
+    add(
+        "--partitions",
+        type=int,
+        metavar="P",
+        help="partitions to create the topic with and write to, event i going to"
+        " partition i %% P (default: the existing topic's count, else 1)",
+    )
+    add(
+        "--rate",
+        type=float,
+        metavar="EPS",
+        help="events per second to pace at (default: as fast as possible)",
+    )
+    add(
+        "--file",
+        type=Path,
+        metavar="PATH",
+        help="replay a CSV or JSON-lines file (by extension) instead of a generator",
+    )
+    add(
+        "--label-column",
+        metavar="C",
+        help="with --file: the column or key holding the label (default: 'label');"
+        " canonical JSON lines with a 'features' object use their own 'label'",
+    )
+    add(
+        "--key",
+        choices=KEY_STRATEGIES,
+        default="id",
+        help="record key: the event id, or none (default: %(default)s)",
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> ProduceOptions:
+    """Build the options from parsed arguments; :class:`SettingsError` when they conflict."""
+    return ProduceOptions(
+        bootstrap_servers=args.bootstrap_servers,
+        topic=args.topic,
+        count=args.count,
+        seed=args.seed,
+        generator=args.generator,
+        drift_at=tuple(args.drift_at or ()),
+        partitions=args.partitions,
+        rate=args.rate,
+        file=args.file,
+        label_column=args.label_column,
+        key=args.key,
+    )
+
+
+def run_produce(args: argparse.Namespace, *, out: TextIO = sys.stderr) -> int:
+    """Run ``streamlearn produce``.
+
+    Returns 0 when every event was delivered, 1 when some failed or Kafka did not
+    answer, 2 when the options or the file were refused.
+    """
+    try:
+        options = options_from_args(args)
+        summary = produce(options, out=out)
+    except (SettingsError, SourceError) as exc:
+        out.write(f"error: {exc}\n")
+        return 2
+    except KafkaError as exc:
+        out.write(f"error: Kafka refused or did not answer: {type(exc).__name__}: {exc}\n")
+        return 1
+    return 1 if summary.failed else 0

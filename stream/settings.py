@@ -1,0 +1,193 @@
+"""The daemon's settings: one frozen model, from CLI > environment > TOML file > defaults.
+
+Every field is a ``--kebab-case`` option and a ``STREAMLEARN_UPPER_SNAKE`` environment
+variable; ``--config FILE`` names a TOML file whose keys are the field names. Unknown
+keys, unknown ``STREAMLEARN_*`` variables and contradictory settings are refused at
+start-up with a message naming them (as kafka-python does with its own configs).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from stream.exceptions import SettingsError
+
+ENV_PREFIX = "STREAMLEARN_"
+DEFAULT_MODEL = "preprocessing.StandardScaler | linear_model.LogisticRegression"
+
+
+class RunSettings(BaseSettings):
+    """Settings of ``streamlearn run``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, validate_default=True
+    )
+
+    # -- where from, where to -------------------------------------------------------
+    bootstrap_servers: str = Field(description="Kafka bootstrap servers, host:port[,host:port]")
+    topic: str = Field(description="topic of labelled events to learn from")
+    group_id: str = Field("streamlearn", description="consumer group; instances share partitions")
+    predictions_topic: str | None = Field(None, description="publish every prediction here")
+    dead_letter_topic: str | None = Field(
+        None, description="publish undecodable records here, with the reason in headers"
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="where a group with no committed offset starts"
+    )
+
+    # -- learning ---------------------------------------------------------------------
+    model: str = Field(DEFAULT_MODEL, description="River model, e.g. 'tree.HoeffdingTreeClassifier'")
+    drift_action: Literal["none", "reset", "retrain"] = Field(
+        "reset", description="what to do when ADWIN sees the error rate go up"
+    )
+    adwin_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence parameter")
+    rolling_window: int = Field(1000, ge=1, description="labelled events in the rolling accuracy")
+    max_retrain_events: int = Field(
+        20_000, ge=1, description="at most this many events replayed into a retrain candidate"
+    )
+    min_retrain_events: int = Field(
+        100, ge=1, description="at least this many events replayed into a retrain candidate"
+    )
+    retrain_holdout_events: int = Field(
+        300, ge=1, description="live events both models are scored on before a promotion"
+    )
+
+    # -- running ----------------------------------------------------------------------
+    metrics_host: str = Field("0.0.0.0", description="address the metrics endpoint binds")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="/metrics and /healthz; 0 = any")
+    stop_after_idle: float | None = Field(
+        None, gt=0, description="exit 0 after this many seconds without new records"
+    )
+    event_log: Path | None = Field(None, description="append drifts and accuracy as JSON lines")
+    max_poll_records: int = Field(5000, ge=1, description="records fetched per poll at most")
+    commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
+    session_timeout_ms: int = Field(10_000, ge=1000, description="consumer group session timeout")
+    max_poll_interval_ms: int = Field(300_000, ge=1000, description="longest gap between polls")
+    outage_timeout: float = Field(
+        300.0, gt=0, description="exit non-zero when no broker answers for this many seconds"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+
+    # -- connection security ------------------------------------------------------------
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (with a SASL_* protocol)"
+    )
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged)")
+    ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers")
+    ssl_certfile: Path | None = Field(None, description="client certificate (PEM)")
+    ssl_keyfile: Path | None = Field(None, description="client private key (PEM)")
+    ssl_password: SecretStr | None = Field(None, description="password of the client key")
+
+    @model_validator(mode="after")
+    def _no_contradictions(self) -> RunSettings:
+        outputs = {"predictions_topic": self.predictions_topic,
+                   "dead_letter_topic": self.dead_letter_topic}
+        for name, value in outputs.items():
+            if value is not None and value == self.topic:
+                raise ValueError(f"{name} must differ from the input topic {self.topic!r}")
+        if self.predictions_topic and self.predictions_topic == self.dead_letter_topic:
+            raise ValueError("predictions_topic and dead_letter_topic must differ")
+        if self.min_retrain_events > self.max_retrain_events:
+            raise ValueError("min_retrain_events is larger than max_retrain_events")
+        self._check_security()
+        return self
+
+    def _check_security(self) -> None:
+        sasl = self.security_protocol.startswith("SASL")
+        if sasl and (not self.sasl_mechanism or not self.sasl_username or not self.sasl_password):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_mechanism, "
+                "sasl_username and sasl_password"
+            )
+        if not sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password):
+            raise ValueError(f"SASL settings given but security_protocol is {self.security_protocol}")
+        ssl_given = self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile or self.ssl_password
+        if ssl_given and not self.security_protocol.endswith("SSL"):
+            raise ValueError(f"SSL settings given but security_protocol is {self.security_protocol}")
+
+    def kafka_config(self) -> dict[str, Any]:
+        """Connection settings as kafka-python keyword arguments, secrets revealed only here."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            config["sasl_mechanism"] = self.sasl_mechanism
+            config["sasl_plain_username"] = self.sasl_username
+            config["sasl_plain_password"] = _reveal(self.sasl_password)
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name) is not None:
+                config[name] = str(getattr(self, name))
+        if self.ssl_password is not None:
+            config["ssl_password"] = _reveal(self.ssl_password)
+        return config
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = settings_cls.model_config.get("toml_file")
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        if toml_file:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=toml_file),)
+        return sources
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
+def load_settings(
+    cli_values: dict[str, Any], config_file: Path | None = None, environ: dict[str, str] | None = None
+) -> RunSettings:
+    """Build the settings once, or raise :class:`SettingsError` saying what is wrong."""
+    environ = dict(os.environ) if environ is None else environ
+    _refuse_unknown_env(environ)
+    cls: type[RunSettings] = RunSettings
+    if config_file is not None:
+        if not config_file.is_file():
+            raise SettingsError(f"config file {config_file} does not exist")
+        cls = type("RunSettingsFromFile", (RunSettings,),
+                   {"model_config": {**RunSettings.model_config, "toml_file": config_file}})
+    given = {key: value for key, value in cli_values.items() if value is not None}
+    try:
+        return cls(**given)
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+
+
+def _refuse_unknown_env(environ: dict[str, str]) -> None:
+    known = {ENV_PREFIX + name.upper() for name in RunSettings.model_fields}
+    # The checkpoint key is read where checkpoints are, not a run setting.
+    known.add(ENV_PREFIX + "CHECKPOINT_KEY")
+    unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
+    if unknown:
+        raise SettingsError(f"unknown environment variable(s): {', '.join(unknown)}")
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if error["loc"] else message)
+    return "invalid settings:\n  " + "\n  ".join(lines)
