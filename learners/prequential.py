@@ -64,6 +64,7 @@ class PartitionLearner:
         self.learned = 0
         self.predicted = 0
         self.drifts = 0
+        self.last_offset = -1
         self.retrain: RetrainJob | None = None
         #: Outcomes since the caller last drained them (rare: drifts and decisions).
         self.outcomes: list[Outcome] = []
@@ -101,8 +102,9 @@ class PartitionLearner:
         detected = y_pred is not None and self.detector.drift_detected
         self.model.learn_one(x, y)
         self.learned += 1
+        self.last_offset = offset
         if self.retrain is not None and self.retrain.observe_live(x, y, hit):
-            self._finish_retrain(offset)
+            self._finish_retrain()
         if detected:
             self._on_detection(offset, error_before)
         return y_pred, proba
@@ -134,8 +136,14 @@ class PartitionLearner:
         )
         self.outcomes.append(RetrainRequested(start, end))
 
-    def _finish_retrain(self, offset: int) -> None:
+    def settle_retrain(self) -> None:
+        """Decide a retrain that became ready outside ``step`` (when its replay ended)."""
+        if self.retrain is not None and self.retrain.ready:
+            self._finish_retrain()
+
+    def _finish_retrain(self) -> None:
         assert self.retrain is not None
+        offset = self.last_offset
         verdict = self.retrain.decide()
         if verdict.promoted:
             self._replace_model(self.retrain.candidate)

@@ -3,18 +3,22 @@
 The job is pure bookkeeping; the application feeds it. Its life:
 
 1. *replaying* -- the events since ADWIN's estimated change point are replayed from the
-   log into the candidate (``train``); live events that arrive meanwhile are kept, in
-   order, so the candidate misses nothing (``observe_live`` buffers them).
-2. ``replay_finished`` trains the candidate on the kept live events and starts
-   *shadowing*: for the next ``holdout_events`` labelled live events both models predict
-   before either learns, so both are scored on events neither had trained on.
-3. Then ``decide`` says whether the candidate scored strictly better.
+   log into the candidate (``train``). Live events that arrive meanwhile are kept, in
+   order, with whether the serving model got them right (``observe_live``).
+2. ``replay_finished`` starts *shadowing*: the candidate predicts each kept live event
+   before learning it, and then each new one, until ``holdout_events`` were scored. The
+   serving model also predicted each of them before learning it, so both are scored on
+   the most recent events neither had trained on. Kept events are what make a retrain
+   finish while the daemon catches up on a backlog, when no event is newer than them.
+3. Once ``ready``, ``decide`` says whether the candidate scored strictly better.
 
 >>> from river import linear_model
 >>> job = RetrainJob(linear_model.LogisticRegression(), holdout_events=2)
 >>> job.train({"x": 1.0}, True)
->>> job.replay_finished()
 >>> job.observe_live({"x": 1.0}, True, serving_hit=False)
+False
+>>> job.replay_finished()
+>>> job.ready
 False
 >>> job.observe_live({"x": 1.0}, True, serving_hit=False)
 True
@@ -58,7 +62,7 @@ class RetrainJob:
         self.trained_on = 0
         # A bounded buffer: if a replay were ever slower than the live stream, the oldest
         # live events fall out rather than memory growing without end.
-        self._live: deque[tuple[dict[str, Any], Any]] = deque(maxlen=max_buffered)
+        self._live: deque[tuple[dict[str, Any], Any, bool]] = deque(maxlen=max_buffered)
         self._evaluated = 0
         self._candidate_hits = 0
         self._serving_hits = 0
@@ -69,22 +73,29 @@ class RetrainJob:
         self.trained_on += 1
 
     def replay_finished(self) -> None:
-        """The pool is exhausted: catch up on the live events kept meanwhile, then shadow."""
-        while self._live:
-            x, y = self._live.popleft()
-            self.train(x, y)
+        """The pool is exhausted: score and learn the live events kept meanwhile."""
         self.state = SHADOWING
+        while self._live:
+            self._shadow(*self._live.popleft())
 
     def observe_live(self, x: dict[str, Any], y: Any, serving_hit: bool) -> bool:
         """Show the job one labelled live event; returns True when it is ready to ``decide``."""
         if self.state == REPLAYING:
-            self._live.append((x, y))
+            self._live.append((x, y, serving_hit))
             return False
-        self._candidate_hits += self.candidate.predict_one(x) == y
-        self._serving_hits += serving_hit
-        self._evaluated += 1
-        self.train(x, y)
+        self._shadow(x, y, serving_hit)
+        return self.ready
+
+    @property
+    def ready(self) -> bool:
         return self._evaluated >= self.holdout_events
+
+    def _shadow(self, x: dict[str, Any], y: Any, serving_hit: bool) -> None:
+        if not self.ready:
+            self._candidate_hits += self.candidate.predict_one(x) == y
+            self._serving_hits += serving_hit
+            self._evaluated += 1
+        self.train(x, y)
 
     def decide(self) -> Verdict:
         evaluated = max(self._evaluated, 1)

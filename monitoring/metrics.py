@@ -100,8 +100,10 @@ class PartitionMetrics:
         self.learned = m.events.labels(*labels, "learned")
         self.predicted = m.events.labels(*labels, "predicted")
         self.dead_lettered = m.events.labels(*labels, "dead_lettered")
-        self.cumulative = m.accuracy.labels(*labels, "cumulative")
-        self.rolling = m.accuracy.labels(*labels, "rolling")
+        self._accuracy = m.accuracy
+        self._labels = labels
+        self._cumulative: Gauge | None = None
+        self._rolling: Gauge | None = None
         self.drifts = m.drifts.labels(*labels)
         self.resets = m.resets.labels(*labels)
         self.promoted = m.retrains.labels(*labels, "promoted")
@@ -113,6 +115,15 @@ class PartitionMetrics:
         self.model_version = m.model_version.labels(*labels)
         self.last_checkpoint = m.last_checkpoint.labels(*labels)
         self.checkpoints = m.checkpoints.labels(*labels)
+
+    def set_accuracy(self, cumulative: float, rolling: float) -> None:
+        """Bound on first use: a partition that has scored nothing exports no accuracy
+        (a 0 would read as a collapse and fire the accuracy alert)."""
+        if self._cumulative is None or self._rolling is None:
+            self._cumulative = self._accuracy.labels(*self._labels, "cumulative")
+            self._rolling = self._accuracy.labels(*self._labels, "rolling")
+        self._cumulative.set(cumulative)
+        self._rolling.set(rolling)
 
     def record_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         for outcome in outcomes:

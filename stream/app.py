@@ -62,11 +62,21 @@ def learner_factory(settings: RunSettings) -> Callable[[TopicPartition], Partiti
     return new_learner
 
 
-def run_daemon(settings: RunSettings, status_interval_s: float = 10.0) -> int:
-    """Run ``streamlearn run`` until SIGTERM/SIGINT or idle; returns the exit code."""
+def run_daemon(
+    settings: RunSettings,
+    *,
+    registry: CollectorRegistry | None = None,
+    handle_signals: bool = True,
+    status_interval_s: float = 10.0,
+) -> int:
+    """Run ``streamlearn run`` until SIGTERM/SIGINT or idle; returns the exit code.
+
+    Tests pass their own ``registry`` to read the final metrics, and run it off the
+    main thread with ``handle_signals=False`` (signals reach the main thread only).
+    """
     new_learner = learner_factory(settings)
     disable_created_metrics()  # *_created series only double what Prometheus scrapes
-    registry = CollectorRegistry()
+    registry = CollectorRegistry() if registry is None else registry
     metrics = StreamlearnMetrics(registry, package_version())
     metrics.precreate_reasons(DEAD_LETTER_REASONS)
     kafka_config = settings.kafka_config()
@@ -92,7 +102,7 @@ def run_daemon(settings: RunSettings, status_interval_s: float = 10.0) -> int:
     server.start()
     log.info("metrics on http://%s:%d/metrics, health on /healthz",
              _display_host(settings.metrics_host), server.port)
-    restore = _stop_on_signals(daemon.stop)
+    restore = _stop_on_signals(daemon.stop) if handle_signals else (lambda: None)
     try:
         return daemon.run()
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
@@ -19,6 +19,7 @@ from kafka.structs import OffsetAndMetadata
 
 from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided, RetrainRequested
 from learners.prequential import PartitionLearner
+from learners.retraining import REPLAYING
 from monitoring.metrics import PartitionMetrics, StreamlearnMetrics
 from stream.event_log import EventLog
 from stream.events import DeadLetter, decode
@@ -42,6 +43,8 @@ class PartitionSlot:
     # Learner counts already added to the metric counters.
     reported_learned: int = 0
     reported_predicted: int = 0
+    # Records polled but held back while the partition's retrain replays.
+    backlog: list[ConsumerRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class LoopTiming:
     status_interval_s: float = 10.0
     accuracy_log_interval_s: float = 2.0
     retrain_budget_s: float = 0.1
+    live_slice_during_replay: int = 1000
     stop_after_idle_s: float | None = None
 
 
@@ -80,7 +84,8 @@ class Daemon:
         self.clock = clock
         self.slots: dict[TopicPartition, PartitionSlot] = {}
         self._stopping = False
-        self._last_record_at = clock()
+        # None until the first assignment: joining a group can take longer than the idle limit.
+        self._last_record_at: float | None = None
         self._last_commit_at = clock()
         self._last_status_at = clock()
         self._last_accuracy_at = clock()
@@ -107,6 +112,7 @@ class Daemon:
                 if self._idle_too_long():
                     log.info("no new records for %.1f s; stopping", self.timing.stop_after_idle_s)
                     break
+            self._stopping = True
             self._commit()
         finally:
             self.metrics.ready.set(0)
@@ -114,8 +120,8 @@ class Daemon:
         return 0
 
     def _idle_too_long(self) -> bool:
-        idle = self.timing.stop_after_idle_s
-        return idle is not None and self.clock() - self._last_record_at >= idle
+        idle, last = self.timing.stop_after_idle_s, self._last_record_at
+        return idle is not None and last is not None and self.clock() - last >= idle
 
     def _cycle(self) -> None:
         batches = self.consumer.poll(timeout_ms=int(self.timing.poll_timeout_s * 1000))
@@ -124,9 +130,12 @@ class Daemon:
         for tp, records in batches.items():
             slot = self.slots.get(tp)
             if slot is not None:
-                self._handle(slot, records)
+                self._feed(slot, records)
         if self.replayer.busy:
-            self.replayer.advance(self.timing.retrain_budget_s)
+            self._advance_retrains()
+        for slot in list(self.slots.values()):
+            if slot.backlog:
+                self._drain_backlog(slot)
         now = self.clock()
         if now - self._last_commit_at >= self.timing.commit_interval_s:
             self._commit()
@@ -137,14 +146,45 @@ class Daemon:
 
     # -- the hot path -----------------------------------------------------------------
 
-    def _handle(self, slot: PartitionSlot, records: list[ConsumerRecord]) -> None:
+    def _feed(self, slot: PartitionSlot, records: list[ConsumerRecord]) -> None:
+        """Handle records in order; while the partition's retrain replays, hold them back."""
+        while records:
+            if _replaying(slot):
+                self._hold(slot, records)
+                return
+            done = self._handle(slot, records)
+            records = records[done:]
+
+    def _hold(self, slot: PartitionSlot, records: list[ConsumerRecord]) -> None:
+        # Pausing the partition bounds the backlog to one poll's worth of records.
+        slot.backlog.extend(records)
+        self.consumer.pause(slot.tp)
+
+    def _drain_backlog(self, slot: PartitionSlot) -> None:
+        """While a replay runs, serve a slice per cycle (consumption goes on, but does not
+        outrun the candidate); once it is done, serve the rest and resume the partition."""
+        limit = self.timing.live_slice_during_replay if _replaying(slot) else len(slot.backlog)
+        records = slot.backlog[:limit]
+        del slot.backlog[:limit]
+        while records:
+            records = records[self._handle(slot, records):]
+            if records and _replaying(slot):
+                slot.backlog[:0] = records
+                break
+        if not slot.backlog:
+            self.consumer.resume(slot.tp)
+
+    def _handle(self, slot: PartitionSlot, records: list[ConsumerRecord]) -> int:
+        """Test-then-train ``records`` in order; stop early, after the record at which the
+        learner had something to report (a drift may need the rest held back)."""
         started = time.perf_counter()
         learner, publisher = slot.learner, self.publisher
         step = learner.step
         publish = publisher.predictions_topic is not None
-        dead = 0
+        dead = handled = 0
         newest_timestamp = None
         for record in records:
+            handled += 1
             event = decode(record.value)
             if type(event) is DeadLetter:
                 publisher.dead_letter(record, event)
@@ -155,11 +195,14 @@ class Daemon:
             if publish:
                 publisher.prediction(record, event, y_pred, proba, learner.model_version)  # type: ignore[arg-type]
             newest_timestamp = event.timestamp  # type: ignore[union-attr]
-        slot.next_offset = records[-1].offset + 1
-        self._record_batch(slot, len(records), dead, started, newest_timestamp)
+            if learner.outcomes:
+                break
+        slot.next_offset = records[handled - 1].offset + 1
+        self._record_batch(slot, handled, dead, started, newest_timestamp)
         outcomes = learner.drain_outcomes()
         if outcomes:
             self._on_outcomes(slot, outcomes)
+        return handled
 
     def _record_batch(
         self, slot: PartitionSlot, count: int, dead: int, started: float, newest: float | None
@@ -170,8 +213,8 @@ class Daemon:
         slot.reported_learned, slot.reported_predicted = learner.learned, learner.predicted
         if dead:
             m.dead_lettered.inc(dead)
-        m.cumulative.set(learner.cumulative.get())
-        m.rolling.set(learner.rolling.get())
+        if learner.cumulative.total:
+            m.set_accuracy(learner.cumulative.get(), learner.rolling.get())
         m.adwin_width.set(learner.detector.width)
         m.model_version.set(learner.model_version)
         m.processing.observe((time.perf_counter() - started) / count)
@@ -190,6 +233,15 @@ class Daemon:
             if isinstance(outcome, RetrainRequested) and slot.learner.retrain is not None:
                 self.replayer.submit(tp, outcome.start_offset, outcome.end_offset,
                                      slot.learner.retrain)
+
+    def _advance_retrains(self) -> None:
+        self.replayer.advance(self.timing.retrain_budget_s)
+        for slot in self.slots.values():
+            if slot.learner.retrain is not None:
+                slot.learner.settle_retrain()
+                outcomes = slot.learner.drain_outcomes()
+                if outcomes:
+                    self._on_outcomes(slot, outcomes)
 
     # -- offsets ----------------------------------------------------------------------
 
@@ -213,6 +265,8 @@ class Daemon:
     # -- partitions come and go ---------------------------------------------------------
 
     def assign(self, partitions: list[TopicPartition]) -> None:
+        # Idle time counts from when there is something to consume, not from the join.
+        self._last_record_at = self.clock()
         for tp in partitions:
             if tp in self.slots:
                 continue
@@ -230,7 +284,10 @@ class Daemon:
         for tp in owned:
             self.replayer.cancel(tp)
             del self.slots[tp]
-            self.metrics.forget_partition(tp.topic, tp.partition)
+            # At shutdown the last values stay for the final scrape; in a rebalance they
+            # go, so the instance that takes the partition over is the only one exporting it.
+            if not self._stopping:
+                self.metrics.forget_partition(tp.topic, tp.partition)
             log.info("revoked %s[%d]", tp.topic, tp.partition)
 
     # -- what a person reads ------------------------------------------------------------
@@ -260,6 +317,11 @@ class Daemon:
             rate, len(slots), accuracy or "-", sum(slot.learner.drifts for slot in slots),
             ",".join(str(slot.learner.model_version) for slot in slots) or "-",
         )
+
+
+def _replaying(slot: PartitionSlot) -> bool:
+    job = slot.learner.retrain
+    return job is not None and job.state == REPLAYING
 
 
 def _log_outcome(tp: TopicPartition, outcome: Outcome) -> None:

@@ -1,0 +1,108 @@
+"""Small helpers for tests that talk to the real broker: write raw records, read topics back,
+and run the real daemon until it has been idle."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
+from prometheus_client import CollectorRegistry
+
+from stream.app import run_daemon
+from stream.settings import load_settings
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        admin.close()
+
+
+def send_raw(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]],
+             partition: int = 0) -> int:
+    """Send (key, value) pairs to one partition, in order; returns how many."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    count = 0
+    for key, value in records:
+        producer.send(topic, key=key, value=value, partition=partition)
+        count += 1
+    producer.flush()
+    producer.close()
+    return count
+
+
+def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0,
+             quiet_s: float = 2.0) -> list[ConsumerRecord]:
+    """Every record of ``topic``, in partition then offset order.
+
+    Reads until every partition's position reaches the high watermark reported with the
+    fetches (the embedded broker's ListOffsets answer is not the high watermark) and
+    nothing new arrived for ``quiet_s``; bounded by ``timeout_s``.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             group_id=None)
+    partitions = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    records: list[ConsumerRecord] = []
+    deadline = time.monotonic() + timeout_s
+    last_new = time.monotonic()
+    while time.monotonic() < deadline:
+        batch = consumer.poll(timeout_ms=200)
+        for recs in batch.values():
+            records.extend(recs)
+        if batch:
+            last_new = time.monotonic()
+        caught_up = all(
+            consumer.highwater(tp) is not None and consumer.position(tp) >= consumer.highwater(tp)
+            for tp in tps
+        )
+        if caught_up and time.monotonic() - last_new >= quiet_s:
+            break
+    consumer.close()
+    return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+def daemon_settings(bootstrap: str, topic: str, **overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "topic": topic,
+        "group_id": f"g-{topic}",
+        "metrics_port": 0,
+        "metrics_host": "127.0.0.1",
+        "stop_after_idle": 3,
+        "session_timeout_ms": 6000,
+        "log_level": "INFO",
+    }
+    values.update(overrides)
+    return values
+
+
+def run_until_idle(bootstrap: str, topic: str, **overrides: Any) -> CollectorRegistry:
+    """Run the real daemon (composition root and all) until idle; returns its registry."""
+    registry = CollectorRegistry()
+    settings = load_settings(daemon_settings(bootstrap, topic, **overrides), environ={})
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        result["code"] = run_daemon(settings, registry=registry, handle_signals=False)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout=240)
+    assert not thread.is_alive(), "the daemon did not stop after being idle"
+    assert result.get("code") == 0
+    return registry
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: Any) -> float:
+    value = registry.get_sample_value(name, {k: str(v) for k, v in labels.items()})
+    return 0.0 if value is None else value
