@@ -75,14 +75,14 @@ class PartitionLearner:
 
     # -- the hot path -----------------------------------------------------------------
 
-    def predict(self, x: dict[str, Any]) -> Prediction:
+    def predict(self, x: dict[Any, Any]) -> Prediction:
         """The prediction and, where the model has them, class probabilities."""
         if self._argmax_of_proba:
             proba = self.model.predict_proba_one(x)
-            return (max(proba, key=proba.get) if proba else None), proba
+            return (max(proba, key=proba.__getitem__) if proba else None), proba
         return self.model.predict_one(x), None
 
-    def step(self, x: dict[str, Any], y: Any, offset: int) -> Prediction:
+    def step(self, x: dict[Any, Any], y: Any, offset: int) -> Prediction:
         """Predict ``x``; when labelled (``y`` not None), score, watch for drift and learn."""
         y_pred, proba = self.predict(x)
         if y is None:
@@ -121,7 +121,7 @@ class PartitionLearner:
             DriftDetected(offset, self.learned, error_before, error_after, width, self.drift_action)
         )
         if self.drift_action == "reset":
-            self._replace_model(self._blueprint.clone())
+            self._replace_model(self.fresh_model())
             self.outcomes.append(ModelReset(offset, self.learned, self.model_version))
         elif self.drift_action == "retrain" and self.retrain is None:
             self._request_retrain(width)
@@ -132,7 +132,7 @@ class PartitionLearner:
         end = self._recent_offsets[(self._recent_count - 1) % self.max_retrain_events] + 1
         start = self._recent_offsets[(self._recent_count - size) % self.max_retrain_events]
         self.retrain = RetrainJob(
-            self._blueprint.clone(), self.holdout_events, max_buffered=self.max_retrain_events
+            self.fresh_model(), self.holdout_events, self.max_retrain_events, pool=(start, end)
         )
         self.outcomes.append(RetrainRequested(start, end))
 
@@ -168,6 +168,10 @@ class PartitionLearner:
         # The error stream of the new model is a new stream; the old window says nothing of it.
         self.detector = drift.ADWIN(delta=self.adwin_delta)
 
+    def fresh_model(self) -> base.Classifier:
+        """An untrained clone of the model this learner started with."""
+        return self._blueprint.clone()
+
     def drain_outcomes(self) -> list[Outcome]:
         outcomes, self.outcomes = self.outcomes, []
         return outcomes
@@ -185,4 +189,4 @@ def _predict_is_argmax_of_proba(model: base.Estimator) -> bool:
     It is unless the final step overrides it; then one ``predict_proba_one`` call gives
     both the label (same dict, same tie-break) and the probabilities at half the cost.
     """
-    return type(_final_step(model)).predict_one is base.Classifier.predict_one
+    return getattr(type(_final_step(model)), "predict_one", None) is base.Classifier.predict_one

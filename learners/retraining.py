@@ -51,23 +51,36 @@ class RetrainJob:
     """Train ``candidate`` on replayed and live events, then compare it with the serving model."""
 
     def __init__(
-        self, candidate: base.Classifier, holdout_events: int = 300, max_buffered: int = 20_000
+        self,
+        candidate: base.Classifier,
+        holdout_events: int = 300,
+        max_buffered: int = 20_000,
+        pool: tuple[int, int] = (0, 0),
     ) -> None:
         if holdout_events < 1:
             raise ValueError(f"holdout_events must be at least 1, got {holdout_events}")
         self.candidate = candidate
         self.holdout_events = holdout_events
         self.max_buffered = max_buffered
+        #: Offsets ``[start, end)`` of the partition replayed into the candidate.
+        self.pool = pool
         self.state = REPLAYING
         self.trained_on = 0
         # A bounded buffer: if a replay were ever slower than the live stream, the oldest
         # live events fall out rather than memory growing without end.
-        self._live: deque[tuple[dict[str, Any], Any, bool]] = deque(maxlen=max_buffered)
+        self._live: deque[tuple[dict[Any, Any], Any, bool]] = deque(maxlen=max_buffered)
         self._evaluated = 0
         self._candidate_hits = 0
         self._serving_hits = 0
 
-    def train(self, x: dict[str, Any], y: Any) -> None:
+    def restart(self, candidate: base.Classifier) -> None:
+        """Begin the replay again with a fresh candidate (a restored checkpoint caught this
+        job mid-replay); the live events kept so far stay, in order."""
+        self.candidate = candidate
+        self.trained_on = 0
+        self.state = REPLAYING
+
+    def train(self, x: dict[Any, Any], y: Any) -> None:
         """Learn one replayed pool event."""
         self.candidate.learn_one(x, y)
         self.trained_on += 1
@@ -78,7 +91,7 @@ class RetrainJob:
         while self._live:
             self._shadow(*self._live.popleft())
 
-    def observe_live(self, x: dict[str, Any], y: Any, serving_hit: bool) -> bool:
+    def observe_live(self, x: dict[Any, Any], y: Any, serving_hit: bool) -> bool:
         """Show the job one labelled live event; returns True when it is ready to ``decide``."""
         if self.state == REPLAYING:
             self._live.append((x, y, serving_hit))
@@ -90,7 +103,7 @@ class RetrainJob:
     def ready(self) -> bool:
         return self._evaluated >= self.holdout_events
 
-    def _shadow(self, x: dict[str, Any], y: Any, serving_hit: bool) -> None:
+    def _shadow(self, x: dict[Any, Any], y: Any, serving_hit: bool) -> None:
         if not self.ready:
             self._candidate_hits += self.candidate.predict_one(x) == y
             self._serving_hits += serving_hit

@@ -42,7 +42,7 @@ def build_app(registry: CollectorRegistry, health: HealthCheck) -> Callable[...,
             start_response(status, [("Content-Type", "application/json")])
             return [body]
         if path in ("/", "/metrics"):
-            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            return metrics_app(environ, start_response)
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found: try /metrics or /healthz\n"]
 
@@ -53,7 +53,11 @@ class MetricsServer:
     """The exporter's HTTP server on a background thread; port 0 picks a free port."""
 
     def __init__(
-        self, registry: CollectorRegistry, health: HealthCheck, host: str = "0.0.0.0", port: int = 9464
+        self,
+        registry: CollectorRegistry,
+        health: HealthCheck,
+        host: str = "0.0.0.0",
+        port: int = 9464,
     ) -> None:
         self.registry = registry
         self.health = health
@@ -64,8 +68,11 @@ class MetricsServer:
 
     def start(self) -> MetricsServer:
         self._server = make_server(
-            self.host, self.port, build_app(self.registry, self.health),
-            server_class=_ThreadingServer, handler_class=_QuietHandler,
+            self.host,
+            self.port,
+            build_app(self.registry, self.health),
+            server_class=_ThreadingServer,
+            handler_class=_QuietHandler,
         )
         self.port = self._server.server_port
         self._thread = threading.Thread(

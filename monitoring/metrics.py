@@ -26,48 +26,114 @@ class StreamlearnMetrics:
     def __init__(self, registry: CollectorRegistry, version: str = "unknown") -> None:
         self.registry = registry
         pl = ("topic", "partition")
-        self.events = Counter("streamlearn_events", "Records handled, by outcome.",
-                              (*pl, "outcome"), registry=registry)
-        self.accuracy = Gauge("streamlearn_accuracy",
-                              "Prequential accuracy: cumulative since the learner started, "
-                              "or rolling over the last labelled events.",
-                              (*pl, "window"), registry=registry)
-        self.drifts = Counter("streamlearn_drifts",
-                              "ADWIN detections on which the error rate went up.",
-                              pl, registry=registry)
-        self.resets = Counter("streamlearn_model_resets",
-                              "Serving models replaced by a fresh clone.", pl, registry=registry)
-        self.retrains = Counter("streamlearn_retrains", "Retrain decisions, by result.",
-                                (*pl, "result"), registry=registry)
-        self.adwin_width = Gauge("streamlearn_adwin_width", "ADWIN window width in events.",
-                                 pl, registry=registry)
-        self.dead_letters = Counter("streamlearn_dead_letters",
-                                    "Records dead-lettered, by machine-readable reason.",
-                                    ("reason",), registry=registry)
-        self.processing = Histogram("streamlearn_processing_seconds",
-                                    "Mean per-event processing time of each batch.",
-                                    pl, buckets=PER_EVENT_BUCKETS, registry=registry)
-        self.latency = Histogram("streamlearn_end_to_end_latency_seconds",
-                                 "Event timestamp to learned, for the newest event of each batch.",
-                                 pl, buckets=LATENCY_BUCKETS, registry=registry)
-        self.lag = Gauge("streamlearn_consumer_lag",
-                         "High watermark minus the next offset to process, in records.",
-                         pl, registry=registry)
-        self.model_version = Gauge("streamlearn_model_version",
-                                   "Serving model version; increments on each reset or promotion.",
-                                   pl, registry=registry)
-        self.last_checkpoint = Gauge("streamlearn_last_checkpoint_timestamp_seconds",
-                                     "Unix time of the last checkpoint written.",
-                                     pl, registry=registry)
-        self.checkpoints = Counter("streamlearn_checkpoints", "Checkpoints written.",
-                                   pl, registry=registry)
+        self.events = Counter(
+            "streamlearn_events",
+            "Records handled, by outcome.",
+            (*pl, "outcome"),
+            registry=registry,
+        )
+        self.accuracy = Gauge(
+            "streamlearn_accuracy",
+            "Prequential accuracy: cumulative since the learner started, "
+            "or rolling over the last labelled events.",
+            (*pl, "window"),
+            registry=registry,
+        )
+        self.drifts = Counter(
+            "streamlearn_drifts",
+            "ADWIN detections on which the error rate went up.",
+            pl,
+            registry=registry,
+        )
+        self.resets = Counter(
+            "streamlearn_model_resets",
+            "Serving models replaced by a fresh clone.",
+            pl,
+            registry=registry,
+        )
+        self.retrains = Counter(
+            "streamlearn_retrains",
+            "Retrain decisions, by result.",
+            (*pl, "result"),
+            registry=registry,
+        )
+        self.adwin_width = Gauge(
+            "streamlearn_adwin_width", "ADWIN window width in events.", pl, registry=registry
+        )
+        self.dead_letters = Counter(
+            "streamlearn_dead_letters",
+            "Records dead-lettered, by machine-readable reason.",
+            ("reason",),
+            registry=registry,
+        )
+        self.processing = Histogram(
+            "streamlearn_processing_seconds",
+            "Mean per-event processing time of each batch.",
+            pl,
+            buckets=PER_EVENT_BUCKETS,
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "streamlearn_end_to_end_latency_seconds",
+            "Event timestamp to learned, for the newest event of each batch.",
+            pl,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "streamlearn_consumer_lag",
+            "High watermark minus the next offset to process, in records.",
+            pl,
+            registry=registry,
+        )
+        self.model_version = Gauge(
+            "streamlearn_model_version",
+            "Serving model version; increments on each reset or promotion.",
+            pl,
+            registry=registry,
+        )
+        self.last_checkpoint = Gauge(
+            "streamlearn_last_checkpoint_timestamp_seconds",
+            "Unix time of the last checkpoint written.",
+            pl,
+            registry=registry,
+        )
+        self.checkpoints = Counter(
+            "streamlearn_checkpoints", "Checkpoints written.", pl, registry=registry
+        )
         self.checkpoint_load_failures = Counter(
             "streamlearn_checkpoint_load_failures",
-            "Checkpoints refused on load, by reason.", ("reason",), registry=registry)
-        self.ready = Gauge("streamlearn_ready",
-                           "1 when connected to the broker and consuming.", registry=registry)
-        self.build_info = Gauge("streamlearn_build_info", "Constant 1, labelled by version.",
-                                ("version",), registry=registry)
+            "Checkpoints refused on load, by reason.",
+            ("reason",),
+            registry=registry,
+        )
+        self.sequence_gaps = Counter(
+            "streamlearn_sequence_gaps",
+            "Events skipped, by per-partition sequence number.",
+            pl,
+            registry=registry,
+        )
+        self.sequence_duplicates = Counter(
+            "streamlearn_sequence_duplicates",
+            "Events seen again, by per-partition sequence number.",
+            pl,
+            registry=registry,
+        )
+        self.offsets_expired = Counter(
+            "streamlearn_offsets_expired",
+            "Events that expired from the log before they were learned.",
+            pl,
+            registry=registry,
+        )
+        self.ready = Gauge(
+            "streamlearn_ready", "1 when connected to the broker and consuming.", registry=registry
+        )
+        self.build_info = Gauge(
+            "streamlearn_build_info",
+            "Constant 1, labelled by version.",
+            ("version",),
+            registry=registry,
+        )
         self.build_info.labels(version).set(1)
 
     def precreate_reasons(self, reasons: Iterable[str]) -> None:
@@ -115,6 +181,9 @@ class PartitionMetrics:
         self.model_version = m.model_version.labels(*labels)
         self.last_checkpoint = m.last_checkpoint.labels(*labels)
         self.checkpoints = m.checkpoints.labels(*labels)
+        self.sequence_gaps = m.sequence_gaps.labels(*labels)
+        self.sequence_duplicates = m.sequence_duplicates.labels(*labels)
+        self.offsets_expired = m.offsets_expired.labels(*labels)
 
     def set_accuracy(self, cumulative: float, rolling: float) -> None:
         """Bound on first use: a partition that has scored nothing exports no accuracy

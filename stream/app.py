@@ -9,8 +9,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
 
-from kafka import TopicPartition
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
@@ -18,11 +17,14 @@ from learners.prequential import PartitionLearner
 from learners.spec import describe_model, parse_model_spec
 from monitoring.exporter import MetricsServer
 from monitoring.metrics import StreamlearnMetrics
+from stream.checkpoint_store import CheckpointStore, KafkaTopicStore, LocalDirectoryStore
+from stream.checkpointing import Checkpointer
 from stream.daemon import Daemon, LoopTiming
 from stream.event_log import EventLog
 from stream.events import DEAD_LETTER_REASONS
 from stream.exceptions import StreamError
 from stream.kafka_io import ensure_topics, make_consumer, make_producer, make_replay_consumer
+from stream.partitions import LearnerFactory, PartitionTable
 from stream.publisher import Publisher
 from stream.replay import Replayer
 from stream.settings import RunSettings
@@ -44,7 +46,7 @@ def configure_logging(level: str) -> None:
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def learner_factory(settings: RunSettings) -> Callable[[TopicPartition], PartitionLearner]:
+def learner_factory(settings: RunSettings) -> LearnerFactory:
     blueprint = parse_model_spec(settings.model)  # a bad spec fails here, at start-up
 
     def new_learner(tp: TopicPartition) -> PartitionLearner:
@@ -93,25 +95,65 @@ def run_daemon(
         commit_interval_s=settings.commit_interval,
         status_interval_s=status_interval_s,
         stop_after_idle_s=settings.stop_after_idle,
+        outage_timeout_s=settings.outage_timeout,
     )
+    checkpointer = Checkpointer(
+        make_checkpoint_store(settings),
+        _checkpoint_key(settings),
+        metrics,
+        settings.checkpoint_every_events,
+        settings.checkpoint_interval,
+    )
+    replayer = Replayer(lambda: make_replay_consumer(settings))
+    partitions = PartitionTable(consumer, new_learner, checkpointer, publisher, metrics, replayer)
     daemon = Daemon(
-        consumer, settings.topic, new_learner, publisher, metrics,
-        Replayer(lambda: make_replay_consumer(settings)), EventLog(settings.event_log), timing,
+        consumer,
+        settings.topic,
+        partitions,
+        publisher,
+        metrics,
+        EventLog(settings.event_log),
+        timing,
     )
     server = MetricsServer(registry, daemon.ready, settings.metrics_host, settings.metrics_port)
     server.start()
-    log.info("metrics on http://%s:%d/metrics, health on /healthz",
-             _display_host(settings.metrics_host), server.port)
+    log.info(
+        "metrics on http://%s:%d/metrics, health on /healthz",
+        _display_host(settings.metrics_host),
+        server.port,
+    )
     restore = _stop_on_signals(daemon.stop) if handle_signals else (lambda: None)
     try:
         return daemon.run()
     finally:
         restore()
         server.stop()
-        daemon.replayer.close()
+        replayer.close()
+        checkpointer.close()
         publisher.close()
         consumer.close(autocommit=False)
         log.info("stopped")
+
+
+def make_checkpoint_store(settings: RunSettings) -> CheckpointStore | None:
+    if settings.checkpoint_store == "local":
+        return LocalDirectoryStore(settings.state_dir)
+    if settings.checkpoint_store == "kafka":
+        config = settings.kafka_config()
+        return KafkaTopicStore(config.pop("bootstrap_servers"), settings.checkpoint_topic, **config)
+    log.warning("checkpoints are off: a restart loses what the models learned")
+    return None
+
+
+def _checkpoint_key(settings: RunSettings) -> bytes | None:
+    if settings.checkpoint_key is None:
+        if settings.checkpoint_store != "none":
+            log.warning(
+                "no STREAMLEARN_CHECKPOINT_KEY: checkpoints are not signed, so whoever "
+                "can write the checkpoint store can run code in this daemon"
+            )
+        return None
+    return settings.checkpoint_key.get_secret_value().encode()
 
 
 def _connect(settings: RunSettings) -> KafkaConsumer:
@@ -127,8 +169,12 @@ def _connect(settings: RunSettings) -> KafkaConsumer:
                     f"no broker answered at {settings.bootstrap_servers} for "
                     f"{settings.outage_timeout:.0f} s: {exc}"
                 ) from exc
-            log.warning("broker %s not reachable (%s); retrying in %.1f s",
-                        settings.bootstrap_servers, exc, delay)
+            log.warning(
+                "broker %s not reachable (%s); retrying in %.1f s",
+                settings.bootstrap_servers,
+                exc,
+                delay,
+            )
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
 
@@ -139,8 +185,9 @@ def _display_host(host: str) -> str:
 
 def _stop_on_signals(stop: Callable[[], None]) -> Callable[[], None]:
     def handler(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s: finishing the batch, flushing and committing",
-                 signal.Signals(signum).name)
+        log.info(
+            "received %s: finishing the batch, flushing and committing", signal.Signals(signum).name
+        )
         stop()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}

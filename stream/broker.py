@@ -81,7 +81,14 @@ class EmbeddedBroker:
         if not _port_is_free(self.host, self.port):
             raise BrokerError(f"port {self.port} on {self.host} is already in use")
         url = f"tcp://{self.host}:{self.port}"
-        command = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        command = [
+            broker_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+        ]
         sink = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
@@ -99,14 +106,17 @@ class EmbeddedBroker:
                 raise BrokerError(
                     f"the broker exited with code {self._process.returncode} at start"
                 )
-            with contextlib.suppress(OSError), socket.create_connection(
-                (self.host, self.port), timeout=0.5
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=0.5),
             ):
                 return
             time.sleep(0.05)
         self.stop()
-        raise BrokerError(f"the broker did not listen on {self.bootstrap_servers} "
-                          f"within {self.ready_timeout_s:.0f}s")
+        raise BrokerError(
+            f"the broker did not listen on {self.bootstrap_servers} "
+            f"within {self.ready_timeout_s:.0f}s"
+        )
 
     @property
     def running(self) -> bool:

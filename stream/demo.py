@@ -29,21 +29,25 @@ def run_demo(metrics_port: int = 9464, rate: float = 3000.0) -> int:
         producer = _start_producer(broker.bootstrap_servers, rate, workdir / "producer.log")
         print(f"producer: agrawal stream at {rate:.0f} events/s, drifts every 60,000 events")
         print(f"metrics:  http://127.0.0.1:{metrics_port}/metrics   health: /healthz")
-        print(f"event log: {workdir / 'events.jsonl'} "
-              f"(then: streamlearn report --event-log {workdir / 'events.jsonl'})")
+        print(
+            f"event log: {workdir / 'events.jsonl'} "
+            f"(then: streamlearn report --event-log {workdir / 'events.jsonl'})"
+        )
         print("Ctrl-C stops everything.\n", flush=True)
-        settings = load_settings({
-            "bootstrap_servers": broker.bootstrap_servers,
-            "topic": DEMO_TOPIC,
-            "group_id": "streamlearn-demo",
-            "model": "tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, seed=42)",
-            "drift_action": "retrain",
-            "metrics_port": metrics_port,
-            "predictions_topic": f"{DEMO_TOPIC}.predictions",
-            "dead_letter_topic": f"{DEMO_TOPIC}.dead-letters",
-            "event_log": workdir / "events.jsonl",
-            "session_timeout_ms": 6000,
-        })
+        settings = load_settings(
+            {
+                "bootstrap_servers": broker.bootstrap_servers,
+                "topic": DEMO_TOPIC,
+                "group_id": "streamlearn-demo",
+                "model": "tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, seed=42)",
+                "drift_action": "retrain",
+                "metrics_port": metrics_port,
+                "predictions_topic": f"{DEMO_TOPIC}.predictions",
+                "dead_letter_topic": f"{DEMO_TOPIC}.dead-letters",
+                "event_log": workdir / "events.jsonl",
+                "session_timeout_ms": 6000,
+            }
+        )
         try:
             return run_daemon(settings, status_interval_s=3.0)
         finally:
@@ -53,9 +57,24 @@ def run_demo(metrics_port: int = 9464, rate: float = 3000.0) -> int:
 
 def _start_producer(bootstrap: str, rate: float, log_path: Path) -> subprocess.Popen[bytes]:
     command = [
-        sys.executable, "-m", "stream", "produce", "--bootstrap-servers", bootstrap,
-        "--topic", DEMO_TOPIC, "--generator", "agrawal", "--count", str(DEMO_EVENTS),
-        "--seed", "7", "--rate", str(rate), "--partitions", "1",
+        sys.executable,
+        "-m",
+        "stream",
+        "produce",
+        "--bootstrap-servers",
+        bootstrap,
+        "--topic",
+        DEMO_TOPIC,
+        "--generator",
+        "agrawal",
+        "--count",
+        str(DEMO_EVENTS),
+        "--seed",
+        "7",
+        "--rate",
+        str(rate),
+        "--partitions",
+        "1",
     ]
     for drift in DEMO_DRIFTS:
         command += ["--drift-at", str(drift)]

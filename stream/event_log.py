@@ -1,4 +1,7 @@
-"""The run event log: drifts, decisions and accuracy samples as JSON lines (docs/architecture.md)."""
+"""The run event log: drifts, decisions and accuracy samples as JSON lines.
+
+The format is documented in docs/architecture.md ("Run event log").
+"""
 
 from __future__ import annotations
 
@@ -17,27 +20,58 @@ class EventLog:
         self.path = path
         self._file: IO[str] | None = open(path, "a", buffering=1) if path else None  # noqa: SIM115
 
-    def write(self, kind: str, topic: str, partition: int, offset: int, learned: int,
-              **fields: Any) -> None:
+    def write(
+        self, kind: str, topic: str, partition: int, offset: int, learned: int, **fields: Any
+    ) -> None:
         if self._file is None:
             return
-        line = {"time": time.time(), "kind": kind, "topic": topic, "partition": partition,
-                "offset": offset, "learned": learned, **fields}
+        line = {
+            "time": time.time(),
+            "kind": kind,
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "learned": learned,
+            **fields,
+        }
         self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
 
     def outcome(self, topic: str, partition: int, outcome: Outcome) -> None:
         if isinstance(outcome, DriftDetected):
-            self.write("drift", topic, partition, outcome.offset, outcome.learned,
-                       error_before=outcome.error_before, error_after=outcome.error_after,
-                       width=outcome.width, action=outcome.action)
+            self.write(
+                "drift",
+                topic,
+                partition,
+                outcome.offset,
+                outcome.learned,
+                error_before=outcome.error_before,
+                error_after=outcome.error_after,
+                width=outcome.width,
+                action=outcome.action,
+            )
         elif isinstance(outcome, ModelReset):
-            self.write("reset", topic, partition, outcome.offset, outcome.learned,
-                       model_version=outcome.model_version)
+            self.write(
+                "reset",
+                topic,
+                partition,
+                outcome.offset,
+                outcome.learned,
+                model_version=outcome.model_version,
+            )
         elif isinstance(outcome, RetrainDecided):
-            self.write("retrain", topic, partition, outcome.offset, outcome.learned,
-                       result=outcome.result, candidate_accuracy=outcome.candidate_accuracy,
-                       serving_accuracy=outcome.serving_accuracy, trained_on=outcome.trained_on,
-                       evaluated_on=outcome.evaluated_on, model_version=outcome.model_version)
+            self.write(
+                "retrain",
+                topic,
+                partition,
+                outcome.offset,
+                outcome.learned,
+                result=outcome.result,
+                candidate_accuracy=outcome.candidate_accuracy,
+                serving_accuracy=outcome.serving_accuracy,
+                trained_on=outcome.trained_on,
+                evaluated_on=outcome.evaluated_on,
+                model_version=outcome.model_version,
+            )
 
     def close(self) -> None:
         if self._file is not None:

@@ -56,8 +56,14 @@ class Publisher:
         self._send(self.predictions_topic, payload, record.key, None)
 
     def dead_letter(self, record: ConsumerRecord, letter: DeadLetter) -> None:
-        log.debug("dead letter at %s[%d]@%d: %s (%s)", record.topic, record.partition,
-                  record.offset, letter.reason, letter.detail)
+        log.debug(
+            "dead letter at %s[%d]@%d: %s (%s)",
+            record.topic,
+            record.partition,
+            record.offset,
+            letter.reason,
+            letter.detail,
+        )
         if self.producer is None or self.dead_letter_topic is None:
             return
         headers = [

@@ -69,8 +69,11 @@ class Replayer:
             records = batches.get(task.tp, [])
             if not records:
                 if self.clock() > task.deadline:
-                    log.warning("replay of %s gave up at %s; training on what was read",
-                                task.tp, consumer.position(task.tp))
+                    log.warning(
+                        "replay of %s gave up at %s; training on what was read",
+                        task.tp,
+                        consumer.position(task.tp),
+                    )
                     self._finish(task)
                 return
             task.deadline = self.clock() + self.give_up_after_s
@@ -98,8 +101,13 @@ class Replayer:
     def _finish(self, task: ReplayTask) -> None:
         task.job.replay_finished()
         self._tasks.popleft()
-        log.info("replayed %s offsets %d..%d into a candidate (%d events)",
-                 task.tp, task.start_offset, task.end_offset - 1, task.job.trained_on)
+        log.info(
+            "replayed %s offsets %d..%d into a candidate (%d events)",
+            task.tp,
+            task.start_offset,
+            task.end_offset - 1,
+            task.job.trained_on,
+        )
 
     def close(self) -> None:
         if self._consumer is not None:

@@ -46,7 +46,9 @@ class RunSettings(BaseSettings):
     )
 
     # -- learning ---------------------------------------------------------------------
-    model: str = Field(DEFAULT_MODEL, description="River model, e.g. 'tree.HoeffdingTreeClassifier'")
+    model: str = Field(
+        DEFAULT_MODEL, description="River model, e.g. 'tree.HoeffdingTreeClassifier'"
+    )
     drift_action: Literal["none", "reset", "retrain"] = Field(
         "reset", description="what to do when ADWIN sees the error rate go up"
     )
@@ -60,6 +62,26 @@ class RunSettings(BaseSettings):
     )
     retrain_holdout_events: int = Field(
         300, ge=1, description="live events both models are scored on before a promotion"
+    )
+
+    # -- checkpoints ------------------------------------------------------------------
+    checkpoint_store: Literal["local", "kafka", "none"] = Field(
+        "local",
+        description="where learner state is kept: a local directory, a Kafka "
+        "topic every instance of the group can read (needed to scale out), or nowhere",
+    )
+    state_dir: Path = Field(Path("state"), description="directory of the local checkpoint store")
+    checkpoint_topic: str = Field(
+        "streamlearn-checkpoints", description="topic of the Kafka checkpoint store"
+    )
+    checkpoint_every_events: int = Field(
+        10_000, ge=1, description="checkpoint a partition after this many events"
+    )
+    checkpoint_interval: float = Field(
+        30.0, gt=0, description="checkpoint a partition at least every this many seconds"
+    )
+    checkpoint_key: SecretStr | None = Field(
+        None, description="HMAC key signing and verifying checkpoints (environment only)"
     )
 
     # -- running ----------------------------------------------------------------------
@@ -94,13 +116,21 @@ class RunSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_contradictions(self) -> RunSettings:
-        outputs = {"predictions_topic": self.predictions_topic,
-                   "dead_letter_topic": self.dead_letter_topic}
+        outputs = {
+            "predictions_topic": self.predictions_topic,
+            "dead_letter_topic": self.dead_letter_topic,
+        }
         for name, value in outputs.items():
             if value is not None and value == self.topic:
                 raise ValueError(f"{name} must differ from the input topic {self.topic!r}")
         if self.predictions_topic and self.predictions_topic == self.dead_letter_topic:
             raise ValueError("predictions_topic and dead_letter_topic must differ")
+        if self.checkpoint_store == "kafka" and self.checkpoint_topic in (
+            self.topic,
+            self.predictions_topic,
+            self.dead_letter_topic,
+        ):
+            raise ValueError("checkpoint_topic must differ from the input and output topics")
         if self.min_retrain_events > self.max_retrain_events:
             raise ValueError("min_retrain_events is larger than max_retrain_events")
         self._check_security()
@@ -114,10 +144,14 @@ class RunSettings(BaseSettings):
                 "sasl_username and sasl_password"
             )
         if not sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password):
-            raise ValueError(f"SASL settings given but security_protocol is {self.security_protocol}")
+            raise ValueError(
+                f"SASL settings given but security_protocol is {self.security_protocol}"
+            )
         ssl_given = self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile or self.ssl_password
         if ssl_given and not self.security_protocol.endswith("SSL"):
-            raise ValueError(f"SSL settings given but security_protocol is {self.security_protocol}")
+            raise ValueError(
+                f"SSL settings given but security_protocol is {self.security_protocol}"
+            )
 
     def kafka_config(self) -> dict[str, Any]:
         """Connection settings as kafka-python keyword arguments, secrets revealed only here."""
@@ -157,7 +191,9 @@ def _reveal(secret: SecretStr | None) -> str | None:
 
 
 def load_settings(
-    cli_values: dict[str, Any], config_file: Path | None = None, environ: dict[str, str] | None = None
+    cli_values: dict[str, Any],
+    config_file: Path | None = None,
+    environ: dict[str, str] | None = None,
 ) -> RunSettings:
     """Build the settings once, or raise :class:`SettingsError` saying what is wrong."""
     environ = dict(os.environ) if environ is None else environ
@@ -166,8 +202,11 @@ def load_settings(
     if config_file is not None:
         if not config_file.is_file():
             raise SettingsError(f"config file {config_file} does not exist")
-        cls = type("RunSettingsFromFile", (RunSettings,),
-                   {"model_config": {**RunSettings.model_config, "toml_file": config_file}})
+        cls = type(
+            "RunSettingsFromFile",
+            (RunSettings,),
+            {"model_config": {**RunSettings.model_config, "toml_file": config_file}},
+        )
     given = {key: value for key, value in cli_values.items() if value is not None}
     try:
         return cls(**given)
@@ -177,8 +216,6 @@ def load_settings(
 
 def _refuse_unknown_env(environ: dict[str, str]) -> None:
     known = {ENV_PREFIX + name.upper() for name in RunSettings.model_fields}
-    # The checkpoint key is read where checkpoints are, not a run setting.
-    known.add(ENV_PREFIX + "CHECKPOINT_KEY")
     unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
     if unknown:
         raise SettingsError(f"unknown environment variable(s): {', '.join(unknown)}")

@@ -3,6 +3,7 @@ and run the real daemon until it has been idle."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -25,8 +26,12 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
         admin.close()
 
 
-def send_raw(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]],
-             partition: int = 0) -> int:
+def send_raw(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes | None]],
+    partition: int = 0,
+) -> int:
     """Send (key, value) pairs to one partition, in order; returns how many."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     count = 0
@@ -38,16 +43,16 @@ def send_raw(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, b
     return count
 
 
-def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0,
-             quiet_s: float = 2.0) -> list[ConsumerRecord]:
+def read_all(
+    bootstrap: str, topic: str, timeout_s: float = 60.0, quiet_s: float = 2.0
+) -> list[ConsumerRecord]:
     """Every record of ``topic``, in partition then offset order.
 
     Reads until every partition's position reaches the high watermark reported with the
     fetches (the embedded broker's ListOffsets answer is not the high watermark) and
     nothing new arrived for ``quiet_s``; bounded by ``timeout_s``.
     """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             group_id=None)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     partitions = consumer.partitions_for_topic(topic) or set()
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(tps)
@@ -72,7 +77,9 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0,
 
 
 def daemon_settings(bootstrap: str, topic: str, **overrides: Any) -> dict[str, Any]:
+    """Settings for a test daemon; checkpoints go to a fresh temporary directory."""
     values: dict[str, Any] = {
+        "state_dir": tempfile.mkdtemp(prefix="streamlearn-state-"),
         "bootstrap_servers": bootstrap,
         "topic": topic,
         "group_id": f"g-{topic}",

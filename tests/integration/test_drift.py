@@ -28,22 +28,35 @@ STREAMS = {
 }
 
 
-def _run(bootstrap: str, topic: str, action: str, model: str, tmp_path: Path,
-         **settings: Any) -> dict[str, Any]:
+def _run(
+    bootstrap: str, topic: str, action: str, model: str, tmp_path: Path, **settings: Any
+) -> dict[str, Any]:
     log_path = tmp_path / f"{topic}-{action}.jsonl"
     registry = run_until_idle(
-        bootstrap, topic, model=model, drift_action=action, group_id=f"g-{topic}-{action}",
-        predictions_topic=f"{topic}.{action}.predictions", event_log=log_path, **settings,
+        bootstrap,
+        topic,
+        model=model,
+        drift_action=action,
+        group_id=f"g-{topic}-{action}",
+        predictions_topic=f"{topic}.{action}.predictions",
+        event_log=log_path,
+        **settings,
     )
     lines = [json.loads(line) for line in log_path.read_text().splitlines()]
-    return {"registry": registry, "log": lines,
-            "predictions": read_all(bootstrap, f"{topic}.{action}.predictions")}
+    return {
+        "registry": registry,
+        "log": lines,
+        "predictions": read_all(bootstrap, f"{topic}.{action}.predictions"),
+    }
 
 
 def _accuracy_after(run: dict[str, Any], labels: dict[int, Any], start: int) -> float:
     window = range(start, start + 5000)
-    hits = [json.loads(r.value)["prediction"] == labels[json.loads(r.value)["offset"]]
-            for r in run["predictions"] if json.loads(r.value)["offset"] in window]
+    hits = [
+        json.loads(r.value)["prediction"] == labels[json.loads(r.value)["offset"]]
+        for r in run["predictions"]
+        if json.loads(r.value)["offset"] in window
+    ]
     assert len(hits) == 5000
     return sum(hits) / len(hits)
 
@@ -54,13 +67,24 @@ def test_reset_and_retrain_detect_the_change_and_beat_none(
 ) -> None:
     generator, model, drifts, measured, seed = STREAMS[stream]
     count = measured + 5000
-    produce(ProduceOptions(kafka_bootstrap, topic_name, count=count, seed=seed,
-                           generator=generator, drift_at=drifts, partitions=1))
+    produce(
+        ProduceOptions(
+            kafka_bootstrap,
+            topic_name,
+            count=count,
+            seed=seed,
+            generator=generator,
+            drift_at=drifts,
+            partitions=1,
+        )
+    )
     labels = {r.offset: json.loads(r.value)["label"] for r in read_all(kafka_bootstrap, topic_name)}
     assert len(labels) == count
 
-    runs = {a: _run(kafka_bootstrap, topic_name, a, model, tmp_path)
-            for a in ("none", "reset", "retrain")}
+    runs = {
+        a: _run(kafka_bootstrap, topic_name, a, model, tmp_path)
+        for a in ("none", "reset", "retrain")
+    }
     baseline = _accuracy_after(runs["none"], labels, measured)
     for action in ("reset", "retrain"):
         run = runs[action]
@@ -74,8 +98,10 @@ def test_reset_and_retrain_detect_the_change_and_beat_none(
         accuracy = _accuracy_after(run, labels, measured)
         assert accuracy > baseline, (action, accuracy, baseline)
     registry = runs["retrain"]["registry"]
-    decided = sum(sample(registry, "streamlearn_retrains_total", topic=topic_name, partition=0,
-                         result=result) for result in ("promoted", "rejected"))
+    decided = sum(
+        sample(registry, "streamlearn_retrains_total", topic=topic_name, partition=0, result=result)
+        for result in ("promoted", "rejected")
+    )
     assert decided == len(drifts)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from river import evaluate, metrics
 
@@ -22,14 +24,25 @@ MODELS = [
 def test_cumulative_accuracy_equals_progressive_val_score(
     kafka_bootstrap: str, topic_name: str, spec: str
 ) -> None:
-    produce(ProduceOptions(kafka_bootstrap, topic_name, count=4000, seed=3, generator="agrawal",
-                           drift_at=(2000,), partitions=1))
+    produce(
+        ProduceOptions(
+            kafka_bootstrap,
+            topic_name,
+            count=4000,
+            seed=3,
+            generator="agrawal",
+            drift_at=(2000,),
+            partitions=1,
+        )
+    )
 
     registry = run_until_idle(kafka_bootstrap, topic_name, model=spec, drift_action="none")
 
     # The reference sees the very events the broker holds, in the same order.
     events = [decode(record.value) for record in read_all(kafka_bootstrap, topic_name)]
-    dataset = [(e.features, e.label) for e in events if isinstance(e, Event)]
+    dataset: list[tuple[dict[Any, Any], Any]] = [
+        (e.features, e.label) for e in events if isinstance(e, Event)
+    ]
     assert len(dataset) == 4000
     expected = evaluate.progressive_val_score(dataset, parse_model_spec(spec), metrics.Accuracy())
     labels = {"topic": topic_name, "partition": 0}

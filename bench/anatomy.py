@@ -1,0 +1,109 @@
+"""Where one event's time goes inside the daemon: each stage of the hot path timed alone.
+
+The stages are the product's own functions, run in this process one after another over
+the same records: fetch (kafka-python poll, CRC and record parsing included), decode
+(bytes to a validated Event), the learner's step, and publishing the prediction.
+Their sum, against the limit loop, says which stage to work on first.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, cast
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from river.base import Classifier
+
+from bench.contenders import run_limit
+from bench.workload import Stream
+from learners.prequential import PartitionLearner
+from learners.spec import parse_model_spec
+from stream.events import Event, decode
+from stream.kafka_io import FETCH_TUNING, ensure_topics, make_producer
+from stream.publisher import Publisher
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    micros: float  # per event
+
+
+def _fetch(stream: Stream) -> tuple[list[ConsumerRecord], float]:
+    consumer = KafkaConsumer(bootstrap_servers=stream.bootstrap, group_id=None,
+                             enable_auto_commit=False, **FETCH_TUNING)
+    tp = TopicPartition(stream.topic, 0)
+    consumer.assign([tp])
+    consumer.seek(tp, 0)
+    records: list[ConsumerRecord] = []
+    consumer.poll(timeout_ms=2000, max_records=1)  # connect and first fetch: not steady state
+    consumer.seek(tp, 0)
+    started = time.perf_counter()
+    deadline = started + 120
+    while len(records) < stream.count and time.perf_counter() < deadline:
+        for batch in consumer.poll(timeout_ms=500, max_records=5000).values():
+            records.extend(batch)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return records, elapsed
+
+
+def _per_event(elapsed: float, count: int) -> float:
+    return elapsed / count * 1e6
+
+
+def _timed(fn: Any, items: list[Any]) -> float:
+    started = time.perf_counter()
+    for item in items:
+        fn(item)
+    return _per_event(time.perf_counter() - started, len(items))
+
+
+def measure(stream: Stream, spec: str) -> list[Stage]:
+    """Per-event microseconds of each stage; the stream must have one partition."""
+    records, fetch_s = _fetch(stream)
+    n = len(records)
+    values = [record.value for record in records]
+    stages = [Stage("fetch (poll, 5000 per batch)", _per_event(fetch_s, n))]
+    stages.append(Stage("decode: pydantic Event.model_validate_json", _timed(decode, values)))
+    stages.append(Stage("  for comparison: json.loads alone", _timed(json.loads, values)))
+    events: list[Event] = [e for e in map(decode, values) if isinstance(e, Event)]
+    learner = PartitionLearner(cast(Classifier, parse_model_spec(spec)))
+    started = time.perf_counter()
+    outputs = [learner.step(e.features, e.label, i) for i, e in enumerate(events)]
+    stages.append(Stage("learner.step (predict, score, ADWIN, learn)",
+                        _per_event(time.perf_counter() - started, len(events))))
+    limit = run_limit(spec, tuple((e.features, e.label) for e in events))
+    stages.append(Stage("  for comparison: the limit loop", 1e6 / limit.rate))
+    stages.extend(_publish(stream, records, events, outputs))
+    return stages
+
+
+def _publish(stream: Stream, records: list[ConsumerRecord], events: list[Event],
+             outputs: list[Any]) -> list[Stage]:
+    config: dict[str, Any] = {"bootstrap_servers": [stream.bootstrap]}
+    topic = f"{stream.topic}.anatomy-{uuid.uuid4().hex[:8]}"
+    ensure_topics(config, [topic])
+    producer = make_producer(config)
+    publisher = Publisher(producer, topic, None)
+    started = time.perf_counter()
+    for record, event, (y_pred, proba) in zip(records, events, outputs, strict=True):
+        publisher.prediction(record, event, y_pred, proba, 1)
+    sent = time.perf_counter() - started
+    publisher.flush()
+    flushed = time.perf_counter() - started
+    publisher.close()
+    payload = {"id": "7-1", "topic": stream.topic, "partition": 0, "offset": 1,
+               "prediction": True, "probabilities": {"False": 0.4, "True": 0.6},
+               "model_version": 1}
+    encode = _timed(lambda _: json.dumps(payload, separators=(",", ":"), default=str).encode(),
+                    events)
+    return [
+        Stage("publish: Publisher.prediction (send calls)", _per_event(sent, len(events))),
+        Stage("  of which json.dumps of the prediction", encode),
+        Stage("  publish incl. flush (sender thread done)", _per_event(flushed, len(events))),
+    ]

@@ -1,0 +1,70 @@
+"""What a person reads: one log line per decision, and a periodic status line."""
+
+from __future__ import annotations
+
+import logging
+
+from kafka import TopicPartition
+
+from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided, RetrainRequested
+from stream.partitions import PartitionSlot
+
+log = logging.getLogger("stream.daemon")
+
+
+def log_outcome(tp: TopicPartition, outcome: Outcome) -> None:
+    where = f"{tp.topic}[{tp.partition}]@{getattr(outcome, 'offset', '?')}"
+    if isinstance(outcome, DriftDetected):
+        log.warning(
+            "drift at %s: error %.3f -> %.3f over the last %d events; action %s",
+            where,
+            outcome.error_before,
+            outcome.error_after,
+            outcome.width,
+            outcome.action,
+        )
+    elif isinstance(outcome, ModelReset):
+        log.warning("model reset at %s: now v%d", where, outcome.model_version)
+    elif isinstance(outcome, RetrainRequested):
+        log.info(
+            "retrain of %s[%d]: replaying offsets %d..%d",
+            tp.topic,
+            tp.partition,
+            outcome.start_offset,
+            outcome.end_offset - 1,
+        )
+    elif isinstance(outcome, RetrainDecided):
+        log.warning(
+            "retrain %s at %s: candidate %.3f vs serving %.3f on %d held-out events "
+            "(candidate trained on %d); model v%d",
+            outcome.result.upper(),
+            where,
+            outcome.candidate_accuracy,
+            outcome.serving_accuracy,
+            outcome.evaluated_on,
+            outcome.trained_on,
+            outcome.model_version,
+        )
+
+
+class StatusLine:
+    """Throughput, accuracy, drifts and model versions, every ``interval_s``."""
+
+    def __init__(self) -> None:
+        self._handled = 0
+
+    def log(self, slots: list[PartitionSlot], elapsed_s: float) -> None:
+        slots = sorted(slots, key=lambda slot: slot.tp.partition)
+        handled = sum(slot.learner.learned + slot.learner.predicted for slot in slots)
+        rate = (handled - self._handled) / elapsed_s if elapsed_s > 0 else 0.0
+        self._handled = handled
+        accuracy = " ".join(f"p{s.tp.partition}={s.learner.rolling.get():.3f}" for s in slots)
+        log.info(
+            "status: %.0f events/s, %d partition(s), rolling accuracy %s, drifts %d, "
+            "model versions %s",
+            rate,
+            len(slots),
+            accuracy or "-",
+            sum(s.learner.drifts for s in slots),
+            ",".join(str(s.learner.model_version) for s in slots) or "-",
+        )

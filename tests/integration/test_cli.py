@@ -1,0 +1,366 @@
+"""``streamlearn`` as a person runs it: real subprocesses against the real broker.
+
+The daemon serves /healthz and /metrics while it learns, stops at once and cleanly on
+SIGTERM or by itself when idle, takes its settings from the command line, the environment
+and a TOML file (in that order of precedence), and refuses bad settings at start with exit
+code 2 and a message instead of a traceback. ``streamlearn broker`` prints its address and
+stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream.broker import free_port
+from stream.producer import ProduceOptions, produce
+from stream.settings import ENV_PREFIX, RunSettings
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+COUNT = 600
+SECRETS = ("sasl_password", "ssl_password")  # environment or file only, never argv
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any STREAMLEARN_* setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env.update(extra)
+    return env
+
+
+def _streamlearn(*args: str) -> list[str]:
+    return [sys.executable, "-m", "stream", *args]
+
+
+def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # stderr to a file: a pipe nobody reads could fill and block the daemon's logging.
+    with log.open("wb") as sink:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=sink)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Make sure a process this test started is gone, whatever happened in the test."""
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def _committed(bootstrap: str, group: str, topic: str) -> int | None:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        return consumer.committed(TopicPartition(topic, 0))
+    finally:
+        consumer.close(autocommit=False)
+
+
+@pytest.fixture(scope="module")
+def topic(kafka_bootstrap: str) -> str:
+    """One produced topic for every daemon of this module (each reads it with its own group)."""
+    name = f"t-cli-{os.getpid()}-{time.monotonic_ns() % 10**8}"
+    produce(ProduceOptions(kafka_bootstrap, name, count=COUNT, seed=4, generator="sea",
+                           partitions=1))
+    return name
+
+
+# -- a running daemon -------------------------------------------------------------------------
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _learned(metrics_text: str, topic: str) -> float | None:
+    for family in text_string_to_metric_families(metrics_text):
+        for s in family.samples:
+            if (s.name == "streamlearn_events_total" and s.labels.get("topic") == topic
+                    and s.labels.get("outcome") == "learned"):
+                return s.value
+    return None
+
+
+def _wait_until_learned(process: subprocess.Popen[bytes], port: int, topic: str,
+                        log: Path, timeout_s: float = 120.0) -> tuple[dict[str, object], str]:
+    """Poll /healthz and /metrics until every produced event was learned."""
+    deadline = time.monotonic() + timeout_s
+    base = f"http://127.0.0.1:{port}"
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the daemon exited early:\n{log.read_text()}"
+        try:
+            status, body = _get(f"{base}/healthz")
+        except OSError:  # not listening yet
+            time.sleep(0.2)
+            continue
+        _, metrics = _get(f"{base}/metrics")
+        if _learned(metrics.decode(), topic) == COUNT:
+            assert status == 200
+            return json.loads(body), metrics.decode()
+        time.sleep(0.3)
+    raise AssertionError(f"not every event was learned in time:\n{log.read_text()}")
+
+
+@dataclass(frozen=True)
+class Layered:
+    """Where each setting of the precedence run came from."""
+
+    file_group: str
+    env_group: str
+    cli_group: str
+
+
+def test_daemon_serves_health_and_metrics_and_stops_cleanly_on_sigterm(
+    kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    # Settings in three layers; each observable value tells which layer won:
+    # the file names the broker, the model and a wrong topic; the environment names the
+    # right topic and another drift action; the command line names the drift action.
+    groups = Layered(f"{topic}-file", f"{topic}-env", f"{topic}-cli")
+    config = tmp_path / "streamlearn.toml"
+    config.write_text(
+        f'bootstrap_servers = "{kafka_bootstrap}"\n'
+        'topic = "not-this-topic"\n'
+        'model = "tree.HoeffdingTreeClassifier(grace_period=77)"\n'
+        'drift_action = "retrain"\n'
+        f'group_id = "{groups.file_group}"\n'
+    )
+    env = _clean_env(STREAMLEARN_TOPIC=topic, STREAMLEARN_DRIFT_ACTION="none",
+                     STREAMLEARN_GROUP_ID=groups.env_group)
+    port = free_port()
+    log = tmp_path / "daemon.log"
+    process = _spawn(_streamlearn(
+        "run", "--config", str(config), "--drift-action", "reset", "--group-id",
+        groups.cli_group, "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
+        "--session-timeout-ms", "6000"), log, env)
+    try:
+        health, metrics = _wait_until_learned(process, port, topic, log)
+        assert health["ready"] is True
+        assert topic in str(health["detail"])
+        assert f'streamlearn_ready 1.0' in metrics
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        _stop(process)
+
+    text = log.read_text()
+    assert "received SIGTERM" in text
+    assert text.rstrip().endswith("stopped"), text[-500:]
+    assert "Traceback" not in text
+    assert "HoeffdingTreeClassifier(grace_period=77)" in text  # only the file set it
+    assert "drift action: reset" in text  # the command line beat the environment and file
+    # The command line's group committed everything; the others never consumed.
+    assert _committed(kafka_bootstrap, groups.cli_group, topic) == COUNT
+    assert _committed(kafka_bootstrap, groups.env_group, topic) is None
+    assert _committed(kafka_bootstrap, groups.file_group, topic) is None
+
+
+def test_daemon_stops_by_itself_after_being_idle(
+    kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    group = f"{topic}-idle"
+    log = tmp_path / "daemon.log"
+    # The topic and group come from the environment, the rest from the command line.
+    env = _clean_env(STREAMLEARN_TOPIC=topic, STREAMLEARN_GROUP_ID=group)
+    process = _spawn(_streamlearn(
+        "run", "--bootstrap-servers", kafka_bootstrap, "--stop-after-idle", "2",
+        "--metrics-host", "127.0.0.1", "--metrics-port", "0", "--session-timeout-ms", "6000",
+        "--drift-action", "none"), log, env)
+    try:
+        code = process.wait(timeout=120)
+    finally:
+        _stop(process)
+    text = log.read_text()
+    assert code == 0, text
+    assert "no new records for 2.0 s; stopping" in text
+    assert text.rstrip().endswith("stopped")
+    assert "Traceback" not in text
+    assert _committed(kafka_bootstrap, group, topic) == COUNT
+
+
+# -- refused at start ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    args: tuple[str, ...]
+    env: dict[str, str]
+    says: tuple[str, ...]  # what the message must name
+
+
+def _refusals(config_dir: Path) -> dict[str, Refusal]:
+    unknown_key = config_dir / "unknown-key.toml"
+    unknown_key.write_text('topic = "t"\nlearning_rate = 0.1\n')
+    # Nothing listens on the dead port: a refusal that did not happen would end in a
+    # "no broker answered" error after the short outage timeout, not in a pass.
+    dead = f"127.0.0.1:{free_port()}"
+    base = ("run", "--bootstrap-servers", dead, "--outage-timeout", "2", "--topic", "t")
+    return {
+        "unknown-env": Refusal(base, {"STREAMLEARN_NOPE": "1"}, ("STREAMLEARN_NOPE",)),
+        "unknown-toml-key": Refusal(("run", "--bootstrap-servers", dead, "--config",
+                                     str(unknown_key)), {}, ("learning_rate",)),
+        "missing-config": Refusal((*base, "--config", str(config_dir / "absent.toml")), {},
+                                  ("absent.toml", "does not exist")),
+        "model-os-system": Refusal((*base, "--model", "os.system"), {}, ("os.system",)),
+        "model-call": Refusal((*base, "--model", "__import__('os').system('true')"), {},
+                              ("model spec",)),
+        "drift-action": Refusal((*base, "--drift-action", "maybe"), {}, ("drift_action",)),
+        "predictions-is-input": Refusal((*base, "--predictions-topic", "t"), {},
+                                        ("predictions_topic", "differ")),
+        "dead-letters-is-input": Refusal((*base, "--dead-letter-topic", "t"), {},
+                                         ("dead_letter_topic", "differ")),
+        "sasl-without-credentials": Refusal((*base, "--security-protocol", "SASL_SSL"), {},
+                                            ("SASL_SSL", "sasl_username", "sasl_password")),
+        "min-above-max": Refusal((*base, "--min-retrain-events", "500",
+                                  "--max-retrain-events", "100"), {}, ("min_retrain_events",)),
+        "bad-number": Refusal((*base, "--adwin-delta", "lots"), {}, ("adwin_delta",)),
+    }
+
+
+REFUSALS = ("unknown-env", "unknown-toml-key", "missing-config", "model-os-system",
+            "model-call", "drift-action", "predictions-is-input", "dead-letters-is-input",
+            "sasl-without-credentials", "min-above-max", "bad-number")
+
+
+@dataclass(frozen=True)
+class Finished:
+    code: int
+    stderr: str
+    says: tuple[str, ...]
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
+    """Every refusal case, started at once (each is a Python start-up, ~1 s) and collected."""
+    cases = _refusals(tmp_path_factory.mktemp("refusals"))
+    assert sorted(cases) == sorted(REFUSALS)
+    processes = {
+        name: subprocess.Popen(_streamlearn(*case.args), cwd=ROOT, env=_clean_env(**case.env),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for name, case in cases.items()
+    }
+    finished = {}
+    try:
+        for name, process in processes.items():
+            _, err = process.communicate(timeout=60)
+            finished[name] = Finished(process.returncode, err.decode(), cases[name].says)
+    finally:
+        for process in processes.values():
+            _stop(process)
+    return finished
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_bad_settings_are_refused_at_start_with_a_clear_message(
+    refused: dict[str, Finished], case: str
+) -> None:
+    result = refused[case]
+    assert result.code == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("streamlearn run: error:"), result.stderr
+    for word in result.says:
+        assert word in result.stderr, (word, result.stderr)
+    assert "no broker answered" not in result.stderr
+
+
+def test_an_unknown_option_is_refused_by_the_parser() -> None:
+    result = subprocess.run(_streamlearn("run", "--topic", "t", "--learning-rate", "1"),
+                            cwd=ROOT, env=_clean_env(), capture_output=True, timeout=60)
+    assert result.returncode == 2
+    assert b"--learning-rate" in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+# -- help -----------------------------------------------------------------------------------------
+
+
+def test_help_names_every_command() -> None:
+    result = subprocess.run(_streamlearn("--help"), cwd=ROOT, env=_clean_env(),
+                            capture_output=True, timeout=60, text=True)
+    assert result.returncode == 0
+    for command in ("run", "produce", "broker", "report", "demo"):
+        assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
+
+
+def test_run_help_names_every_option_but_no_secret() -> None:
+    result = subprocess.run(_streamlearn("run", "--help"), cwd=ROOT, env=_clean_env(),
+                            capture_output=True, timeout=60, text=True)
+    assert result.returncode == 0
+    options = set(re.findall(r"--[a-z][a-z0-9-]*", result.stdout))
+    expected = {f"--{name.replace('_', '-')}" for name in RunSettings.model_fields
+                if name not in SECRETS}
+    assert expected | {"--config", "--help"} <= options
+    assert not {f"--{name.replace('_', '-')}" for name in SECRETS} & options
+    assert f"{ENV_PREFIX}BOOTSTRAP_SERVERS" in result.stdout.replace("\n", "")
+
+
+# -- the embedded broker ----------------------------------------------------------------------------
+
+
+def _first_line(process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> str:
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout=timeout_s):
+            raise AssertionError("the broker printed nothing")
+    return process.stdout.readline().decode()
+
+
+def _accepts(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def broker_process() -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(_streamlearn("broker"), cwd=ROOT, env=_clean_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        yield process
+    finally:
+        _stop(process)
+
+
+def test_broker_prints_its_address_serves_kafka_and_stops_on_sigterm(
+    broker_process: subprocess.Popen[bytes],
+) -> None:
+    line = _first_line(broker_process)
+    match = re.search(r"--bootstrap-servers (127\.0\.0\.1:\d+)", line)
+    assert match, line
+    address = match.group(1)
+    # It speaks Kafka: a topic written there can be read back.
+    produce(ProduceOptions(address, "probe", count=5, seed=1, partitions=1))
+    consumer = KafkaConsumer(bootstrap_servers=address, enable_auto_commit=False)
+    try:
+        assert "probe" in consumer.topics()
+    finally:
+        consumer.close()
+
+    broker_process.send_signal(signal.SIGTERM)
+    assert broker_process.wait(timeout=30) == 0
+    assert not _accepts(address), "the broker process outlived the command"
