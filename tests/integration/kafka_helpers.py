@@ -44,7 +44,7 @@ def send_raw(
 
 
 def read_all(
-    bootstrap: str, topic: str, timeout_s: float = 60.0, quiet_s: float = 2.0
+    bootstrap: str, topic: str, timeout_s: float = 60.0, quiet_s: float = 1.0
 ) -> list[ConsumerRecord]:
     """Every record of ``topic``, in partition then offset order.
 
@@ -85,8 +85,8 @@ def daemon_settings(bootstrap: str, topic: str, **overrides: Any) -> dict[str, A
         "group_id": f"g-{topic}",
         "metrics_port": 0,
         "metrics_host": "127.0.0.1",
-        "stop_after_idle": 3,
-        "session_timeout_ms": 6000,
+        "stop_after_idle": 2,
+        "session_timeout_ms": 2000,
         "log_level": "INFO",
     }
     values.update(overrides)
