@@ -136,10 +136,14 @@ class StreamlearnMetrics:
         )
         self.build_info.labels(version).set(1)
 
-    def precreate_reasons(self, reasons: Iterable[str]) -> None:
+    def precreate_reasons(
+        self, dead_letter_reasons: Iterable[str], checkpoint_reasons: Iterable[str] = ()
+    ) -> None:
         """Export zero-valued series for every reason, so rates exist before the first one."""
-        for reason in reasons:
+        for reason in dead_letter_reasons:
             self.dead_letters.labels(reason)
+        for reason in checkpoint_reasons:
+            self.checkpoint_load_failures.labels(reason)
 
     def partition(self, topic: str, partition: int) -> PartitionMetrics:
         return PartitionMetrics(self, topic, str(partition))

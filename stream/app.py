@@ -18,7 +18,7 @@ from learners.spec import describe_model, parse_model_spec
 from monitoring.exporter import MetricsServer
 from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoint_store import CheckpointStore, KafkaTopicStore, LocalDirectoryStore
-from stream.checkpointing import Checkpointer
+from stream.checkpointing import CHECKPOINT_REFUSALS, Checkpointer
 from stream.daemon import Daemon, LoopTiming
 from stream.event_log import EventLog
 from stream.events import DEAD_LETTER_REASONS
@@ -80,7 +80,7 @@ def run_daemon(
     disable_created_metrics()  # *_created series only double what Prometheus scrapes
     registry = CollectorRegistry() if registry is None else registry
     metrics = StreamlearnMetrics(registry, package_version())
-    metrics.precreate_reasons(DEAD_LETTER_REASONS)
+    metrics.precreate_reasons(DEAD_LETTER_REASONS, CHECKPOINT_REFUSALS)
     kafka_config = settings.kafka_config()
     consumer = _connect(settings)
     outputs = [t for t in (settings.predictions_topic, settings.dead_letter_topic) if t]

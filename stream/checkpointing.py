@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from kafka import TopicPartition
 
-from learners.checkpoint import decode_checkpoint, encode_checkpoint
+from learners.checkpoint import REFUSAL_REASONS, decode_checkpoint, encode_checkpoint
 from learners.exceptions import CheckpointError
 from learners.prequential import PartitionLearner
 from learners.sequence import SequenceTracker
@@ -24,6 +24,9 @@ from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoint_store import CheckpointStore, CheckpointStoreError
 
 log = logging.getLogger(__name__)
+
+#: Reasons a checkpoint is refused on load: the codec's, plus a payload of the wrong type.
+CHECKPOINT_REFUSALS = (*REFUSAL_REASONS, "bad_state")
 
 
 @dataclass
@@ -113,4 +116,6 @@ class Checkpointer:
             self.store.close()
 
 
-__all__ = ["CheckpointStoreError", "Checkpointer", "PartitionState", "Restored"]
+__all__ = [
+    "CHECKPOINT_REFUSALS", "CheckpointStoreError", "Checkpointer", "PartitionState", "Restored",
+]

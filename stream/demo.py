@@ -45,6 +45,7 @@ def run_demo(metrics_port: int = 9464, rate: float = 3000.0) -> int:
                 "predictions_topic": f"{DEMO_TOPIC}.predictions",
                 "dead_letter_topic": f"{DEMO_TOPIC}.dead-letters",
                 "event_log": workdir / "events.jsonl",
+            "state_dir": workdir / "state",
                 "session_timeout_ms": 6000,
             }
         )

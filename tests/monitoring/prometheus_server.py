@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring.dashboard import PROMETHEUS_CONFIG, RULE_FILES
 
@@ -273,7 +274,12 @@ class DaemonProcess:
 
         def assigned() -> bool:
             text = self.metrics_text()
-            return text is not None and f'streamlearn_events_total{{topic="{topic}"' in text
+            return text is not None and any(
+                sample.labels.get("topic") == topic
+                for family in text_string_to_metric_families(text)
+                if family.name == "streamlearn_events"
+                for sample in family.samples
+            )
 
         if not wait_for(assigned, timeout_s, interval_s=0.3):
             raise AssertionError(f"no partition of {topic} assigned in {timeout_s} s:\n"

@@ -161,6 +161,7 @@ def check_every_expression(prometheus: PrometheusServer, daemons: dict[str, Daem
         return not all_answered()
 
     wait_for(settled, SETTLE_S, interval_s=1.0)
+    print("DEBUG", *evaluate(prometheus, panels + annotations + rules), sep="\n")
     failures = all_answered()
     assert not failures, "\n".join(failures) + "\n" + logs(daemons)
     check_things_happened(prometheus, list(daemons))

@@ -1,0 +1,34 @@
+"""Every exported metric has help text and a row in docs/metrics.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from monitoring.metrics import StreamlearnMetrics
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+
+
+def _families() -> list[tuple[str, str, str]]:
+    registry = CollectorRegistry()
+    metrics = StreamlearnMetrics(registry, "test")
+    metrics.partition("t", 0).set_accuracy(1.0, 1.0)
+    return [(f.name, f.type, f.documentation) for f in registry.collect()]
+
+
+def test_every_metric_is_documented_with_help_text() -> None:
+    doc = DOC.read_text()
+    for name, kind, help_text in _families():
+        exported = f"{name}_total" if kind == "counter" else name
+        assert help_text.strip(), name
+        assert f"`{exported}`" in doc, f"{exported} is missing from docs/metrics.md"
+
+
+def test_counters_and_units_follow_prometheus_naming() -> None:
+    for name, kind, _ in _families():
+        assert name.startswith("streamlearn_")
+        assert not name.endswith("_total"), "prometheus_client appends _total itself"
+        if "seconds" in name:
+            assert name.endswith("_seconds"), name
