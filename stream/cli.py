@@ -104,7 +104,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
 
 def _run_broker(args: argparse.Namespace) -> int:
     broker = EmbeddedBroker(args.host, args.port).start()
-    signal.signal(signal.SIGTERM, lambda *_: broker.stop())
+    # Interrupt the wait below; stopping from inside the handler would race that wait.
+    signal.signal(signal.SIGTERM, _interrupt)
     print(
         f"broker ready: --bootstrap-servers {broker.bootstrap_servers}  (Ctrl-C stops it)",
         flush=True,
@@ -116,6 +117,10 @@ def _run_broker(args: argparse.Namespace) -> int:
     finally:
         broker.stop()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -76,11 +76,26 @@ def decode(value: bytes | None) -> Event | DeadLetter:
         return _dead_letter(exc)
 
 
+_UNION_MEMBERS = {"bool", "int", "float", "str"}
+
+
+def _describe(loc: tuple[int | str, ...], message: str, several: bool) -> str:
+    """``features.a: not a number, string or bool`` rather than pydantic's per-member text."""
+    if several and loc and loc[-1] in _UNION_MEMBERS:
+        loc = loc[:-1]
+        field = loc[0] if loc else ""
+        message = {
+            "features": "must be a finite number, a string or a bool",
+            "label": "must be a bool, an integer or a string",
+        }.get(str(field), "must be a finite number")
+    return f"{'.'.join(str(part) for part in loc) or 'value'}: {message}"
+
+
 def _dead_letter(exc: ValidationError) -> DeadLetter:
     errors = exc.errors(include_url=False, include_input=False)
     first = errors[0]
     loc = first["loc"]
-    detail = f"{'.'.join(str(part) for part in loc) or 'value'}: {first['msg']}"
+    detail = _describe(loc, first["msg"], len(errors) > 1)
     kinds = {error["type"] for error in errors}
     if first["type"] == "json_invalid":
         return DeadLetter("not_json", detail)

@@ -27,7 +27,7 @@ def test_every_metric_is_documented_with_help_text() -> None:
 
 
 def test_counters_and_units_follow_prometheus_naming() -> None:
-    for name, kind, _ in _families():
+    for name, _, _ in _families():
         assert name.startswith("streamlearn_")
         assert not name.endswith("_total"), "prometheus_client appends _total itself"
         if "seconds" in name:
