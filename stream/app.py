@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -23,11 +24,18 @@ from stream.daemon import Daemon, LoopTiming
 from stream.event_log import EventLog
 from stream.events import DEAD_LETTER_REASONS
 from stream.exceptions import StreamError
-from stream.kafka_io import ensure_topics, make_consumer, make_producer, make_replay_consumer
+from stream.kafka_io import (
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    make_replay_consumer,
+    producer_config,
+)
 from stream.partitions import LearnerFactory, PartitionTable
 from stream.publisher import Publisher
 from stream.replay import Replayer
 from stream.settings import RunSettings
+from stream.sinks import ProcessSink, ProducerSink, Sink
 
 log = logging.getLogger("streamlearn")
 
@@ -87,7 +95,7 @@ def run_daemon(
     if outputs:
         ensure_topics(kafka_config, outputs)
     publisher = Publisher(
-        make_producer(kafka_config) if outputs else None,
+        make_sink(settings, kafka_config) if outputs else None,
         settings.predictions_topic,
         settings.dead_letter_topic,
     )
@@ -133,6 +141,12 @@ def run_daemon(
         publisher.close()
         consumer.close(autocommit=False)
         log.info("stopped")
+
+
+def make_sink(settings: RunSettings, kafka_config: dict[str, Any]) -> Sink:
+    if settings.publisher == "process":
+        return ProcessSink(producer_config(kafka_config))
+    return ProducerSink(make_producer(kafka_config))
 
 
 def make_checkpoint_store(settings: RunSettings) -> CheckpointStore | None:

@@ -208,6 +208,7 @@ class Daemon:
             newest_timestamp = event.timestamp  # type: ignore[union-attr]
             if learner.outcomes:
                 break
+        publisher.ship()
         slot.next_offset = records[handled - 1].offset + 1
         slot.events_since_checkpoint += handled
         self._record_batch(slot, handled, dead, started, newest_timestamp)

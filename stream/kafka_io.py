@@ -48,15 +48,20 @@ def make_replay_consumer(settings: RunSettings) -> KafkaConsumer:
     )
 
 
-def make_producer(kafka_config: dict[str, Any]) -> KafkaProducer:
-    return KafkaProducer(
+def producer_config(kafka_config: dict[str, Any]) -> dict[str, Any]:
+    """Producer settings for the output topics: durable, batched, large records allowed."""
+    return {
         **kafka_config,
-        acks="all",
-        linger_ms=20,
-        batch_size=512 * 1024,
-        max_request_size=16 * 1024 * 1024,
-        retries=5,
-    )
+        "acks": "all",
+        "linger_ms": 20,
+        "batch_size": 512 * 1024,
+        "max_request_size": 16 * 1024 * 1024,
+        "retries": 5,
+    }
+
+
+def make_producer(kafka_config: dict[str, Any]) -> KafkaProducer:
+    return KafkaProducer(**producer_config(kafka_config))
 
 
 def ensure_topics(kafka_config: dict[str, Any], topics: Iterable[str], partitions: int = 1) -> None:

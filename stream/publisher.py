@@ -1,4 +1,4 @@
-"""Publish predictions and dead letters; report sends that failed, so nothing is lost silently."""
+"""Build prediction and dead-letter records and hand them to a sink (``stream/sinks.py``)."""
 
 from __future__ import annotations
 
@@ -6,32 +6,28 @@ import json
 import logging
 from typing import Any
 
-from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
 from stream.events import DeadLetter, Event
-from stream.exceptions import StreamError
+from stream.sinks import PublishError, Sink
 
 log = logging.getLogger(__name__)
 
-
-class PublishError(StreamError):
-    """Sends failed; the offsets of what they carried must not be committed."""
+__all__ = ["PublishError", "Publisher"]
 
 
 class Publisher:
-    """Wraps one producer for both output topics; ``flush`` raises if any send failed."""
+    """One sink for both output topics; ``flush`` raises if any send failed."""
 
     def __init__(
         self,
-        producer: KafkaProducer | None,
+        sink: Sink | None,
         predictions_topic: str | None,
         dead_letter_topic: str | None,
     ) -> None:
-        self.producer = producer
-        self.predictions_topic = predictions_topic
-        self.dead_letter_topic = dead_letter_topic
-        self._failures: list[str] = []
+        self.sink = sink
+        self.predictions_topic = predictions_topic if sink is not None else None
+        self.dead_letter_topic = dead_letter_topic if sink is not None else None
 
     def prediction(
         self,
@@ -41,7 +37,7 @@ class Publisher:
         proba: dict[Any, float] | None,
         model_version: int,
     ) -> None:
-        if self.producer is None or self.predictions_topic is None:
+        if self.sink is None or self.predictions_topic is None:
             return
         value = {
             "id": event.id,
@@ -53,7 +49,7 @@ class Publisher:
             "model_version": model_version,
         }
         payload = json.dumps(value, separators=(",", ":"), default=str).encode()
-        self._send(self.predictions_topic, payload, record.key, None)
+        self.sink.send(self.predictions_topic, payload, record.key, None)
 
     def dead_letter(self, record: ConsumerRecord, letter: DeadLetter) -> None:
         log.debug(
@@ -64,7 +60,7 @@ class Publisher:
             letter.reason,
             letter.detail,
         )
-        if self.producer is None or self.dead_letter_topic is None:
+        if self.sink is None or self.dead_letter_topic is None:
             return
         headers = [
             ("streamlearn.reason", letter.reason.encode()),
@@ -73,24 +69,18 @@ class Publisher:
             ("streamlearn.partition", str(record.partition).encode()),
             ("streamlearn.offset", str(record.offset).encode()),
         ]
-        self._send(self.dead_letter_topic, record.value or b"", record.key, headers)
+        self.sink.send(self.dead_letter_topic, record.value or b"", record.key, headers)
 
-    def _send(self, topic: str, value: bytes, key: bytes | None, headers: Any) -> None:
-        assert self.producer is not None
-        future = self.producer.send(topic, value=value, key=key, headers=headers)
-        future.add_errback(self._failed, topic)
-
-    def _failed(self, exc: BaseException, topic: str) -> None:
-        self._failures.append(f"{topic}: {exc!r}")
+    def ship(self) -> None:
+        """End of a batch: let the sink move what it holds on."""
+        if self.sink is not None:
+            self.sink.ship()
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait for every send; raise :class:`PublishError` if any was lost."""
-        if self.producer is not None:
-            self.producer.flush(timeout=timeout_s)
-        if self._failures:
-            failures, self._failures = self._failures, []
-            raise PublishError(f"{len(failures)} send(s) failed, first: {failures[0]}")
+        if self.sink is not None:
+            self.sink.flush(timeout_s)
 
     def close(self) -> None:
-        if self.producer is not None:
-            self.producer.close(timeout=10)
+        if self.sink is not None:
+            self.sink.close()
