@@ -135,11 +135,13 @@ def run_daemon(
         return daemon.run()
     finally:
         restore()
-        server.stop()
+        # The consumer first: leaving the group revokes the partitions, and revocation
+        # checkpoints through the publisher and the store, which must still be open.
+        consumer.close(autocommit=False)
         replayer.close()
         checkpointer.close()
         publisher.close()
-        consumer.close(autocommit=False)
+        server.stop()
         log.info("stopped")
 
 

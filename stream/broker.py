@@ -91,7 +91,11 @@ class EmbeddedBroker:
         ]
         sink = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
-            self._process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+            # A session of its own: Ctrl-C in a terminal signals the whole foreground group,
+            # and the broker must outlive the clients that are still shutting down.
+            self._process = subprocess.Popen(
+                command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            )
         finally:
             if self.log_path:
                 sink.close()  # type: ignore[union-attr]

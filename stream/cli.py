@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "drifts and the daemon with --drift-action retrain; Ctrl-C stops all.",
     )
     demo.add_argument("--metrics-port", type=int, default=9464, help="daemon metrics port")
-    demo.add_argument("--rate", type=float, default=3000.0, help="events per second produced")
+    demo.add_argument("--rate", type=float, default=2000.0, help="events per second produced")
     demo.set_defaults(handler=_run_demo)
     return parser
 

@@ -14,11 +14,12 @@ from stream.settings import load_settings
 
 DEMO_TOPIC = "events"
 DEMO_EVENTS = 2_000_000
-# Abrupt concept changes every 60,000 events: a drift every 20 s at the default rate.
-DEMO_DRIFTS = tuple(range(60_000, DEMO_EVENTS, 60_000))
+# Abrupt concept changes every 40,000 events: a drift every 20 s at the default rate.
+DEMO_DRIFT_EVERY = 40_000
+DEMO_DRIFTS = tuple(range(DEMO_DRIFT_EVERY, DEMO_EVENTS, DEMO_DRIFT_EVERY))
 
 
-def run_demo(metrics_port: int = 9464, rate: float = 3000.0) -> int:
+def run_demo(metrics_port: int = 9464, rate: float = 2000.0) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="streamlearn-demo-"))
     configure_logging("INFO")
     with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
@@ -27,7 +28,8 @@ def run_demo(metrics_port: int = 9464, rate: float = 3000.0) -> int:
         # with its own partition count.
         ensure_topics({"bootstrap_servers": broker.bootstrap_servers}, [DEMO_TOPIC])
         producer = _start_producer(broker.bootstrap_servers, rate, workdir / "producer.log")
-        print(f"producer: agrawal stream at {rate:.0f} events/s, drifts every 60,000 events")
+        print(f"producer: agrawal stream at {rate:.0f} events/s, "
+              f"a concept change every {DEMO_DRIFT_EVERY:,} events")
         print(f"metrics:  http://127.0.0.1:{metrics_port}/metrics   health: /healthz")
         print(
             f"event log: {workdir / 'events.jsonl'} "
@@ -39,7 +41,7 @@ def run_demo(metrics_port: int = 9464, rate: float = 3000.0) -> int:
                 "bootstrap_servers": broker.bootstrap_servers,
                 "topic": DEMO_TOPIC,
                 "group_id": "streamlearn-demo",
-                "model": "tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, seed=42)",
+                "model": "tree.HoeffdingTreeClassifier(grace_period=100)",
                 "drift_action": "retrain",
                 "metrics_port": metrics_port,
                 "predictions_topic": f"{DEMO_TOPIC}.predictions",
@@ -80,4 +82,7 @@ def _start_producer(bootstrap: str, rate: float, log_path: Path) -> subprocess.P
     for drift in DEMO_DRIFTS:
         command += ["--drift-at", str(drift)]
     with open(log_path, "wb") as log:
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        # Its own session, so Ctrl-C reaches only the demo, which stops it in order.
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )

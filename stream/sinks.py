@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
@@ -145,6 +146,10 @@ class ProcessSink:
 
 def _serve(conn: Connection, producer_config: dict[str, Any]) -> None:
     """The child: send what arrives, flush and report failures when asked."""
+    # Ctrl-C and a group-wide SIGTERM reach this process too; the daemon decides when
+    # it ends (a close message, or end-of-file when the daemon itself is gone).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         sink = ProducerSink(KafkaProducer(**producer_config))
     except Exception as exc:

@@ -137,3 +137,4 @@ def test_accuracy_alert_fires_for_the_collapsed_partition_only(
     assert accuracy[str(COLLAPSED)] < threshold < accuracy[str(HEALTHY)], accuracy
     assert str(HEALTHY) not in states, states
     assert never_fired == [], never_fired
+    assert daemon.returncode == 0, log  # SIGTERM: finish the batch, commit, exit cleanly
