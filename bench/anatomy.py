@@ -23,8 +23,9 @@ from bench.workload import Stream
 from learners.prequential import PartitionLearner
 from learners.spec import parse_model_spec
 from stream.events import Event, decode
-from stream.kafka_io import FETCH_TUNING, ensure_topics, make_producer
+from stream.kafka_io import FETCH_TUNING, ensure_topics, make_producer, producer_config
 from stream.publisher import Publisher
+from stream.sinks import ProcessSink, ProducerSink
 
 
 @dataclass(frozen=True)
@@ -85,25 +86,28 @@ def measure(stream: Stream, spec: str) -> list[Stage]:
 
 def _publish(stream: Stream, records: list[ConsumerRecord], events: list[Event],
              outputs: list[Any]) -> list[Stage]:
+    """The prediction records through each sink the daemon can use (``--publisher``)."""
     config: dict[str, Any] = {"bootstrap_servers": [stream.bootstrap]}
-    topic = f"{stream.topic}.anatomy-{uuid.uuid4().hex[:8]}"
-    ensure_topics(config, [topic])
-    producer = make_producer(config)
-    publisher = Publisher(producer, topic, None)
-    started = time.perf_counter()
-    for record, event, (y_pred, proba) in zip(records, events, outputs, strict=True):
-        publisher.prediction(record, event, y_pred, proba, 1)
-    sent = time.perf_counter() - started
-    publisher.flush()
-    flushed = time.perf_counter() - started
-    publisher.close()
+    stages = []
+    for name, sink in (("in-process kafka-python send (ProducerSink)",
+                        lambda: ProducerSink(make_producer(config))),
+                       ("shipped to a child process (ProcessSink)",
+                        lambda: ProcessSink(producer_config(config)))):
+        topic = f"{stream.topic}.anatomy-{uuid.uuid4().hex[:8]}"
+        ensure_topics(config, [topic])
+        publisher = Publisher(sink(), topic, None)
+        started = time.perf_counter()
+        for record, event, (y_pred, proba) in zip(records, events, outputs, strict=True):
+            publisher.prediction(record, event, y_pred, proba, 1)
+        sent = time.perf_counter() - started
+        publisher.flush()
+        flushed = time.perf_counter() - started
+        publisher.close()
+        stages.append(Stage(f"publish: {name}", _per_event(sent, len(events))))
+        stages.append(Stage("  the same until flushed", _per_event(flushed, len(events))))
     payload = {"id": "7-1", "topic": stream.topic, "partition": 0, "offset": 1,
                "prediction": True, "probabilities": {"False": 0.4, "True": 0.6},
                "model_version": 1}
     encode = _timed(lambda _: json.dumps(payload, separators=(",", ":"), default=str).encode(),
                     events)
-    return [
-        Stage("publish: Publisher.prediction (send calls)", _per_event(sent, len(events))),
-        Stage("  of which json.dumps of the prediction", encode),
-        Stage("  publish incl. flush (sender thread done)", _per_event(flushed, len(events))),
-    ]
+    return [*stages, Stage("  of which json.dumps of one prediction", encode)]

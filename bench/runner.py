@@ -149,7 +149,8 @@ class Bench:
         rate = top / 2
         result = scenarios.run_latency(self.ctx, MODELS["LR"], rate, self.plan.latency_seconds)
         how = (f"LR, {result.events:,} events produced at {rate:,.0f}/s (half the max); "
-               "prediction record timestamp minus the event's timestamp field")
+               "prediction record timestamp (set when it is sent) minus the event's timestamp "
+               "field (set when the producer encodes it)")
         self.rows.append(Row("latency.p50", "latency p50, ms", f"{result.p50_s * 1e3:.1f}",
                              result.p50_s * 1e3, how))
         self.rows.append(Row("latency.p99", "latency p99, ms", f"{result.p99_s * 1e3:.1f}",
@@ -186,7 +187,7 @@ class Bench:
                                              plan.retrain_after, plan.retrain_replay)
         how = (f"LR, {plan.retrain_stationary:,} stationary events then a change; "
                f"retrain replays {plan.retrain_replay:,} (trained on {result.trained_on:,}); "
-               f"longest gap between consecutive predictions from drift to decision "
+               f"longest gap between consecutive prediction timestamps from drift to decision "
                f"({result.window_s:.1f} s); steady-state longest gap "
                f"{result.baseline_gap_s * 1e3:.0f} ms")
         self.rows.append(Row("retrain.pause", "longest pause during a retrain, ms",

@@ -1,9 +1,11 @@
 """What the predictions topic says about the daemon's timing.
 
-The daemon publishes each prediction right after the event was learned, and
+The daemon builds each prediction right after the event was learned, and
 kafka-python stamps a record with the wall clock when ``send`` is called (CreateTime,
-kept by the broker). So the predictions' timestamps are the times events were
-learned, to the millisecond, without any probe inside the daemon.
+kept by the broker). With the in-process publisher that is the learned time to the
+millisecond; with ``--publisher process`` the child calls ``send`` when a shipment
+(a batch, at most 2,000 records) arrives, so the stamp is the time the prediction left
+for Kafka: a little later than learned, never earlier. No probe inside the daemon.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def longest_gap(times: Sequence[Learned], start: float, end: float) -> float:
     """The longest time between consecutive learned events that overlaps ``[start, end]``.
 
     >>> ts = [Learned(0, i, t) for i, t in enumerate((1.0, 1.1, 1.6, 1.7, 3.0))]
-    >>> longest_gap(ts, 1.0, 1.7)
+    >>> longest_gap(ts, 1.0, 1.6)
     0.5
     """
     gaps = [b.at - a.at for a, b in pairwise(times) if b.at >= start and a.at <= end]

@@ -14,7 +14,6 @@ from bench.__main__ import parse, plan_from
 from bench.report import TARGETS, Row, render
 from bench.runner import Bench, Plan
 from bench.workload import MODELS, Context
-from stream.broker import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +45,6 @@ def test_every_section_yields_its_rows(kafka_bootstrap: str, tmp_path: Path) -> 
         assert by_key[key].status in ("PASS", "MISS")
     table = render(rows, "test machine")
     assert table.count("\n| ") == len(rows) + 1  # the header, then one line per row
-
-
-def test_a_failing_section_is_reported_not_raised(tmp_path: Path) -> None:
-    # Nothing listens on that port: producing fails, the run goes on and says so.
-    ctx = Context(f"127.0.0.1:{free_port()}", tmp_path)
-    rows = Bench(ctx, Plan.quick().only("limit"), tmp_path / "latest.md").run()
-    assert [(row.key, row.status) for row in rows] == [("throughput.error", "ERROR")]
-    assert rows[0].value.startswith("error: ")
 
 
 def test_options_select_plans() -> None:
