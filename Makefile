@@ -15,8 +15,9 @@ $(STAMP)-base: pyproject.toml | $(PY)
 	$(PIP) install --quiet -e .
 	touch $@
 
+# The tests run the benchmark's code paths too (bench/), so they need its extra.
 $(STAMP)-test: pyproject.toml | $(PY)
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,bench]'
 	touch $@
 
 $(STAMP)-bench: pyproject.toml | $(PY)

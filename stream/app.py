@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
+import threading
 import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -84,13 +86,32 @@ def run_daemon(
     Tests pass their own ``registry`` to read the final metrics, and run it off the
     main thread with ``handle_signals=False`` (signals reach the main thread only).
     """
+    switch = _StopSwitch()
+    # Caught from the very start: a SIGTERM while waiting for the broker or joining the
+    # group must end the process cleanly (exit 0), not by the signal's default action.
+    restore = _stop_on_signals(switch.request) if handle_signals else (lambda: None)
+    try:
+        return _build_and_run(settings, switch, registry, status_interval_s)
+    finally:
+        restore()  # last, so that a SIGTERM during the shutdown is still handled
+
+
+def _build_and_run(
+    settings: RunSettings,
+    switch: _StopSwitch,
+    registry: CollectorRegistry | None,
+    status_interval_s: float,
+) -> int:
     new_learner = learner_factory(settings)
     disable_created_metrics()  # *_created series only double what Prometheus scrapes
     registry = CollectorRegistry() if registry is None else registry
     metrics = StreamlearnMetrics(registry, package_version())
     metrics.precreate_reasons(DEAD_LETTER_REASONS, CHECKPOINT_REFUSALS)
     kafka_config = settings.kafka_config()
-    consumer = _connect(settings)
+    consumer = _connect(settings, switch.requested)
+    if consumer is None:
+        log.info("stopped while waiting for the broker")
+        return 0
     outputs = [t for t in (settings.predictions_topic, settings.dead_letter_topic) if t]
     if outputs:
         ensure_topics(kafka_config, outputs)
@@ -130,11 +151,10 @@ def run_daemon(
         _display_host(settings.metrics_host),
         server.port,
     )
-    restore = _stop_on_signals(daemon.stop) if handle_signals else (lambda: None)
+    switch.bind(daemon.stop)
     try:
         return daemon.run()
     finally:
-        restore()
         # The consumer first: leaving the group revokes the partitions, and revocation
         # checkpoints through the publisher and the store, which must still be open.
         consumer.close(autocommit=False)
@@ -172,27 +192,67 @@ def _checkpoint_key(settings: RunSettings) -> bytes | None:
     return settings.checkpoint_key.get_secret_value().encode()
 
 
-def _connect(settings: RunSettings) -> KafkaConsumer:
-    """Wait for the broker with backoff: a daemon started before its broker is normal."""
+def _connect(settings: RunSettings, stop: threading.Event) -> KafkaConsumer | None:
+    """Wait for the broker with backoff: a daemon started before its broker is normal.
+
+    Returns None when ``stop`` is set meanwhile. A listening port is awaited first: the
+    consumer's constructor alone blocks for its whole bootstrap timeout (30 s), deaf
+    to SIGTERM and silent in the log.
+    """
     deadline = time.monotonic() + settings.outage_timeout
     delay = 0.5
-    while True:
-        try:
-            return make_consumer(settings)
-        except KafkaError as exc:
-            if time.monotonic() + delay > deadline:
-                raise StreamError(
-                    f"no broker answered at {settings.bootstrap_servers} for "
-                    f"{settings.outage_timeout:.0f} s: {exc}"
-                ) from exc
-            log.warning(
-                "broker %s not reachable (%s); retrying in %.1f s",
-                settings.bootstrap_servers,
-                exc,
-                delay,
+    while not stop.is_set():
+        problem = _unreachable(settings.bootstrap_servers)
+        if problem is None:
+            try:
+                return make_consumer(settings)
+            except KafkaError as exc:
+                problem = str(exc)
+        if time.monotonic() + delay > deadline:
+            raise StreamError(
+                f"no broker answered at {settings.bootstrap_servers} for "
+                f"{settings.outage_timeout:.0f} s: {problem}"
             )
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        log.warning(
+            "broker %s not reachable (%s); retrying in %.1f s",
+            settings.bootstrap_servers,
+            problem,
+            delay,
+        )
+        stop.wait(delay)
+        delay = min(delay * 2, 10.0)
+    return None
+
+
+def _unreachable(bootstrap_servers: str) -> str | None:
+    """None when some bootstrap server accepts a TCP connection, else why none did."""
+    problem = "no bootstrap server"
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=2.0):
+                return None
+        except (OSError, ValueError) as exc:
+            problem = f"{server.strip()}: {exc}"
+    return problem
+
+
+class _StopSwitch:
+    """A stop request (SIGTERM/SIGINT) that may arrive before the daemon it stops exists."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._target: Callable[[], None] | None = None
+
+    def request(self) -> None:
+        self.requested.set()
+        if self._target is not None:
+            self._target()
+
+    def bind(self, target: Callable[[], None]) -> None:
+        self._target = target
+        if self.requested.is_set():
+            target()
 
 
 def _display_host(host: str) -> str:

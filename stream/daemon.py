@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
@@ -286,10 +287,17 @@ def _broker_reachable(consumer: KafkaConsumer) -> bool:
     try:
         client = consumer._client
         return bool(consumer.bootstrap_connected()) or any(
-            client.connected(broker.nodeId) for broker in client.cluster.brokers()
+            client.connected(_node_id(broker)) for broker in client.cluster.brokers()
         )
     except Exception:  # an internal API changed: never let health checks kill the daemon
+        # ...but say so: a check that always answers "reachable" hides every outage.
+        log.warning("cannot tell whether the broker is reachable", exc_info=True)
         return True
+
+
+def _node_id(broker: Any) -> Any:
+    # kafka-python 3 names it node_id; 2.x's BrokerMetadata named it nodeId.
+    return broker.node_id if hasattr(broker, "node_id") else broker.nodeId
 
 
 class _Rebalance(ConsumerRebalanceListener):

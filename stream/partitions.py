@@ -219,6 +219,12 @@ class PartitionTable:
             # the next owner starts.
             log.warning("commit refused after a rebalance: %s", exc)
             return
+        except KafkaError as exc:
+            # The broker did not answer in time (an outage): commits only feed lag
+            # monitoring, so retry on a later cycle; the outage timeout decides when
+            # to give up, not the first commit that happens to be in flight.
+            log.warning("commit failed (%s); retrying later", exc)
+            return
         for tp, meta in offsets.items():
             self.slots[tp].committed_offset = meta.offset
 
