@@ -189,8 +189,8 @@ def test_every_good_event_has_one_prediction_naming_its_origin(run: Run) -> None
         assert value["model_version"] == 1  # no drift in 400 events of one concept
         assert value["prediction"] in (True, False)
         probabilities = value["probabilities"]
-        assert set(probabilities) == {"True", "False"}
-        assert max(probabilities, key=probabilities.get) == str(value["prediction"])
+        assert set(probabilities) == {"true", "false"}
+        assert max(probabilities, key=probabilities.get) == json.dumps(value["prediction"])
 
 
 def test_the_group_committed_the_end_of_the_log(run: Run) -> None:
