@@ -16,6 +16,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.structs import MemberState
 
 from learners.outcomes import Outcome, RetrainRequested
 from monitoring.metrics import StreamlearnMetrics
@@ -39,6 +40,7 @@ class LoopTiming:
     live_slice_during_replay: int = 1000
     stop_after_idle_s: float | None = None
     outage_timeout_s: float = 300.0
+    join_settle_s: float = 15.0
 
 
 class Daemon:
@@ -98,6 +100,7 @@ class Daemon:
                     log.info("no new records for %.1f s; stopping", self.timing.stop_after_idle_s)
                     break
             self._stopping = True
+            self._finish_join()
             for slot in list(self.slots.values()):
                 self.partitions.checkpoint(slot)
             self.partitions.commit()
@@ -105,6 +108,18 @@ class Daemon:
             self.metrics.ready.set(0)
             self.event_log.close()
         return 0
+
+    def _finish_join(self) -> None:
+        """Let a group join in flight complete (bounded) before the consumer leaves.
+
+        The embedded broker (Tansu 0.6) mishandles a member that leaves in the middle
+        of its join: it keeps it as the group's leader, and no member of the group is
+        ever assigned a partition again. Records polled meanwhile are dropped unhandled;
+        no checkpoint or commit goes past them.
+        """
+        deadline = self.clock() + self.timing.join_settle_s
+        while _joining(self.consumer) and self.clock() < deadline:
+            self.consumer.poll(timeout_ms=100, max_records=1)
 
     def _idle_too_long(self) -> bool:
         idle, last = self.timing.stop_after_idle_s, self._last_record_at
@@ -293,6 +308,12 @@ def _broker_reachable(consumer: KafkaConsumer) -> bool:
         # ...but say so: a check that always answers "reachable" hides every outage.
         log.warning("cannot tell whether the broker is reachable", exc_info=True)
         return True
+
+
+def _joining(consumer: KafkaConsumer) -> bool:
+    """True while a JoinGroup is in flight (kafka-python has no public call)."""
+    state = getattr(getattr(consumer, "_coordinator", None), "state", None)
+    return state == MemberState.REBALANCING
 
 
 def _node_id(broker: Any) -> Any:

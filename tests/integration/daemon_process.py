@@ -1,0 +1,315 @@
+"""Run ``python -m stream run`` as a real subprocess: kill it, stop it, scrape it, read its state.
+
+The reliability tests need what an operator has: a process that can die by SIGKILL at
+any instruction, its ``/metrics`` and ``/healthz``, its log, and the checkpoints it
+left behind. They also need input whose per-partition ``seq`` keeps counting across
+several writes (the ``produce`` command restarts it at 0 each run), which
+:class:`Feeder` provides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from learners.checkpoint import Checkpoint, decode_checkpoint
+from stream.checkpoint_store import KafkaTopicStore, LocalDirectoryStore
+from stream.checkpointing import PartitionState
+from stream.generators import concept_stream
+from stream.producer import encode_event
+
+REPO = Path(__file__).resolve().parents[2]
+_METRICS_LINE = re.compile(r"metrics on http://[^:/]+:(\d+)/metrics")
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.1
+) -> None:
+    """Poll ``condition`` until true; fail the test naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+@dataclass
+class DaemonProcess:
+    """One ``streamlearn run`` subprocess; ``options`` are CLI options without the ``--``.
+
+    ``env`` adds environment variables (the checkpoint key is environment-only);
+    every other ``STREAMLEARN_*`` variable of the test process is dropped, so the
+    daemon sees exactly the settings the test gives it.
+    """
+
+    bootstrap: str
+    topic: str
+    log_path: Path
+    options: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    _log_start: int = 0
+
+    def command(self) -> list[str]:
+        values = {
+            "bootstrap-servers": self.bootstrap,
+            "topic": self.topic,
+            # One group per topic: tests sharing a broker must never share a group.
+            "group-id": f"g-{self.topic}",
+            "metrics-host": "127.0.0.1",
+            "metrics-port": 0,
+            "session-timeout-ms": 2000,
+            **self.options,
+        }
+        args = [sys.executable, "-m", "stream", "run"]
+        for name, value in values.items():
+            if value is not None:
+                args += [f"--{name}", str(value)]
+        return args
+
+    def start(self) -> DaemonProcess:
+        """Start (or restart) the process, appending to the same log file."""
+        assert self.process is None or self.process.poll() is not None, "still running"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEARN_")}
+        env.update(self.env)
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as sink:
+            self.process = subprocess.Popen(
+                self.command(), cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self, whole: bool = False) -> str:
+        """This run's log (or every run's, with ``whole``)."""
+        if not self.log_path.exists():
+            return ""
+        text = self.log_path.read_bytes()
+        return text[0 if whole else self._log_start :].decode(errors="replace")
+
+    # -- signals ------------------------------------------------------------------------
+
+    def kill(self) -> int:
+        """SIGKILL: no handler runs, nothing is flushed."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        return self.process.wait(timeout=30)
+
+    def terminate(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM, then wait for the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout_s)
+
+    def wait(self, timeout_s: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout_s)
+
+    def stop(self) -> None:
+        """Make sure the process is gone (test teardown)."""
+        if self.running():
+            assert self.process is not None
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def peak_rss_bytes(self) -> int:
+        """The process's peak resident set so far (VmHWM), 0 when it is gone."""
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except (OSError, AssertionError):
+            return 0
+        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+        return int(match.group(1)) * 1024 if match else 0
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    def metrics_port(self) -> int | None:
+        match = _METRICS_LINE.search(self.log())
+        return int(match.group(1)) if match else None
+
+    def _get(self, path: str) -> tuple[int, str] | None:
+        port = self.metrics_port()
+        if port is None or not self.running():
+            return None
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return None
+
+    def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of ``/metrics`` keyed by (name, sorted labels); empty if unreachable."""
+        answer = self._get("/metrics")
+        if answer is None or answer[0] != 200:
+            return {}
+        samples = {}
+        for family in text_string_to_metric_families(answer[1]):
+            for s in family.samples:
+                samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return samples
+
+    def metric_sum(self, name: str, **labels: Any) -> float:
+        """Sum of ``name`` over the series whose labels include ``labels``."""
+        wanted = {(k, str(v)) for k, v in labels.items()}
+        return sum(
+            value
+            for (sample, series), value in self.scrape().items()
+            if sample == name and wanted <= set(series)
+        )
+
+    def metric(self, name: str, **labels: Any) -> float:
+        """Like :meth:`metric_sum`, but fails the test when ``/metrics`` does not answer."""
+        assert self.scrape(), "the daemon's /metrics does not answer"
+        return self.metric_sum(name, **labels)
+
+    def healthz(self) -> int | None:
+        """The /healthz status code, or None while nothing answers."""
+        answer = self._get("/healthz")
+        return None if answer is None else answer[0]
+
+
+@contextlib.contextmanager
+def daemons(*processes: DaemonProcess) -> Iterator[tuple[DaemonProcess, ...]]:
+    """Kill whatever is still running when the test ends, pass or fail."""
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.stop()
+
+
+# -- checkpoints ------------------------------------------------------------------------
+
+
+def local_checkpoint(
+    state_dir: Path, topic: str, partition: int, key: bytes | None = None
+) -> Checkpoint | None:
+    blob = LocalDirectoryStore(state_dir).load(topic, partition)
+    return None if blob is None else decode_checkpoint(blob, key=key)
+
+
+def checkpointed_offset(state_dir: Path, topic: str, partition: int = 0) -> int | None:
+    """Where the local checkpoint of the partition resumes, None when there is none."""
+    checkpoint = local_checkpoint(state_dir, topic, partition)
+    return None if checkpoint is None else checkpoint.next_offset
+
+
+def kafka_checkpoint(
+    bootstrap: str, checkpoint_topic: str, topic: str, partition: int, key: bytes | None = None
+) -> Checkpoint | None:
+    store = KafkaTopicStore(bootstrap, checkpoint_topic)
+    try:
+        blob = store.load(topic, partition)
+    finally:
+        store.close()
+    return None if blob is None else decode_checkpoint(blob, key=key)
+
+
+def state_of(checkpoint: Checkpoint | None) -> PartitionState:
+    assert checkpoint is not None, "no checkpoint"
+    assert isinstance(checkpoint.state, PartitionState)
+    return checkpoint.state
+
+
+# -- input ------------------------------------------------------------------------------
+
+
+class Feeder:
+    """Writes canonical events round-robin to a topic's partitions, ``seq`` never restarting.
+
+    Event ``i`` goes to partition ``i % partitions`` like ``streamlearn produce`` does;
+    successive :meth:`send` calls continue the stream and every partition's ``seq``.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partitions: int = 1,
+        seed: int = 7,
+        generator: str = "sea",
+        drift_at: tuple[int, ...] = (),
+    ) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self.seed = seed
+        self.produced = [0] * partitions
+        self._events = concept_stream(generator, seed=seed, drift_at=drift_at)
+        self._index = 0
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._delivery_errors: list[BaseException] = []
+
+    @property
+    def total(self) -> int:
+        return sum(self.produced)
+
+    def send(self, count: int, rate: float | None = None) -> None:
+        """Send ``count`` events (at ``rate`` events/s if given) and wait for their delivery."""
+        started = time.monotonic()
+        for n in range(count):
+            if rate is not None:
+                delay = started + n / rate - time.monotonic()
+                if delay > 0.001:
+                    time.sleep(delay)
+            features, label = next(self._events)
+            partition = self._index % self.partitions
+            value = encode_event(
+                f"{self.seed}-{self._index}", features, label, self.produced[partition]
+            )
+            future = self._producer.send(self.topic, value=value, partition=partition)
+            future.add_errback(self._delivery_errors.append)
+            self.produced[partition] += 1
+            self._index += 1
+        self._producer.flush(timeout=120)
+        # A lost send would make "learned == produced" wrong for a reason not under test.
+        assert not self._delivery_errors, f"sends failed: {self._delivery_errors[:3]}"
+
+    def send_in_background(self, count: int, rate: float) -> None:
+        def target() -> None:
+            try:
+                self.send(count, rate)
+            except BaseException as exc:  # surfaced by join()
+                self._failure = exc
+
+        self._thread = threading.Thread(target=target, daemon=True)
+        self._thread.start()
+
+    def sending(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def join(self, timeout_s: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            assert not self._thread.is_alive(), "the feeder did not finish in time"
+        if self._failure is not None:
+            raise self._failure
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
