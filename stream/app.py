@@ -167,8 +167,8 @@ def _build_and_run(
 
 def make_sink(settings: RunSettings, kafka_config: dict[str, Any]) -> Sink:
     if settings.publisher == "process":
-        return ProcessSink(producer_config(kafka_config))
-    return ProducerSink(make_producer(kafka_config))
+        return ProcessSink(producer_config(kafka_config, settings.outage_timeout))
+    return ProducerSink(make_producer(kafka_config, settings.outage_timeout))
 
 
 def make_checkpoint_store(settings: RunSettings) -> CheckpointStore | None:

@@ -123,6 +123,11 @@ class EmbeddedBroker:
         )
 
     @property
+    def pid(self) -> int | None:
+        """The broker process id (tests freeze it with SIGSTOP to simulate an outage)."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

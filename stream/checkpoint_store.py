@@ -218,8 +218,9 @@ class KafkaTopicStore:
         try:
             # Synchronous on purpose: offsets are committed only after this returns,
             # so an unacknowledged checkpoint must never look like a saved one.
-            future = producer.send(self.topic, key=_record_key(topic, partition), value=blob,
-                                   partition=0)
+            future = producer.send(
+                self.topic, key=_record_key(topic, partition), value=blob, partition=0
+            )
             future.get(timeout=self.timeout_s)
         except KafkaError as error:
             raise CheckpointStoreError(
@@ -307,15 +308,18 @@ class KafkaTopicStore:
         configs = {"cleanup.policy": "compact", "max.message.bytes": str(self._record_limit)}
         spec = {"num_partitions": 1, "replication_factor": self.replication_factor}
         try:
-            admin.create_topics({self.topic: {**spec, "configs": configs}},
-                                wait_for_metadata=True)
+            admin.create_topics({self.topic: {**spec, "configs": configs}}, wait_for_metadata=True)
         except TopicAlreadyExistsError:
             return
         except KafkaError as error:
             # A broker that refuses these configs still stores records; load() takes the
             # last record per key, so correctness does not depend on compaction.
-            log.warning("broker refused configs %s for %s (%s); creating it without them",
-                        configs, self.topic, error)
+            log.warning(
+                "broker refused configs %s for %s (%s); creating it without them",
+                configs,
+                self.topic,
+                error,
+            )
             try:
                 admin.create_topics({self.topic: spec}, wait_for_metadata=True)
             except TopicAlreadyExistsError:
@@ -366,7 +370,8 @@ def _check_settings(topic: str, max_checkpoint_bytes: int, kafka_config: dict[st
     if reserved:
         raise SettingsError(f"the checkpoint store sets {reserved} itself; do not pass them")
     known = {
-        *KafkaProducer.DEFAULT_CONFIG, *KafkaConsumer.DEFAULT_CONFIG,
+        *KafkaProducer.DEFAULT_CONFIG,
+        *KafkaConsumer.DEFAULT_CONFIG,
         *KafkaAdminClient.DEFAULT_CONFIG,
     }
     unknown = sorted(kafka_config.keys() - known)

@@ -117,5 +117,9 @@ class Checkpointer:
 
 
 __all__ = [
-    "CHECKPOINT_REFUSALS", "CheckpointStoreError", "Checkpointer", "PartitionState", "Restored",
+    "CHECKPOINT_REFUSALS",
+    "CheckpointStoreError",
+    "Checkpointer",
+    "PartitionState",
+    "Restored",
 ]

@@ -28,8 +28,10 @@ def run_demo(metrics_port: int = 9464, rate: float = 2000.0) -> int:
         # with its own partition count.
         ensure_topics({"bootstrap_servers": broker.bootstrap_servers}, [DEMO_TOPIC])
         producer = _start_producer(broker.bootstrap_servers, rate, workdir / "producer.log")
-        print(f"producer: agrawal stream at {rate:.0f} events/s, "
-              f"a concept change every {DEMO_DRIFT_EVERY:,} events")
+        print(
+            f"producer: agrawal stream at {rate:.0f} events/s, "
+            f"a concept change every {DEMO_DRIFT_EVERY:,} events"
+        )
         print(f"metrics:  http://127.0.0.1:{metrics_port}/metrics   health: /healthz")
         print(
             f"event log: {workdir / 'events.jsonl'} "
@@ -47,7 +49,7 @@ def run_demo(metrics_port: int = 9464, rate: float = 2000.0) -> int:
                 "predictions_topic": f"{DEMO_TOPIC}.predictions",
                 "dead_letter_topic": f"{DEMO_TOPIC}.dead-letters",
                 "event_log": workdir / "events.jsonl",
-            "state_dir": workdir / "state",
+                "state_dir": workdir / "state",
                 "session_timeout_ms": 6000,
             }
         )

@@ -48,10 +48,18 @@ def make_replay_consumer(settings: RunSettings) -> KafkaConsumer:
     )
 
 
-def producer_config(kafka_config: dict[str, Any]) -> dict[str, Any]:
-    """Producer settings for the output topics: durable, batched, large records allowed."""
+def producer_config(
+    kafka_config: dict[str, Any], delivery_timeout_s: float = 120.0
+) -> dict[str, Any]:
+    """Producer settings for the output topics: durable, batched, large records allowed.
+
+    ``delivery_timeout_s`` should match the outage the daemon rides out: a record is
+    failed (and the daemon stops without committing it) only after that long.
+    """
     return {
         **kafka_config,
+        # kafka-python wants at least linger + request timeout (30 s).
+        "delivery_timeout_ms": max(int(delivery_timeout_s * 1000), 31_000),
         "acks": "all",
         "linger_ms": 20,
         "batch_size": 512 * 1024,
@@ -60,8 +68,8 @@ def producer_config(kafka_config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def make_producer(kafka_config: dict[str, Any]) -> KafkaProducer:
-    return KafkaProducer(**producer_config(kafka_config))
+def make_producer(kafka_config: dict[str, Any], delivery_timeout_s: float = 120.0) -> KafkaProducer:
+    return KafkaProducer(**producer_config(kafka_config, delivery_timeout_s))
 
 
 def ensure_topics(kafka_config: dict[str, Any], topics: Iterable[str], partitions: int = 1) -> None:

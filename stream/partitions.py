@@ -31,6 +31,7 @@ from monitoring.metrics import PartitionMetrics, StreamlearnMetrics
 from stream.checkpointing import Checkpointer, PartitionState
 from stream.publisher import Publisher
 from stream.replay import Replayer
+from stream.sinks import PublishTimeout
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,8 @@ class PartitionTable:
             return
         if slot.next_offset == slot.checkpointed_offset:
             return
-        self.publisher.flush()
+        if not self._outputs_confirmed():
+            return
         self.checkpointer.save(slot.tp, slot.state, slot.next_offset)
         slot.checkpointed_offset = slot.next_offset
         slot.metrics.checkpoints.inc()
@@ -204,9 +206,8 @@ class PartitionTable:
             safe = slot.checkpointed_offset if self.checkpointer.enabled else slot.next_offset
             if safe is not None and safe != slot.committed_offset and (only is None or tp in only):
                 offsets[tp] = OffsetAndMetadata(safe, "", -1)
-        if not offsets:
+        if not offsets or not self._outputs_confirmed():
             return
-        self.publisher.flush()
         if not blocking:
             self.consumer.commit_async(offsets)
             for tp, meta in offsets.items():
@@ -227,6 +228,18 @@ class PartitionTable:
             return
         for tp, meta in offsets.items():
             self.slots[tp].committed_offset = meta.offset
+
+    def _outputs_confirmed(self) -> bool:
+        """Flush the outputs; False (try later) when the broker did not confirm in time.
+
+        A send that *failed* raises: its offset must never be covered by a checkpoint.
+        """
+        try:
+            self.publisher.flush()
+        except PublishTimeout as exc:
+            log.warning("outputs not confirmed yet (%s); checkpoint and commit postponed", exc)
+            return False
+        return True
 
     # -- departure --------------------------------------------------------------------
 

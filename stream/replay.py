@@ -11,14 +11,18 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 
 from learners.retraining import RetrainJob
 from stream.events import Event, decode
 
 log = logging.getLogger(__name__)
+
+#: Records trained between two looks at the clock.
+TRAIN_RUN = 200
 
 
 @dataclass
@@ -29,6 +33,8 @@ class ReplayTask:
     job: RetrainJob
     started: bool = False
     deadline: float = 0.0
+    #: Fetched records not trained yet (the last slice ran out of time).
+    pending: list[ConsumerRecord] = field(default_factory=list)
 
 
 class Replayer:
@@ -58,35 +64,50 @@ class Replayer:
         return bool(self._tasks)
 
     def advance(self, budget_s: float) -> None:
-        """Feed the current task's candidate for at most about ``budget_s`` seconds."""
+        """Feed the current task's candidate for about ``budget_s`` seconds at most.
+
+        The budget covers the fetch wait and the training: records are trained in small
+        runs with a look at the clock between them, and what is left over waits for the
+        next slice, so one slice never grows to a whole fetch's worth of training.
+        """
         if not self._tasks:
             return
         task = self._tasks[0]
         consumer = self._consumer_for(task)
         stop_at = self.clock() + budget_s
-        while self.clock() < stop_at:
-            batches = consumer.poll(timeout_ms=int(budget_s * 1000), max_records=2000)
-            records = batches.get(task.tp, [])
-            if not records:
-                if self.clock() > task.deadline:
-                    log.warning(
-                        "replay of %s gave up at %s; training on what was read",
-                        task.tp,
-                        consumer.position(task.tp),
-                    )
-                    self._finish(task)
-                return
-            task.deadline = self.clock() + self.give_up_after_s
-            for record in records:
-                if record.offset >= task.end_offset:
-                    self._finish(task)
+        while (remaining := stop_at - self.clock()) > 0:
+            if not task.pending:
+                batches = consumer.poll(
+                    timeout_ms=max(int(remaining * 1000), 1), max_records=TRAIN_RUN * 10
+                )
+                task.pending = list(batches.get(task.tp, []))
+                if not task.pending:
+                    self._maybe_give_up(task, consumer)
                     return
-                event = decode(record.value)
-                if isinstance(event, Event) and event.label is not None:
-                    task.job.train(event.features, event.label)
-            if records[-1].offset + 1 >= task.end_offset:
+                task.deadline = self.clock() + self.give_up_after_s
+            run, task.pending = task.pending[:TRAIN_RUN], task.pending[TRAIN_RUN:]
+            if self._train(task, run):
                 self._finish(task)
                 return
+
+    def _train(self, task: ReplayTask, records: list[ConsumerRecord]) -> bool:
+        """Train the candidate on ``records``; True once the range's end was reached."""
+        for record in records:
+            if record.offset >= task.end_offset:
+                return True
+            event = decode(record.value)
+            if isinstance(event, Event) and event.label is not None:
+                task.job.train(event.features, event.label)
+        return records[-1].offset + 1 >= task.end_offset
+
+    def _maybe_give_up(self, task: ReplayTask, consumer: KafkaConsumer) -> None:
+        if self.clock() > task.deadline:
+            log.warning(
+                "replay of %s gave up at offset %s; training on what was read",
+                task.tp,
+                consumer.position(task.tp),
+            )
+            self._finish(task)
 
     def _consumer_for(self, task: ReplayTask) -> KafkaConsumer:
         if self._consumer is None:

@@ -17,7 +17,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from stream.exceptions import StreamError
 
@@ -32,6 +32,10 @@ SHIP_EVERY = 2000
 
 class PublishError(StreamError):
     """Sends failed; the offsets of what they carried must not be committed."""
+
+
+class PublishTimeout(PublishError):
+    """The broker did not confirm the sends in time (an outage?); nothing failed yet."""
 
 
 class Sink(Protocol):
@@ -66,7 +70,10 @@ class ProducerSink:
         """Nothing to do: records are in the producer already."""
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        self.producer.flush(timeout=timeout_s)
+        try:
+            self.producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError as exc:
+            raise PublishTimeout(f"sends not confirmed within {timeout_s:.0f} s") from exc
         if self._failures:
             failures, self._failures = self._failures, []
             raise PublishError(f"{len(failures)} send(s) failed, first: {failures[0]}")
@@ -111,6 +118,8 @@ class ProcessSink:
         self.ship()
         self._write(("flush", timeout_s))
         kind, failures = self._receive(timeout_s + 30.0)
+        if kind == "timeout":
+            raise PublishTimeout(failures[0])
         if kind != "flushed" or failures:
             raise PublishError(
                 f"{len(failures)} send(s) failed, first: {failures[0]}"
@@ -126,7 +135,7 @@ class ProcessSink:
 
     def _receive(self, timeout_s: float) -> tuple[str, list[str]]:
         if not self._conn.poll(timeout_s):
-            raise PublishError(f"the publisher process did not answer in {timeout_s:.0f} s")
+            raise PublishTimeout(f"the publisher process did not answer in {timeout_s:.0f} s")
         try:
             reply: tuple[str, list[str]] = self._conn.recv()
         except (EOFError, OSError) as exc:
@@ -168,6 +177,8 @@ def _serve(conn: Connection, producer_config: dict[str, Any]) -> None:
             try:
                 sink.flush(body)
                 conn.send(("flushed", []))
+            except PublishTimeout as exc:
+                conn.send(("timeout", [str(exc)]))
             except PublishError as exc:
                 conn.send(("flushed", [str(exc)]))
         elif kind == "close":

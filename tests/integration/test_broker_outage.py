@@ -49,7 +49,8 @@ def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 @contextlib.contextmanager
 def frozen(broker: EmbeddedBroker) -> Iterator[None]:
     """SIGSTOP the broker process for the block, SIGCONT it afterwards whatever happens."""
-    pid = broker._process.pid  # type: ignore[union-attr]
+    pid = broker.pid
+    assert pid is not None
     os.kill(pid, signal.SIGSTOP)
     try:
         yield

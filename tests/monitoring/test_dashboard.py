@@ -1,6 +1,6 @@
 """The Grafana dashboard is well formed and speaks only the metric contract.
 
-The contract is the metric table of docs/architecture.md; derived series must
+The contract is the metric table of docs/metrics.md; derived series must
 be recording rules of monitoring/prometheus/rules/recording.yml.
 """
 
@@ -30,7 +30,7 @@ from monitoring.dashboard import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-ARCHITECTURE = REPO / "docs" / "architecture.md"
+ARCHITECTURE = REPO / "docs" / "metrics.md"
 RECORDING = REPO / "monitoring" / "prometheus" / "rules" / "recording.yml"
 STANDARD = frozenset({"up"})
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -46,11 +46,11 @@ REQUIRED = frozenset({
 
 @cache
 def contract() -> dict[str, tuple[str, str]]:
-    """Metric name -> (type, labels column) from the table in docs/architecture.md."""
+    """Metric name -> (type, labels column) from the table in docs/metrics.md."""
     # The labels column escapes its pipes (outcome=learned\|predicted\|...).
     row = r"^\| `(streamlearn_\w+)` \| (\w+) \| ((?:[^|\\]|\\.)*) \|"
     rows = re.findall(row, ARCHITECTURE.read_text("utf-8"), re.M)
-    assert len(rows) >= 10, "metric table not found in docs/architecture.md"
+    assert len(rows) >= 10, "metric table not found in docs/metrics.md"
     return {name: (kind, labels.strip()) for name, kind, labels in rows}
 
 

@@ -1,0 +1,105 @@
+"""Checkpoint-then-commit ordering of the partition table, with a stand-in consumer.
+
+The consumer here only records calls (no Kafka behaviour is claimed); the real broker
+paths are covered by tests/integration/test_recovery.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kafka import TopicPartition
+from prometheus_client import CollectorRegistry
+from river import linear_model
+
+from learners.checkpoint import decode_checkpoint
+from learners.prequential import PartitionLearner
+from monitoring.metrics import StreamlearnMetrics
+from stream.checkpoint_store import LocalDirectoryStore
+from stream.checkpointing import Checkpointer
+from stream.partitions import PartitionTable
+from stream.publisher import Publisher
+from stream.replay import Replayer
+from stream.sinks import PublishTimeout
+
+TP = TopicPartition("events", 0)
+
+
+class RecordingConsumer:
+    def __init__(self) -> None:
+        self.commits: list[dict[TopicPartition, Any]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    def commit(self, offsets: dict[TopicPartition, Any]) -> None:
+        self.commits.append(offsets)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+class FlakySink:
+    """Confirms sends only when told to, like a producer during a broker outage."""
+
+    def __init__(self) -> None:
+        self.confirm = False
+
+    def send(self, topic: str, value: bytes, key: bytes | None, headers: Any) -> None:
+        pass
+
+    def ship(self) -> None:
+        pass
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        if not self.confirm:
+            raise PublishTimeout("not confirmed")
+
+    def close(self) -> None:
+        pass
+
+
+def _table(tmp_path: Path, sink: FlakySink) -> tuple[PartitionTable, RecordingConsumer]:
+    consumer = RecordingConsumer()
+    metrics = StreamlearnMetrics(CollectorRegistry())
+    checkpointer = Checkpointer(LocalDirectoryStore(tmp_path), None, metrics)
+    table = PartitionTable(
+        consumer,
+        lambda tp: PartitionLearner(linear_model.LogisticRegression()),
+        checkpointer,
+        Publisher(sink, "predictions", None),
+        metrics,
+        Replayer(lambda: None),
+    )
+    return table, consumer
+
+
+def test_unconfirmed_outputs_postpone_the_checkpoint_and_the_commit(tmp_path: Path) -> None:
+    sink = FlakySink()
+    table, consumer = _table(tmp_path, sink)
+    table.assign([TP])
+    slot = table.slots[TP]
+    slot.next_offset = 42
+
+    table.checkpoint(slot)
+    assert LocalDirectoryStore(tmp_path).load("events", 0) is None
+    assert consumer.commits == []
+
+    sink.confirm = True
+    table.checkpoint(slot)
+    blob = LocalDirectoryStore(tmp_path).load("events", 0)
+    assert blob is not None and decode_checkpoint(blob, key=None).next_offset == 42
+    assert [offsets[TP].offset for offsets in consumer.commits] == [42]
+
+
+def test_a_restored_partition_seeks_to_its_checkpoint(tmp_path: Path) -> None:
+    sink = FlakySink()
+    sink.confirm = True
+    table, _ = _table(tmp_path, sink)
+    table.assign([TP])
+    table.slots[TP].next_offset = 7
+    table.checkpoint(table.slots[TP])
+
+    again, consumer = _table(tmp_path, sink)
+    again.assign([TP])
+    assert consumer.seeks == [(TP, 7)]
+    assert again.slots[TP].checkpointed_offset == 7
