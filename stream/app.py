@@ -134,6 +134,8 @@ def _build_and_run(
         settings.checkpoint_interval,
     )
     replayer = Replayer(lambda: make_replay_consumer(settings))
+    if settings.drift_action == "retrain":
+        replayer.warm_up()
     partitions = PartitionTable(consumer, new_learner, checkpointer, publisher, metrics, replayer)
     daemon = Daemon(
         consumer,

@@ -126,7 +126,11 @@ class Daemon:
         return idle is not None and last is not None and self.clock() - last >= idle
 
     def _cycle(self) -> None:
-        batches = self.consumer.poll(timeout_ms=int(self.timing.poll_timeout_s * 1000))
+        # With a retrain replaying or records held back there is work without new data:
+        # a poll must not wait for records that a paused partition cannot bring.
+        busy = self.replayer.busy or any(slot.backlog for slot in self.slots.values())
+        timeout_s = 0.0 if busy else self.timing.poll_timeout_s
+        batches = self.consumer.poll(timeout_ms=int(timeout_s * 1000))
         if batches:
             self._last_record_at = self.clock()
         self._watch_broker(bool(batches))

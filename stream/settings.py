@@ -97,7 +97,7 @@ class RunSettings(BaseSettings):
         None, gt=0, description="exit 0 after this many seconds without new records"
     )
     event_log: Path | None = Field(None, description="append drifts and accuracy as JSON lines")
-    max_poll_records: int = Field(5000, ge=1, description="records fetched per poll at most")
+    max_poll_records: int = Field(1000, ge=1, description="records fetched per poll at most")
     commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
     session_timeout_ms: int = Field(10_000, ge=1000, description="consumer group session timeout")
     max_poll_interval_ms: int = Field(300_000, ge=1000, description="longest gap between polls")
