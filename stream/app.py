@@ -125,6 +125,7 @@ def _build_and_run(
         status_interval_s=status_interval_s,
         stop_after_idle_s=settings.stop_after_idle,
         outage_timeout_s=settings.outage_timeout,
+        cycle_budget_s=min(1.0, settings.max_poll_interval_ms / 4000),
     )
     checkpointer = Checkpointer(
         make_checkpoint_store(settings),

@@ -38,6 +38,9 @@ class LoopTiming:
     accuracy_log_interval_s: float = 2.0
     retrain_budget_s: float = 0.1
     live_slice_during_replay: int = 1000
+    #: Longest a cycle handles records before it polls again (a quarter of
+    #: max.poll.interval.ms at most), so a slow model never costs the group membership.
+    cycle_budget_s: float = 1.0
     stop_after_idle_s: float | None = None
     outage_timeout_s: float = 300.0
     join_settle_s: float = 15.0
@@ -134,17 +137,18 @@ class Daemon:
         if batches:
             self._last_record_at = self.clock()
         self._watch_broker(bool(batches))
+        deadline = time.perf_counter() + self.timing.cycle_budget_s
         for tp, records in batches.items():
             slot = self.slots.get(tp)
             if slot is not None:
                 if not slot.start_verified:
                     self.partitions.verify_start(slot, records[0].offset)
-                self._feed(slot, records)
+                self._feed(slot, records, deadline)
         if self.replayer.busy:
             self._advance_retrains()
         for slot in list(self.slots.values()):
             if slot.backlog:
-                self._drain_backlog(slot)
+                self._drain_backlog(slot, deadline)
         self.partitions.checkpoint_due()
         now = self.clock()
         if now - self._last_commit_at >= self.timing.commit_interval_s:
@@ -179,33 +183,36 @@ class Daemon:
 
     # -- the hot path -----------------------------------------------------------------
 
-    def _feed(self, slot: PartitionSlot, records: list[ConsumerRecord]) -> None:
-        """Handle records in order; while the partition's retrain replays, hold them back."""
+    def _feed(self, slot: PartitionSlot, records: list[ConsumerRecord], deadline: float) -> None:
+        """Handle records in order until ``deadline``; hold the rest back (and while the
+        partition's retrain replays, hold everything back)."""
         while records:
-            if slot.replaying:
+            if slot.replaying or time.perf_counter() > deadline:
                 # Pausing the partition bounds the backlog to one poll's worth of records.
                 slot.backlog.extend(records)
                 self.consumer.pause(slot.tp)
                 return
-            records = records[self._handle(slot, records) :]
+            records = records[self._handle(slot, records, deadline) :]
 
-    def _drain_backlog(self, slot: PartitionSlot) -> None:
-        """While a replay runs, serve a slice per cycle (consumption goes on, but does not
-        outrun the candidate); once it is done, serve the rest and resume the partition."""
+    def _drain_backlog(self, slot: PartitionSlot, deadline: float) -> None:
+        """Serve held-back records until ``deadline``; while a replay runs, at most a slice
+        per cycle (consumption goes on, but does not outrun the candidate). Once the
+        backlog is empty the partition is resumed."""
         limit = self.timing.live_slice_during_replay if slot.replaying else len(slot.backlog)
         records = slot.backlog[:limit]
         del slot.backlog[:limit]
-        while records:
-            records = records[self._handle(slot, records) :]
-            if records and slot.replaying:
-                slot.backlog[:0] = records
-                break
+        while records and time.perf_counter() <= deadline:
+            records = records[self._handle(slot, records, deadline) :]
+            if slot.replaying:
+                break  # one slice per cycle while the candidate catches up
+        slot.backlog[:0] = records
         if not slot.backlog:
             self.consumer.resume(slot.tp)
 
-    def _handle(self, slot: PartitionSlot, records: list[ConsumerRecord]) -> int:
-        """Test-then-train ``records`` in order; stop early, after the record at which the
-        learner had something to report (a drift may need the rest held back)."""
+    def _handle(self, slot: PartitionSlot, records: list[ConsumerRecord], deadline: float) -> int:
+        """Test-then-train ``records`` in order; stop early after the record at which the
+        learner had something to report (a drift may need the rest held back), or once
+        ``deadline`` passed (a slow model must not keep the loop from polling)."""
         started = time.perf_counter()
         learner, sequence, publisher = slot.learner, slot.sequence, self.publisher
         step = learner.step
@@ -226,7 +233,7 @@ class Daemon:
             if publish:
                 publisher.prediction(record, event, y_pred, proba, learner.model_version)  # type: ignore[arg-type]
             newest_timestamp = event.timestamp  # type: ignore[union-attr]
-            if learner.outcomes:
+            if learner.outcomes or (handled & 63 == 0 and time.perf_counter() > deadline):
                 break
         publisher.ship()
         slot.next_offset = records[handled - 1].offset + 1

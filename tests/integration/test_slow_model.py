@@ -1,0 +1,53 @@
+"""A model slower than max.poll.interval.ms per batch does not cost the partition.
+
+The loop handles records for a bounded time per cycle and keeps the rest back, so it
+polls often enough; without that, kafka-python leaves the group once a batch takes
+longer than ``max_poll_interval_ms`` and the partition is rebalanced away.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from stream.producer import ProduceOptions, produce
+from tests.integration.kafka_helpers import run_until_idle, sample
+
+pytestmark = pytest.mark.integration
+
+# Brute-force neighbours over a 3,000-event window: about half a millisecond an event
+# once the window is full, so a 5,000-record batch takes seconds.
+SLOW_MODEL = "neighbors.KNNClassifier(n_neighbors=3, engine=neighbors.LazySearch(window_size=3000))"
+EVENTS = 8000
+
+
+def test_a_slow_model_keeps_its_partition_and_learns_everything(
+    kafka_bootstrap: str, topic_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    produce(
+        ProduceOptions(
+            kafka_bootstrap, topic_name, count=EVENTS, seed=4, generator="sea", partitions=1
+        )
+    )
+    caplog.set_level(logging.INFO, logger="stream")
+
+    registry = run_until_idle(
+        kafka_bootstrap,
+        topic_name,
+        model=SLOW_MODEL,
+        drift_action="none",
+        max_poll_records=5000,
+        max_poll_interval_ms=1000,
+        session_timeout_ms=2000,
+        checkpoint_every_events=2000,
+    )
+
+    labels = {"topic": topic_name, "partition": 0}
+    assert sample(registry, "streamlearn_events_total", **labels, outcome="learned") == EVENTS
+    assert sample(registry, "streamlearn_sequence_duplicates_total", **labels) == 0
+    assert sample(registry, "streamlearn_sequence_gaps_total", **labels) == 0
+    assignments = [r for r in caplog.records if "assigned" in r.getMessage()]
+    revocations = [r for r in caplog.records if "revoked" in r.getMessage()]
+    assert len(assignments) == 1, [r.getMessage() for r in assignments]
+    assert len(revocations) == 1  # at shutdown only
