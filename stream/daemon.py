@@ -187,7 +187,8 @@ class Daemon:
         """Handle records in order until ``deadline``; hold the rest back (and while the
         partition's retrain replays, hold everything back)."""
         while records:
-            if slot.replaying or time.perf_counter() > deadline:
+            # Records behind a backlog join it: order within a partition is the contract.
+            if slot.replaying or slot.backlog or time.perf_counter() > deadline:
                 # Pausing the partition bounds the backlog to one poll's worth of records.
                 slot.backlog.extend(records)
                 self.consumer.pause(slot.tp)
