@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring.dashboard import PROMETHEUS_CONFIG, RULE_FILES
+from stream.broker import free_port
 
 PROMETHEUS = "/usr/bin/prometheus"
 # One second: rates over the dashboard's 1m windows have many samples within seconds.
@@ -44,14 +44,6 @@ def prometheus_binary() -> str:
     if path is None:
         pytest.skip("prometheus not installed: run `make prometheus` (Debian package prometheus)")
     return path
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def derived_config(targets: Sequence[str], rule_files: Iterable[Path]) -> dict[str, Any]:
