@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from river import base, compose, drift
+from river import base, drift
 
 from learners.accuracy import CumulativeAccuracy, RollingAccuracy
 from learners.outcomes import (
@@ -26,6 +26,7 @@ from learners.outcomes import (
     RetrainRequested,
 )
 from learners.retraining import RetrainJob
+from learners.spec import final_step
 
 DRIFT_ACTIONS = ("none", "reset", "retrain")
 
@@ -70,7 +71,8 @@ class PartitionLearner:
         self.outcomes: list[Outcome] = []
         # Offsets of recent labelled events, so a drift's window width (in labelled
         # events) can be turned into the offset range to replay.
-        self._recent_offsets: list[int] = [0] * max_retrain_events
+        ring = max_retrain_events if drift_action == "retrain" else 0
+        self._recent_offsets: list[int] = [0] * ring
         self._recent_count = 0
 
     # -- the hot path -----------------------------------------------------------------
@@ -177,16 +179,10 @@ class PartitionLearner:
         return outcomes
 
 
-def _final_step(model: base.Estimator) -> base.Estimator:
-    if isinstance(model, compose.Pipeline):
-        return _final_step(list(model.steps.values())[-1])
-    return model
-
-
 def _predict_is_argmax_of_proba(model: base.Estimator) -> bool:
     """True when ``predict_one`` is the arg-max of ``predict_proba_one``.
 
     It is unless the final step overrides it; then one ``predict_proba_one`` call gives
     both the label (same dict, same tie-break) and the probabilities at half the cost.
     """
-    return getattr(type(_final_step(model)), "predict_one", None) is base.Classifier.predict_one
+    return getattr(type(final_step(model)), "predict_one", None) is base.Classifier.predict_one

@@ -81,7 +81,7 @@ def parse_model_spec(text: str) -> base.Estimator:
         model = _Compiler(source).model(tree.body)
     except RecursionError:
         raise ModelSpecError(f"the model spec is nested too deeply. {_ALLOWED}") from None
-    final = _final_step(model)
+    final = final_step(model)
     if not isinstance(final, base.Classifier):
         what = "an empty pipeline" if final is None else type(final).__name__
         raise ModelSpecError(
@@ -251,7 +251,7 @@ def _is_literal(value: object) -> bool:
     return value is None or isinstance(value, bool | int | float | str)
 
 
-def _final_step(model: base.Estimator) -> object:
+def final_step(model: base.Estimator) -> object:
     """The step that makes the predictions (None for an empty pipeline).
 
     River 0.26 dropped ``utils.inspect.isclassifier``; its ``isinstance`` unwraps pipelines

@@ -21,7 +21,7 @@ from learners.exceptions import CheckpointError
 from learners.prequential import PartitionLearner
 from learners.sequence import SequenceTracker
 from monitoring.metrics import StreamlearnMetrics
-from stream.checkpoint_store import CheckpointStore, CheckpointStoreError
+from stream.checkpoint_store import CheckpointStore
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +114,3 @@ class Checkpointer:
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
-
-
-__all__ = [
-    "CHECKPOINT_REFUSALS",
-    "CheckpointStoreError",
-    "Checkpointer",
-    "PartitionState",
-    "Restored",
-]
