@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from kafka import KafkaConsumer, TopicPartition
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from river.base import Classifier
 
@@ -22,10 +24,12 @@ from bench.contenders import run_limit
 from bench.workload import Stream
 from learners.prequential import PartitionLearner
 from learners.spec import parse_model_spec
+from stream.batch_producer import BatchProducer
 from stream.events import Event, decode
-from stream.kafka_io import FETCH_TUNING, ensure_topics, make_producer, producer_config
+from stream.kafka_io import FETCH_TUNING, ensure_topics, producer_config
 from stream.publisher import Publisher
-from stream.sinks import ProcessSink, ProducerSink
+from stream.record_batch import Headers
+from stream.sinks import ProcessSink, Sink
 
 
 @dataclass(frozen=True)
@@ -84,21 +88,55 @@ def measure(stream: Stream, spec: str) -> list[Stage]:
     return stages
 
 
+class KafkaPythonSink:
+    """kafka-python's own ``KafkaProducer.send`` per record: what the daemon used before
+    :class:`BatchProducer`, kept here as the comparison."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.producer = KafkaProducer(**config, acks="all", linger_ms=5, batch_size=512 * 1024)
+
+    def send(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
+        self.producer.send(topic, value=value, key=key, headers=headers)
+
+    def ship(self) -> None:
+        """Records are in the producer already."""
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        self.producer.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        self.producer.close(timeout=10)
+
+
+#: The daemon ships its outputs once per handled poll of this many records.
+SHIP_EVERY = 1000
+
+
 def _publish(stream: Stream, records: list[ConsumerRecord], events: list[Event],
              outputs: list[Any]) -> list[Stage]:
     """The prediction records through each sink the daemon can use (``--publisher``)."""
     config: dict[str, Any] = {"bootstrap_servers": [stream.bootstrap]}
+    sinks: tuple[tuple[str, Callable[[], Sink]], ...] = (
+        ("kafka-python KafkaProducer.send per record (before 0.2)",
+         lambda: KafkaPythonSink(config)),
+        ("BatchProducer in this process (--publisher inline)",
+         lambda: BatchProducer(**producer_config(config))),
+        ("shipped to a BatchProducer child (--publisher process)",
+         lambda: ProcessSink(producer_config(config))),
+    )
     stages = []
-    for name, sink in (("in-process kafka-python send (ProducerSink)",
-                        lambda: ProducerSink(make_producer(config))),
-                       ("shipped to a child process (ProcessSink)",
-                        lambda: ProcessSink(producer_config(config)))):
+    for name, sink in sinks:
         topic = f"{stream.topic}.anatomy-{uuid.uuid4().hex[:8]}"
         ensure_topics(config, [topic])
         publisher = Publisher(sink(), topic, None)
         started = time.perf_counter()
-        for record, event, (y_pred, proba) in zip(records, events, outputs, strict=True):
+        for i, (record, event, (y_pred, proba)) in enumerate(
+            zip(records, events, outputs, strict=True)
+        ):
             publisher.prediction(record, event, y_pred, proba, 1)
+            if i % SHIP_EVERY == SHIP_EVERY - 1:
+                publisher.ship()
+        publisher.ship()
         sent = time.perf_counter() - started
         publisher.flush()
         flushed = time.perf_counter() - started
@@ -108,6 +146,5 @@ def _publish(stream: Stream, records: list[ConsumerRecord], events: list[Event],
     payload = {"id": "7-1", "topic": stream.topic, "partition": 0, "offset": 1,
                "prediction": True, "probabilities": {"False": 0.4, "True": 0.6},
                "model_version": 1}
-    encode = _timed(lambda _: json.dumps(payload, separators=(",", ":"), default=str).encode(),
-                    events)
-    return [*stages, Stage("  of which json.dumps of one prediction", encode)]
+    encode = _timed(lambda _: orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS), events)
+    return [*stages, Stage("  of which orjson.dumps of one prediction", encode)]

@@ -20,6 +20,7 @@ from learners.prequential import PartitionLearner
 from learners.spec import describe_model, parse_model_spec
 from monitoring.exporter import MetricsServer
 from monitoring.metrics import StreamlearnMetrics
+from stream.batch_producer import BatchProducer
 from stream.checkpoint_store import CheckpointStore, KafkaTopicStore, LocalDirectoryStore
 from stream.checkpointing import CHECKPOINT_REFUSALS, Checkpointer
 from stream.daemon import Daemon, LoopTiming
@@ -29,7 +30,6 @@ from stream.exceptions import StreamError
 from stream.kafka_io import (
     ensure_topics,
     make_consumer,
-    make_producer,
     make_replay_consumer,
     producer_config,
 )
@@ -37,7 +37,7 @@ from stream.partitions import LearnerFactory, PartitionTable
 from stream.publisher import Publisher
 from stream.replay import Replayer
 from stream.settings import RunSettings
-from stream.sinks import ProcessSink, ProducerSink, Sink
+from stream.sinks import ProcessSink, Sink
 
 log = logging.getLogger("streamlearn")
 
@@ -169,9 +169,10 @@ def _build_and_run(
 
 
 def make_sink(settings: RunSettings, kafka_config: dict[str, Any]) -> Sink:
+    config = producer_config(kafka_config, settings.outage_timeout)
     if settings.publisher == "process":
-        return ProcessSink(producer_config(kafka_config, settings.outage_timeout))
-    return ProducerSink(make_producer(kafka_config, settings.outage_timeout))
+        return ProcessSink(config)
+    return BatchProducer(**config)
 
 
 def make_checkpoint_store(settings: RunSettings) -> CheckpointStore | None:

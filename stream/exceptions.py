@@ -11,3 +11,11 @@ class SettingsError(StreamError, ValueError):
 
 class BrokerError(StreamError):
     """The embedded broker could not be started or did not become ready."""
+
+
+class PublishError(StreamError):
+    """Sends failed; the offsets of what they carried must not be committed."""
+
+
+class PublishTimeout(PublishError):
+    """The broker did not confirm the sends in time (an outage?); nothing failed yet."""

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -53,26 +53,12 @@ def make_replay_consumer(settings: RunSettings) -> KafkaConsumer:
 def producer_config(
     kafka_config: dict[str, Any], delivery_timeout_s: float = 120.0
 ) -> dict[str, Any]:
-    """Producer settings for the output topics: durable, batched, large records allowed.
+    """Keyword arguments of :class:`stream.batch_producer.BatchProducer` for the outputs.
 
     ``delivery_timeout_s`` should match the outage the daemon rides out: a record is
     failed (and the daemon stops without committing it) only after that long.
     """
-    return {
-        **kafka_config,
-        # kafka-python wants at least linger + request timeout (30 s).
-        "delivery_timeout_ms": max(int(delivery_timeout_s * 1000), 31_000),
-        "acks": "all",
-        # Batches are shipped per poll already; a long linger would only add latency.
-        "linger_ms": 5,
-        "batch_size": 512 * 1024,
-        "max_request_size": 16 * 1024 * 1024,
-        "retries": 5,
-    }
-
-
-def make_producer(kafka_config: dict[str, Any], delivery_timeout_s: float = 120.0) -> KafkaProducer:
-    return KafkaProducer(**producer_config(kafka_config, delivery_timeout_s))
+    return {"kafka_config": kafka_config, "delivery_timeout_s": delivery_timeout_s}
 
 
 def ensure_topics(kafka_config: dict[str, Any], topics: Iterable[str], partitions: int = 1) -> None:

@@ -29,9 +29,9 @@ from learners.retraining import REPLAYING
 from learners.sequence import SequenceTracker
 from monitoring.metrics import PartitionMetrics, StreamlearnMetrics
 from stream.checkpointing import Checkpointer, PartitionState
+from stream.exceptions import PublishTimeout
 from stream.publisher import Publisher
 from stream.replay import Replayer
-from stream.sinks import PublishTimeout
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ import orjson
 from kafka.consumer.fetcher import ConsumerRecord
 
 from stream.events import DeadLetter, Event
-from stream.sinks import PublishError, Sink
+from stream.exceptions import PublishError
+from stream.sinks import Sink
 
 log = logging.getLogger(__name__)
 

@@ -3,10 +3,13 @@ and run the real daemon until it has been idle."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -15,6 +18,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from stream.app import run_daemon
+from stream.broker import EmbeddedBroker
 from stream.settings import load_settings
 
 
@@ -113,3 +117,19 @@ def run_until_idle(bootstrap: str, topic: str, **overrides: Any) -> CollectorReg
 def sample(registry: CollectorRegistry, name: str, **labels: Any) -> float:
     value = registry.get_sample_value(name, {k: str(v) for k, v in labels.items()})
     return 0.0 if value is None else value
+
+
+@contextlib.contextmanager
+def frozen(broker: EmbeddedBroker) -> Iterator[None]:
+    """SIGSTOP the broker process for the block, SIGCONT it afterwards whatever happens.
+
+    The embedded broker keeps its log in memory, so a real stop would lose every record;
+    a frozen broker stops answering and comes back with its data, as a restarted Kafka
+    broker with persistent logs would."""
+    pid = broker.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)

@@ -10,8 +10,6 @@ Kafka broker with persistent logs would.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +27,7 @@ from tests.integration.daemon_process import (
     state_of,
     wait_for,
 )
-from tests.integration.kafka_helpers import create_topic
+from tests.integration.kafka_helpers import create_topic, frozen
 
 pytestmark = pytest.mark.integration
 
@@ -44,18 +42,6 @@ LEARNING = {"checkpoint-every-events": 300, "checkpoint-interval": 0.5, "max-pol
 def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker(log_path=tmp_path / "broker.log") as started:
         yield started
-
-
-@contextlib.contextmanager
-def frozen(broker: EmbeddedBroker) -> Iterator[None]:
-    """SIGSTOP the broker process for the block, SIGCONT it afterwards whatever happens."""
-    pid = broker.pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 def assert_learned_exactly(state_dir: Path, produced: int) -> None:

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from stream.kafka_io import make_producer, producer_config
-from stream.sinks import ProcessSink, ProducerSink, PublishError, Sink
+from stream.batch_producer import BatchProducer
+from stream.exceptions import PublishError
+from stream.kafka_io import producer_config
+from stream.sinks import ProcessSink, Sink
 from tests.integration.kafka_helpers import create_topic, read_all
 
 pytestmark = pytest.mark.integration
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.integration
 def sink(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Iterator[Sink]:
     config = {"bootstrap_servers": [kafka_bootstrap]}
     made: Sink = (
-        ProducerSink(make_producer(config))
+        BatchProducer(**producer_config(config))
         if request.param == "inline"
         else ProcessSink(producer_config(config))
     )

@@ -18,10 +18,10 @@ from learners.prequential import PartitionLearner
 from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoint_store import LocalDirectoryStore
 from stream.checkpointing import Checkpointer
+from stream.exceptions import PublishTimeout
 from stream.partitions import PartitionTable
 from stream.publisher import Publisher
 from stream.replay import Replayer
-from stream.sinks import PublishTimeout
 
 TP = TopicPartition("events", 0)
 
