@@ -53,12 +53,15 @@ PRODUCE_VERSIONS = (3, 9)
 
 @dataclass
 class _Batch:
-    topic: str
-    partition: int
-    data: bytes
-    count: int
+    records: list[BatchRecord]
+    size: int  # bytes, roughly
     deadline: float  # time.monotonic() after which it fails (the delivery timeout)
+    data: bytes | None = None  # encoded when first sent, then resent as is
     not_before: float = 0.0  # retry back-off
+
+    @property
+    def count(self) -> int:
+        return len(self.records)
 
 
 class BatchProducer:
@@ -166,9 +169,8 @@ class BatchProducer:
         deadline = now + self.delivery_timeout_s
         for partition, chunk in by_partition.items():
             queue = self._queues.setdefault((topic, partition), deque())
-            for part in _split(chunk, MAX_BATCH_BYTES):
-                data = encode_batch(part)
-                queue.append(_Batch(topic, partition, data, len(part), deadline))
+            for part, size in _split(chunk, MAX_BATCH_BYTES):
+                queue.append(_Batch(part, size, deadline))
 
     # -- I/O ----------------------------------------------------------------------------
 
@@ -189,6 +191,17 @@ class BatchProducer:
 
     def _send_head(self, tp: tuple[str, int], queue: deque[_Batch], now: float) -> None:
         batch = queue[0]
+        if batch.data is None:
+            # Shipments that piled up while the previous request was out go as one batch:
+            # a flush then waits for one round trip, not one per shipment.
+            while len(queue) > 1 and queue[1].data is None:
+                following = queue[1]
+                if batch.size + following.size > MAX_BATCH_BYTES:
+                    break
+                batch.records += following.records
+                batch.size += following.size
+                del queue[1]
+            batch.data = encode_batch(batch.records)
         if now > batch.deadline:
             queue.popleft()
             self._fail(
@@ -201,9 +214,9 @@ class BatchProducer:
             self._client.cluster.request_update()
             batch.not_before = now + RETRY_BACKOFF_S
             return
-        self._in_flight[tp] = self._client.send(leader, self._request(batch))
+        self._in_flight[tp] = self._client.send(leader, self._request(tp, batch.data))
 
-    def _request(self, batch: _Batch) -> ProduceRequest:
+    def _request(self, tp: tuple[str, int], data: bytes) -> ProduceRequest:
         topic_data = ProduceRequest.TopicProduceData
         partition_data = topic_data.PartitionProduceData
         return ProduceRequest(
@@ -211,10 +224,7 @@ class BatchProducer:
             acks=-1,
             timeout_ms=self.request_timeout_ms,
             topic_data=[
-                topic_data(
-                    name=batch.topic,
-                    partition_data=[partition_data(index=batch.partition, records=batch.data)],
-                )
+                topic_data(name=tp[0], partition_data=[partition_data(index=tp[1], records=data)])
             ],
             min_version=PRODUCE_VERSIONS[0],
             max_version=PRODUCE_VERSIONS[1],
@@ -261,19 +271,20 @@ def _partition_error(response: Any, tp: tuple[str, int]) -> BaseException | None
     return kafka_errors.KafkaError(f"no answer for {tp[0]}[{tp[1]}] in the produce response")
 
 
-def _split(records: list[BatchRecord], max_bytes: int) -> list[list[BatchRecord]]:
-    """Consecutive runs of ``records`` of about ``max_bytes`` each (at least one record)."""
-    runs: list[list[BatchRecord]] = []
+def _split(records: list[BatchRecord], max_bytes: int) -> list[tuple[list[BatchRecord], int]]:
+    """Consecutive runs of ``records`` of at most ``max_bytes`` (at least one record each),
+    with their sizes."""
+    runs: list[tuple[list[BatchRecord], int]] = []
     current: list[BatchRecord] = []
     size = 0
     for record in records:
         key, value = record[0], record[1]
         record_size = len(value or b"") + len(key or b"") + 16
         if current and size + record_size > max_bytes:
-            runs.append(current)
+            runs.append((current, size))
             current, size = [], 0
         current.append(record)
         size += record_size
     if current:
-        runs.append(current)
+        runs.append((current, size))
     return runs
