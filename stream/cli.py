@@ -1,4 +1,9 @@
-"""``streamlearn``: run the daemon, produce a drifting stream, start a broker, draw a report."""
+"""``streamlearn``: run the daemon, produce a drifting stream, start a broker, draw a report.
+
+Building the parser imports only light modules (option declarations, settings fields):
+River, Kafka and the daemon are imported by the handler of the subcommand that runs, so
+``streamlearn --help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from monitoring.exceptions import MonitoringError
 from monitoring.report import add_report_arguments, run_report
 from stream.broker import EmbeddedBroker
 from stream.exceptions import StreamError
-from stream.producer import add_produce_arguments, run_produce
+from stream.produce_args import add_produce_arguments
 from stream.settings import ENV_PREFIX, RunSettings, load_settings
 
 # Secrets are taken from the environment or the config file only: a command line is
@@ -39,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "concept changes, or a CSV/JSON-lines file.",
     )
     add_produce_arguments(produce)
-    produce.set_defaults(handler=run_produce)
+    produce.set_defaults(handler=_run_produce)
     broker = commands.add_parser(
         "broker",
         help="start the embedded Kafka-compatible broker (in memory)",
@@ -100,6 +105,14 @@ def _run_daemon(args: argparse.Namespace) -> int:
     settings = load_settings(values, args.config)
     configure_logging(settings.log_level)
     return run_daemon(settings)
+
+
+def _run_produce(args: argparse.Namespace) -> int:
+    from stream.producer import run_produce
+
+    # Passed explicitly: run_produce's default was bound when the module was first
+    # imported, which is now here, possibly while stderr is redirected.
+    return run_produce(args, out=sys.stderr)
 
 
 def _run_broker(args: argparse.Namespace) -> int:

@@ -310,16 +310,29 @@ class Daemon:
 
 
 def _broker_reachable(consumer: KafkaConsumer) -> bool:
-    """True when a connection to some broker is up (kafka-python has no public call)."""
+    """True when a connection to some broker is up and the group coordinator answers
+    (kafka-python has no public call)."""
     try:
         client = consumer._client
-        return bool(consumer.bootstrap_connected()) or any(
+        connected = bool(consumer.bootstrap_connected()) or any(
             client.connected(_node_id(broker)) for broker in client.cluster.brokers()
         )
+        return connected and not _heartbeats_lapsed(consumer)
     except Exception:  # an internal API changed: never let health checks kill the daemon
         # ...but say so: a check that always answers "reachable" hides every outage.
         log.warning("cannot tell whether the broker is reachable", exc_info=True)
         return True
+
+
+def _heartbeats_lapsed(consumer: KafkaConsumer) -> bool:
+    """True when, as a group member, no heartbeat was answered for a session timeout.
+
+    A frozen or hung broker keeps its TCP connections open, so only its silence tells.
+    """
+    coordinator = consumer._coordinator
+    if coordinator.state != MemberState.STABLE:
+        return False
+    return bool(coordinator.heartbeat.session_timeout_expired())
 
 
 def _joining(consumer: KafkaConsumer) -> bool:

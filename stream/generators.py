@@ -9,6 +9,10 @@ seed, ...). Each concept keeps its own iterator, seeded from ``seed`` and the
 concept's index, so the whole stream is reproducible, and a concept met again after
 a cycle continues where it stopped instead of replaying the same points.
 
+River (and scipy under it) is imported when a concept is first built, not with this
+module: the CLI lists :data:`GENERATORS` in ``streamlearn produce --help`` and that
+must not cost the ~0.2 s River takes to import.
+
 >>> pairs = list(concept_stream("sea", seed=7, drift_at=[3], count=5))
 >>> len(pairs)
 5
@@ -27,8 +31,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from river.datasets import synth
-
 from stream.exceptions import StreamError
 
 Features = dict[Any, Any]
@@ -36,31 +38,75 @@ Label = bool | int | str | None
 Pair = tuple[Features, Label]
 FileFormat = Literal["csv", "jsonl"]
 
+# One concept: a River dataset, iterated for its (features, label) pairs.
+Concept = Iterable[tuple[dict[Any, Any], Any]]
 # Builds the River dataset of concept ``index`` of a generator, given a concept seed.
-ConceptFactory = Callable[[int, int], Iterable[tuple[dict[Any, Any], Any]]]
+ConceptFactory = Callable[[int, int], Concept]
 
 
 class SourceError(StreamError, ValueError):
     """An event source (generator, drift points or file) is misconfigured or unreadable."""
 
 
-def _rbf(index: int, seed: int) -> Iterable[tuple[dict[Any, Any], Any]]:
+# Each factory imports its River class itself: see the module docstring.
+
+
+def _sea(index: int, seed: int) -> Concept:
+    from river.datasets.synth import SEA
+
+    return SEA(variant=index, seed=seed)
+
+
+def _agrawal(index: int, seed: int) -> Concept:
+    from river.datasets.synth import Agrawal
+
+    return Agrawal(classification_function=index, seed=seed)
+
+
+def _hyperplane(index: int, seed: int) -> Concept:
+    from river.datasets.synth import Hyperplane
+
+    return Hyperplane(seed=seed)  # another seed draws another hyperplane: another concept
+
+
+def _stagger(index: int, seed: int) -> Concept:
+    from river.datasets.synth import STAGGER
+
+    return STAGGER(classification_function=index, seed=seed)
+
+
+def _rbf(index: int, seed: int) -> Concept:
+    from river.datasets.synth import RandomRBFDrift
+
     # Another model seed draws other centroids: another concept. A few centroids also
     # move slowly inside each concept, which is what the "-drift" generator is for.
-    return synth.RandomRBFDrift(
+    return RandomRBFDrift(
         seed_model=seed, seed_sample=seed, change_speed=0.0001, n_drift_centroids=10
     )
 
 
-# generator name -> (number of distinct concepts, factory(concept index, concept seed))
+def _sine(index: int, seed: int) -> Concept:
+    from river.datasets.synth import Sine
+
+    return Sine(classification_function=index, seed=seed)
+
+
+def _mixed(index: int, seed: int) -> Concept:
+    from river.datasets.synth import Mixed
+
+    return Mixed(classification_function=index, seed=seed)
+
+
+# generator name -> (number of distinct concepts, factory(concept index, concept seed));
+# the one registry of generator names, which the CLI offers as --generator choices.
 _CONCEPTS: dict[str, tuple[int, ConceptFactory]] = {
-    "sea": (4, lambda i, s: synth.SEA(variant=i, seed=s)),
-    "agrawal": (10, lambda i, s: synth.Agrawal(classification_function=i, seed=s)),
-    "hyperplane": (4, lambda i, s: synth.Hyperplane(seed=s)),
-    "stagger": (3, lambda i, s: synth.STAGGER(classification_function=i, seed=s)),
+    "sea": (4, _sea),
+    "agrawal": (10, _agrawal),
+    "hyperplane": (4, _hyperplane),
+    "stagger": (3, _stagger),
     "rbf-drift": (4, _rbf),
-    "sine": (4, lambda i, s: synth.Sine(classification_function=i, seed=s)),
-    "mixed": (2, lambda i, s: synth.Mixed(classification_function=i, seed=s)),
+    "sine": (4, _sine),
+    "mixed": (2, _mixed),
 }
 
 GENERATORS: tuple[str, ...] = tuple(_CONCEPTS)

@@ -4,7 +4,8 @@ The reliability tests need what an operator has: a process that can die by SIGKI
 any instruction, its ``/metrics`` and ``/healthz``, its log, and the checkpoints it
 left behind. They also need input whose per-partition ``seq`` keeps counting across
 several writes (the ``produce`` command restarts it at 0 each run), which
-:class:`Feeder` provides.
+:class:`Feeder` provides. The monitoring tests use the same :class:`DaemonProcess`
+on a port fixed in advance, as the target of a real Prometheus.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from kafka import KafkaProducer
@@ -55,7 +57,10 @@ class DaemonProcess:
 
     ``env`` adds environment variables (the checkpoint key is environment-only);
     every other ``STREAMLEARN_*`` variable of the test process is dropped, so the
-    daemon sees exactly the settings the test gives it.
+    daemon sees exactly the settings the test gives it. ``port`` 0 lets the daemon
+    pick its metrics port (read back from its log); a Prometheus scraping it needs
+    the port in advance. Used as a context manager it is shut down by SIGTERM, as an
+    orchestrator would stop it.
     """
 
     bootstrap: str
@@ -63,6 +68,7 @@ class DaemonProcess:
     log_path: Path
     options: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
     process: subprocess.Popen[bytes] | None = None
     _log_start: int = 0
 
@@ -73,7 +79,7 @@ class DaemonProcess:
             # One group per topic: tests sharing a broker must never share a group.
             "group-id": f"g-{self.topic}",
             "metrics-host": "127.0.0.1",
-            "metrics-port": 0,
+            "metrics-port": self.port,
             "session-timeout-ms": 2000,
             **self.options,
         }
@@ -100,6 +106,17 @@ class DaemonProcess:
         assert self.process is not None
         return self.process.pid
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the process has been waited for, else None."""
+        return None if self.process is None else self.process.returncode
+
+    @property
+    def target(self) -> str:
+        """``host:port`` of /metrics, for a Prometheus scrape config."""
+        assert self.port, "a scrape target needs a port chosen before the start"
+        return f"127.0.0.1:{self.port}"
+
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -109,6 +126,11 @@ class DaemonProcess:
             return ""
         text = self.log_path.read_bytes()
         return text[0 if whole else self._log_start :].decode(errors="replace")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` of this run's log, for failure messages."""
+        text = self.log()
+        return "\n".join(text.splitlines()[-lines:]) if text else "(no log)"
 
     # -- signals ------------------------------------------------------------------------
 
@@ -135,6 +157,27 @@ class DaemonProcess:
             self.process.kill()
             self.process.wait(timeout=30)
 
+    def shutdown(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM, SIGKILL if it outlives ``timeout_s``; the exit code, None if killed."""
+        if self.running():
+            try:
+                self.terminate(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return None
+        return self.returncode
+
+    def __enter__(self) -> DaemonProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
     def peak_rss_bytes(self) -> int:
         """The process's peak resident set so far (VmHWM), 0 when it is gone."""
         try:
@@ -147,6 +190,8 @@ class DaemonProcess:
     # -- HTTP ---------------------------------------------------------------------------
 
     def metrics_port(self) -> int | None:
+        if self.port:
+            return self.port
         match = _METRICS_LINE.search(self.log())
         return int(match.group(1)) if match else None
 
@@ -191,6 +236,22 @@ class DaemonProcess:
         """The /healthz status code, or None while nothing answers."""
         answer = self._get("/healthz")
         return None if answer is None else answer[0]
+
+    def wait_assigned(self, timeout_s: float = 60.0) -> None:
+        """Wait until a partition of the topic is assigned (its series appear on /metrics)."""
+
+        def assigned() -> bool:
+            # A daemon that died at start-up would otherwise cost the whole timeout.
+            assert self.running(), f"the daemon exited with {self.returncode}"
+            return any(
+                name == "streamlearn_events_total" and dict(labels).get("topic") == self.topic
+                for name, labels in self.scrape()
+            )
+
+        try:
+            wait_for(assigned, timeout_s, f"a partition of {self.topic} assigned", every_s=0.3)
+        except AssertionError as error:
+            raise AssertionError(f"{error}:\n{self.log_tail()}") from None
 
 
 @contextlib.contextmanager

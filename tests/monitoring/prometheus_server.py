@@ -12,10 +12,8 @@ helpers talk to its HTTP API with urllib; every call and wait is bounded.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -27,7 +25,6 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring.dashboard import PROMETHEUS_CONFIG, RULE_FILES
 from stream.broker import free_port
@@ -211,100 +208,3 @@ def wait_for(check: Callable[[], T | None], timeout_s: float, interval_s: float 
             return value
         time.sleep(interval_s)
 
-
-# -- the daemon it scrapes ------------------------------------------------------------------
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-class DaemonProcess:
-    """``python -m stream run`` as a child process, serving /metrics on loopback ``port``.
-
-    A subprocess rather than a thread: it is the daemon a person runs, with its own
-    signal handling, stopped by SIGTERM as an orchestrator would.
-    """
-
-    def __init__(self, workdir: Path, port: int, args: Sequence[str]) -> None:
-        self.workdir = workdir
-        self.port = port
-        self.args = list(args)
-        self.log_path = workdir / f"daemon-{port}.log"
-        self.returncode: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> DaemonProcess:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "stream", "run", *self.args,
-                   "--metrics-host", "127.0.0.1", "--metrics-port", str(self.port)]
-        # Only the command line configures it: a STREAMLEARN_* variable of the caller's
-        # shell would change the daemon under test.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEARN_")}
-        with open(self.log_path, "wb") as log:
-            self._process = subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        return self
-
-    def metrics_text(self) -> str | None:
-        """The daemon's /metrics page, or None while it does not answer."""
-        if self._process is not None and self._process.poll() is not None:
-            raise AssertionError(f"the daemon exited with {self._process.returncode}:\n"
-                                 f"{self.log_tail()}")
-        try:
-            with urllib.request.urlopen(f"http://{self.target}/metrics", timeout=2) as response:
-                text: str = response.read().decode()
-                return text
-        except (urllib.error.URLError, OSError):
-            return None
-
-    def wait_assigned(self, topic: str, timeout_s: float = 60.0) -> None:
-        """Wait until a partition of ``topic`` is assigned (its series appear on /metrics)."""
-
-        def assigned() -> bool:
-            text = self.metrics_text()
-            return text is not None and any(
-                sample.labels.get("topic") == topic
-                for family in text_string_to_metric_families(text)
-                if family.name == "streamlearn_events"
-                for sample in family.samples
-            )
-
-        if not wait_for(assigned, timeout_s, interval_s=0.3):
-            raise AssertionError(f"no partition of {topic} assigned in {timeout_s} s:\n"
-                                 f"{self.log_tail()}")
-
-    def stop(self) -> int | None:
-        """SIGTERM, then wait (bounded); returns the exit code (None if it had to be killed)."""
-        process, self._process = self._process, None
-        if process is None:
-            return self.returncode
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-                return None
-        self.returncode = process.returncode
-        return self.returncode
-
-    def __enter__(self) -> DaemonProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

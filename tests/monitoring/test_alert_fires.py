@@ -25,13 +25,9 @@ from river.datasets import synth
 
 from monitoring.dashboard import RULE_FILES
 from stream.producer import encode_event
+from tests.integration.daemon_process import DaemonProcess
 from tests.integration.kafka_helpers import create_topic
-from tests.monitoring.prometheus_server import (
-    DaemonProcess,
-    PrometheusServer,
-    free_port,
-    wait_for,
-)
+from tests.monitoring.prometheus_server import PrometheusServer, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus, pytest.mark.timeout(150)]
 
@@ -111,13 +107,13 @@ def test_accuracy_alert_fires_for_the_collapsed_partition_only(
     threshold = threshold_of(rule)
     assert rule["for"] != SHORT_FOR  # the shipped duration is what the copy shortens
     create_topic(kafka_bootstrap, topic_name, partitions=2)
-    args = ["--bootstrap-servers", kafka_bootstrap, "--topic", topic_name,
-            "--group-id", f"g-{topic_name}", "--model", LR, "--drift-action", "none",
-            "--session-timeout-ms", "6000", "--stop-after-idle", "300"]
+    options = {"model": LR, "drift-action": "none", "session-timeout-ms": 6000,
+               "stop-after-idle": 300}
+    daemon = DaemonProcess(kafka_bootstrap, topic_name, tmp_path / "daemon.log", options,
+                           port=free_port())
     rules = [path for path in RULE_FILES if path.name != "alerts.yml"] + [alerts]
-    with DaemonProcess(tmp_path, free_port(), args) as daemon, \
-            PrometheusServer(tmp_path / "prometheus", [daemon.target], rules) as prometheus:
-        daemon.wait_assigned(topic_name)
+    with daemon, PrometheusServer(tmp_path / "prometheus", [daemon.target], rules) as prometheus:
+        daemon.wait_assigned()
         sender = threading.Thread(target=send_paced, args=(kafka_bootstrap, topic_name))
         sender.start()
         try:

@@ -27,13 +27,9 @@ from monitoring.dashboard import (
     rule_expressions,
 )
 from stream.producer import ProduceOptions, produce
+from tests.integration.daemon_process import DaemonProcess
 from tests.integration.kafka_helpers import create_topic, send_raw
-from tests.monitoring.prometheus_server import (
-    DaemonProcess,
-    PrometheusServer,
-    free_port,
-    wait_for,
-)
+from tests.monitoring.prometheus_server import PrometheusServer, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus, pytest.mark.timeout(150)]
 
@@ -112,21 +108,21 @@ def daemons(
         for action in ACTIONS:
             topic = f"{topic_name}-{action}"
             create_topic(kafka_bootstrap, topic)
-            args = [
-                "--bootstrap-servers", kafka_bootstrap, "--topic", topic,
-                "--group-id", f"g-{topic}", "--model", LR, "--drift-action", action,
-                "--session-timeout-ms", "6000",
-                "--predictions-topic", f"{topic}.predictions",
-                "--dead-letter-topic", f"{topic}.dead-letters",
-                "--state-dir", str(tmp_path / f"state-{action}"), "--checkpoint-interval", "1",
+            options = {
+                "model": LR, "drift-action": action, "session-timeout-ms": 6000,
+                "predictions-topic": f"{topic}.predictions",
+                "dead-letter-topic": f"{topic}.dead-letters",
+                "state-dir": tmp_path / f"state-{action}", "checkpoint-interval": 1,
                 # A safety net only: the fixture stops it long before.
-                "--stop-after-idle", "300",
-            ]
-            started[topic] = DaemonProcess(tmp_path, free_port(), args).start()
+                "stop-after-idle": 300,
+            }
+            log_path = tmp_path / f"daemon-{action}.log"
+            daemon = DaemonProcess(kafka_bootstrap, topic, log_path, options, port=free_port())
+            started[topic] = daemon.start()
         yield started
     finally:
         for daemon in started.values():
-            daemon.stop()
+            daemon.shutdown()
 
 
 def test_every_expression_evaluates_against_live_daemons(
@@ -134,8 +130,8 @@ def test_every_expression_evaluates_against_live_daemons(
 ) -> None:
     targets = [daemon.target for daemon in daemons.values()]
     with PrometheusServer(tmp_path / "prometheus", targets) as prometheus:
-        for topic, daemon in daemons.items():
-            daemon.wait_assigned(topic)
+        for daemon in daemons.values():
+            daemon.wait_assigned()
         # Every partition's counters scraped at zero first, so their rise shows in rates.
         assigned = 'count(streamlearn_events_total{outcome="dead_lettered"} == 0)'
         assert wait_for(lambda: scalar(prometheus, assigned) == len(daemons), 30), (

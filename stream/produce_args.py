@@ -1,0 +1,88 @@
+"""The options of ``streamlearn produce``, declared without importing Kafka or River.
+
+``streamlearn --help`` builds every subcommand's parser, so what it needs stays light;
+:mod:`stream.producer` does the producing and is imported only when ``produce`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Literal
+
+from stream.generators import GENERATORS
+
+KeyStrategy = Literal["id", "none"]
+KEY_STRATEGIES: tuple[str, ...] = ("id", "none")
+
+
+def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``streamlearn produce``."""
+    add = parser.add_argument
+    add(
+        "--bootstrap-servers",
+        required=True,
+        metavar="HOST:PORT[,...]",
+        help="Kafka bootstrap servers, comma-separated",
+    )
+    add("--topic", required=True, help="topic to publish to; created if missing")
+    add(
+        "--count",
+        type=int,
+        metavar="N",
+        help="number of events to produce; required with a generator, with --file"
+        " defaults to every row of the file",
+    )
+    add(
+        "--seed",
+        type=int,
+        default=42,
+        help="random seed: the same seed gives the same events; ids are '<seed>-<index>'"
+        " (default: %(default)s)",
+    )
+    add(
+        "--generator",
+        default="sea",
+        choices=GENERATORS,
+        help="River synthetic stream to draw events from (default: %(default)s)",
+    )
+    add(
+        "--drift-at",
+        type=int,
+        action="append",
+        default=[],
+        metavar="K",
+        help="abrupt concept change at event index K (repeatable, increasing): event K is"
+        " the first of another concept of the same generator",
+    )
+    add(
+        "--partitions",
+        type=int,
+        metavar="P",
+        help="partitions to create the topic with and write to, event i going to"
+        " partition i %% P (default: the existing topic's count, else 1)",
+    )
+    add(
+        "--rate",
+        type=float,
+        metavar="EPS",
+        help="events per second to pace at (default: as fast as possible)",
+    )
+    add(
+        "--file",
+        type=Path,
+        metavar="PATH",
+        help="replay a CSV or JSON-lines file (by extension) instead of a generator",
+    )
+    add(
+        "--label-column",
+        metavar="C",
+        help="with --file: the column or key holding the label (default: 'label');"
+        " canonical JSON lines with a 'features' object use their own 'label'",
+    )
+    add(
+        "--key",
+        choices=KEY_STRATEGIES,
+        default="id",
+        help="record key: the event id, or none (default: %(default)s)",
+    )
