@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import anatomy, contenders, scenarios
+from bench import anatomy, contenders, scenarios, split_probe
 from bench.contenders import Throughput
 from bench.daemon import checkpoint_options
 from bench.report import Row, machine_line, rates_text, render
@@ -21,7 +21,8 @@ from bench.workload import MODELS, Context, Stream, prepare
 CONTENDERS = ("limit", "naive", "peer", "streamlearn")
 # Memory last but one: its 1,000,000 events stay in the in-memory broker and slow the
 # sections after it.
-SECTIONS = ("throughput", "latency", "scaling", "retrain", "anatomy", "memory", "profile")
+SECTIONS = ("throughput", "latency", "scaling", "retrain", "anatomy", "split", "memory",
+            "profile")
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.md"
 
 
@@ -83,6 +84,7 @@ class Bench:
         sections: dict[str, Callable[[], None]] = {
             "throughput": self.throughput, "latency": self.latency, "memory": self.memory,
             "scaling": self.scaling, "retrain": self.retrain, "anatomy": self.anatomy,
+            "split": self.split,
             "profile": self.profile,
         }
         for name in self.plan.sections:
@@ -202,6 +204,24 @@ class Bench:
                 key = f"anatomy.{model}.{stage.name.strip().split()[0].rstrip(':')}"
                 self.rows.append(Row(key, f"{model} {stage.name}, us/event",
                                      f"{stage.micros:.1f}", stage.micros, "in-process, alone"))
+
+    def split(self) -> None:
+        """The probe of a fetch-and-decode child process (bench/split_probe.py)."""
+        for model in MODELS:
+            runs = [split_probe.measure(self.stream(), MODELS[model])
+                    for _ in range(self.plan.runs)]
+            for key, name, rates in (
+                ("one", "poll+decode+learn+publish in one process",
+                 [r.one_process for r in runs]),
+                ("child", "the same, poll+decode in a child process",
+                 [r.fetch_child for r in runs]),
+            ):
+                self.rows.append(Row(f"split.{model}.{key}", f"{model} probe: {name}, events/s",
+                                     rates_text(rates), statistics.median(rates),
+                                     "no metrics, checkpoints or group: compare the two"))
+            gain = statistics.median([r.gain for r in runs])
+            self.rows.append(Row(f"split.{model}.gain", f"{model} probe: child / one process",
+                                 f"{gain:.2f}", gain, "median of the runs' ratios"))
 
     def profile(self) -> None:
         path = self.output.parent / "profile-LR.txt"
