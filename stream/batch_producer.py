@@ -278,8 +278,7 @@ def _split(records: list[BatchRecord], max_bytes: int) -> list[tuple[list[BatchR
     current: list[BatchRecord] = []
     size = 0
     for record in records:
-        key, value = record[0], record[1]
-        record_size = len(value or b"") + len(key or b"") + 16
+        record_size = _size(record)
         if current and size + record_size > max_bytes:
             runs.append((current, size))
             current, size = [], 0
@@ -288,3 +287,12 @@ def _split(records: list[BatchRecord], max_bytes: int) -> list[tuple[list[BatchR
     if current:
         runs.append((current, size))
     return runs
+
+
+def _size(record: BatchRecord) -> int:
+    """An upper bound of the record's encoded size (dead letters carry sizable headers)."""
+    key, value, headers, _ = record
+    size = len(value or b"") + len(key or b"") + 24  # lengths, deltas, attributes
+    for name, header_value in headers or ():
+        size += len(name) * 4 + len(header_value) + 10  # utf-8 at worst, two lengths
+    return size
