@@ -117,7 +117,7 @@ def _publish(stream: Stream, records: list[ConsumerRecord], events: list[Event],
     """The prediction records through each sink the daemon can use (``--publisher``)."""
     config: dict[str, Any] = {"bootstrap_servers": [stream.bootstrap]}
     sinks: tuple[tuple[str, Callable[[], Sink]], ...] = (
-        ("kafka-python KafkaProducer.send per record (before 0.2)",
+        ("kafka-python KafkaProducer.send per record (the old publisher)",
          lambda: KafkaPythonSink(config)),
         ("BatchProducer in this process (--publisher inline)",
          lambda: BatchProducer(**producer_config(config))),

@@ -65,7 +65,8 @@ class _Batch:
 
 
 class BatchProducer:
-    """A :class:`stream.sinks.Sink` that sends one record batch per partition per shipment."""
+    """A :class:`stream.sinks.Sink`: one record batch per partition per request, one
+    request in flight per partition."""
 
     def __init__(
         self,
@@ -108,7 +109,8 @@ class BatchProducer:
         self._pending.setdefault(topic, []).append((key, value, headers, timestamp_ms))
 
     def ship(self) -> None:
-        """Encode what was sent into batches and move the I/O along (never blocks)."""
+        """Queue what was sent per partition and move the I/O along (never blocks); a
+        batch is encoded when it is first sent."""
         now = time.monotonic()
         for topic in list(self._pending):
             partitions = self._partition_count(topic, wait_ms=0)
