@@ -1,8 +1,9 @@
 """Where one event's time goes inside the daemon: each stage of the hot path timed alone.
 
 The stages are the product's own functions, run in this process one after another over
-the same records: fetch (kafka-python poll, CRC and record parsing included), decode
-(bytes to a validated Event), the learner's step, and publishing the prediction.
+the same records: fetch (kafka-python poll, CRC and record parsing included, with
+kafka-python's reader and with the daemon's), decode (bytes to a validated Event), the
+learner's step, and publishing the prediction.
 Their sum, against the limit loop, says which stage to work on first.
 """
 
@@ -25,7 +26,8 @@ from bench.workload import Stream
 from learners.prequential import PartitionLearner
 from learners.spec import parse_model_spec
 from stream.batch_producer import BatchProducer
-from stream.events import Event, decode
+from stream.events import Event, decode, judge
+from stream.fetched_records import speed_up_fetches
 from stream.kafka_io import FETCH_TUNING, ensure_topics, producer_config
 from stream.publisher import Publisher
 from stream.record_batch import Headers
@@ -38,9 +40,11 @@ class Stage:
     micros: float  # per event
 
 
-def _fetch(stream: Stream) -> tuple[list[ConsumerRecord], float]:
+def _fetch(stream: Stream, fast: bool) -> tuple[list[ConsumerRecord], float]:
     consumer = KafkaConsumer(bootstrap_servers=stream.bootstrap, group_id=None,
                              enable_auto_commit=False, **FETCH_TUNING)
+    if fast:
+        speed_up_fetches(consumer)
     tp = TopicPartition(stream.topic, 0)
     consumer.assign([tp])
     consumer.seek(tp, 0)
@@ -70,12 +74,18 @@ def _timed(fn: Any, items: list[Any]) -> float:
 
 def measure(stream: Stream, spec: str) -> list[Stage]:
     """Per-event microseconds of each stage; the stream must have one partition."""
-    records, fetch_s = _fetch(stream)
+    theirs, plain_s = _fetch(stream, fast=False)
+    records, fetch_s = _fetch(stream, fast=True)
+    assert records == theirs, "the two record readers disagree"
     n = len(records)
     values = [record.value for record in records]
-    stages = [Stage("fetch (poll, 5000 per batch)", _per_event(fetch_s, n))]
-    stages.append(Stage("decode: pydantic Event.model_validate_json", _timed(decode, values)))
-    stages.append(Stage("  for comparison: json.loads alone", _timed(json.loads, values)))
+    stages = [
+        Stage("fetch: poll 5000 at a time, the daemon's reader", _per_event(fetch_s, n)),
+        Stage("  the same with kafka-python's reader", _per_event(plain_s, n)),
+        Stage("decode: orjson and type checks (stream.events.decode)", _timed(decode, values)),
+        Stage("  for comparison: pydantic's strict model alone", _timed(judge, values)),
+        Stage("  for comparison: json.loads alone", _timed(json.loads, values)),
+    ]
     events: list[Event] = [e for e in map(decode, values) if isinstance(e, Event)]
     learner = PartitionLearner(cast(Classifier, parse_model_spec(spec)))
     started = time.perf_counter()

@@ -32,6 +32,7 @@ from learners.prequential import PartitionLearner
 from learners.spec import parse_model_spec
 from stream.batch_producer import BatchProducer
 from stream.events import Event, decode
+from stream.fetched_records import speed_up_fetches
 from stream.kafka_io import FETCH_TUNING, ensure_topics
 
 #: (offset, key, features, label, event id): what the child ships per event.
@@ -54,7 +55,7 @@ def _consumer(stream: Stream) -> KafkaConsumer:
     tp = TopicPartition(stream.topic, 0)
     consumer.assign([tp])
     consumer.seek(tp, 0)
-    return consumer
+    return speed_up_fetches(consumer)
 
 
 def _decoded_polls(stream: Stream) -> Iterator[list[Shipped]]:

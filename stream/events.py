@@ -6,8 +6,11 @@ The canonical value is JSON::
      "label": bool | int | string | null, "timestamp": optional epoch seconds,
      "seq": optional per-partition sequence number}
 
-pydantic-core parses and validates the bytes in one pass (faster than ``json.loads``
-alone), so there is no intermediate dict to walk twice.
+Two readers agree on what is valid. The fast one, orjson plus a few type checks, takes
+the well-formed events (about 2 µs, where pydantic-core takes 3.5). Anything it does not
+accept outright, pydantic's strict model judges: it accepts the odd valid value (a label
+past 64 bits) and names the reason for everything else. One difference: a feature that is
+an integer past 64 bits arrives as its nearest float, the value a model computes with.
 
 >>> decode(b'{"features": {"x": 1.5}, "label": true}').label
 True
@@ -18,8 +21,9 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, NamedTuple
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -46,8 +50,18 @@ DEAD_LETTER_REASONS: Final = (
 )
 
 
-class Event(BaseModel):
-    """One validated event; unknown extra fields are ignored for forward compatibility."""
+class Event(NamedTuple):
+    """One validated event (a tuple: built and read on the hot path, cheaply)."""
+
+    features: dict[str, Any]
+    label: bool | int | str | None = None
+    id: str | None = None
+    timestamp: float | int | None = None
+    seq: int | None = None
+
+
+class _EventModel(BaseModel):
+    """The rules for an event; unknown extra fields are ignored for forward compatibility."""
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
 
@@ -71,9 +85,50 @@ def decode(value: bytes | None) -> Event | DeadLetter:
     if not value:
         return DeadLetter("empty_value", "the record has no value")
     try:
-        return Event.model_validate_json(value)
+        event = _well_formed(orjson.loads(value))
+    except orjson.JSONDecodeError:  # NaN, 1e999, integers past 64 bits: pydantic judges
+        event = None
+    return event if event is not None else judge(value)
+
+
+def judge(value: bytes) -> Event | DeadLetter:
+    """pydantic's verdict on ``value``: the reference that :func:`decode` agrees with."""
+    try:
+        model = _EventModel.model_validate_json(value)
     except ValidationError as exc:
         return _dead_letter(exc)
+    return Event(model.features, model.label, model.id, model.timestamp, model.seq)
+
+
+_FEATURE_TYPES = frozenset((bool, int, float, str))
+_LABEL_TYPES = frozenset((bool, int, str, type(None)))
+_TIMESTAMP_TYPES = frozenset((int, float, type(None)))
+
+
+def _well_formed(data: Any) -> Event | None:
+    """The event ``data`` (parsed JSON) holds, if it is plainly valid; else None.
+
+    Exact types (``type(x) in``) keep booleans out of numbers as pydantic's strict types
+    do; orjson never yields a non-finite float.
+    """
+    if type(data) is not dict:
+        return None
+    features = data.get("features")
+    if type(features) is not dict:
+        return None
+    for feature in features.values():
+        if type(feature) not in _FEATURE_TYPES:
+            return None
+    get = data.get
+    label, event_id, timestamp, seq = get("label"), get("id"), get("timestamp"), get("seq")
+    if (
+        type(label) not in _LABEL_TYPES
+        or (event_id is not None and type(event_id) is not str)
+        or type(timestamp) not in _TIMESTAMP_TYPES
+        or (seq is not None and type(seq) is not int)
+    ):
+        return None
+    return Event(features, label, event_id, timestamp, seq)
 
 
 _UNION_MEMBERS = {"bool", "int", "float", "str"}

@@ -10,6 +10,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from stream.fetched_records import speed_up_fetches
 from stream.settings import RunSettings
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ FETCH_TUNING: dict[str, Any] = {
 
 
 def make_consumer(settings: RunSettings) -> KafkaConsumer:
-    return KafkaConsumer(
+    consumer = KafkaConsumer(
         **settings.kafka_config(),
         **FETCH_TUNING,
         group_id=settings.group_id,
@@ -37,17 +38,19 @@ def make_consumer(settings: RunSettings) -> KafkaConsumer:
         max_poll_interval_ms=settings.max_poll_interval_ms,
         client_id=f"streamlearn-{settings.group_id}",
     )
+    return speed_up_fetches(consumer)
 
 
 def make_replay_consumer(settings: RunSettings) -> KafkaConsumer:
     """A group-less consumer that reads offset ranges of the log for retraining."""
-    return KafkaConsumer(
+    consumer = KafkaConsumer(
         **settings.kafka_config(),
         **FETCH_TUNING,
         group_id=None,
         enable_auto_commit=False,
         client_id=f"streamlearn-{settings.group_id}-replay",
     )
+    return speed_up_fetches(consumer)
 
 
 def producer_config(

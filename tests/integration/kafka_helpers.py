@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from stream.app import run_daemon
 from stream.broker import EmbeddedBroker
+from stream.fetched_records import speed_up_fetches
 from stream.settings import load_settings
 
 
@@ -48,15 +49,22 @@ def send_raw(
 
 
 def read_all(
-    bootstrap: str, topic: str, timeout_s: float = 60.0, quiet_s: float = 1.0
+    bootstrap: str,
+    topic: str,
+    timeout_s: float = 60.0,
+    quiet_s: float = 1.0,
+    fast_fetches: bool = False,
 ) -> list[ConsumerRecord]:
     """Every record of ``topic``, in partition then offset order.
 
     Reads until every partition's position reaches the high watermark reported with the
     fetches (the embedded broker's ListOffsets answer is not the high watermark) and
-    nothing new arrived for ``quiet_s``; bounded by ``timeout_s``.
+    nothing new arrived for ``quiet_s``; bounded by ``timeout_s``. With ``fast_fetches``
+    the daemon's reader (``stream/fetched_records.py``) parses the fetches.
     """
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    if fast_fetches:
+        speed_up_fetches(consumer)
     partitions = consumer.partitions_for_topic(topic) or set()
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(tps)
