@@ -86,7 +86,12 @@ class PartitionLearner:
 
     def step(self, x: dict[Any, Any], y: Any, offset: int) -> Prediction:
         """Predict ``x``; when labelled (``y`` not None), score, watch for drift and learn."""
-        y_pred, proba = self.predict(x)
+        model = self.model
+        if self._argmax_of_proba:  # predict(), inlined: this runs once per event
+            proba = model.predict_proba_one(x)
+            y_pred = max(proba, key=proba.__getitem__) if proba else None
+        else:
+            y_pred, proba = model.predict_one(x), None
         if y is None:
             self.predicted += 1
             return y_pred, proba
@@ -94,15 +99,19 @@ class PartitionLearner:
         if self.drift_action == "retrain":
             self._recent_offsets[self._recent_count % self.max_retrain_events] = offset
             self._recent_count += 1
-        error_before = self.detector.estimation
         # An untrained model may have nothing to say; like River's progressive
         # validation, such an event is learned but not scored.
+        detected = False
+        error_before = 0.0
         if y_pred is not None:
+            detector = self.detector
+            width = detector.width  # the estimation before this error, read cheaply
+            error_before = detector.total / width if width else 0.0
             self.cumulative.update(hit)
             self.rolling.update(hit)
-            self.detector.update(0.0 if hit else 1.0)
-        detected = y_pred is not None and self.detector.drift_detected
-        self.model.learn_one(x, y)
+            detector.update(0.0 if hit else 1.0)
+            detected = detector.drift_detected
+        model.learn_one(x, y)
         self.learned += 1
         self.last_offset = offset
         if self.retrain is not None and self.retrain.observe_live(x, y, hit):

@@ -162,12 +162,16 @@ class BatchProducer:
     def _enqueue(self, topic: str, records: list[BatchRecord], partitions: int, now: float) -> None:
         # Keyed records go where Kafka's default partitioner puts them (joins and
         # per-key order rely on it); unkeyed ones stick to one partition per shipment.
-        sticky = random.randrange(partitions)
-        by_partition: dict[int, list[BatchRecord]] = {}
-        for record in records:
-            key = record[0]
-            partition = sticky if key is None else partition_for_key(key, partitions)
-            by_partition.setdefault(partition, []).append(record)
+        by_partition: dict[int, list[BatchRecord]]
+        if partitions == 1:
+            by_partition = {0: records}  # every key hashes to the only partition
+        else:
+            by_partition = {}
+            sticky = random.randrange(partitions)
+            for record in records:
+                key = record[0]
+                partition = sticky if key is None else partition_for_key(key, partitions)
+                by_partition.setdefault(partition, []).append(record)
         deadline = now + self.delivery_timeout_s
         for partition, chunk in by_partition.items():
             queue = self._queues.setdefault((topic, partition), deque())
