@@ -39,6 +39,7 @@ from kafka.record.memory_records import MemoryRecords
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 _LOG_OVERHEAD = 12  # base offset and length: what a batch's length does not count
 _MAGIC_AT = 16
+_MIN_LEGACY_LENGTH = 14  # a v0 message's CRC, magic, attributes and two null lengths
 _CRC_FROM = 21  # the CRC covers everything from the attributes on
 _COMPRESSION_MASK = 0x07
 _LOG_APPEND_TIME = 0x08
@@ -71,15 +72,23 @@ def read_batches(
     """
     view = memoryview(buffer)
     pos, size = 0, len(buffer)
-    while pos + _HEADER.size <= size:
+    epoch = -1  # old-format records carry the epoch of the last v2 batch, as in kafka-python
+    while pos + _LOG_OVERHEAD <= size:
         length = int.from_bytes(buffer[pos + 8 : pos + 12], "big", signed=True)
         end = pos + _LOG_OVERHEAD + length
         if end > size:
             return
-        if buffer[pos + _MAGIC_AT] != 2:
-            yield _legacy_batch(buffer[pos:end], topic, partition, fetch_offset)
+        magic = buffer[pos + _MAGIC_AT] if length >= _MIN_LEGACY_LENGTH else -1
+        if magic == 2 and length >= _HEADER.size - _LOG_OVERHEAD:
+            batch = _batch(buffer, view, pos, end, topic, partition, fetch_offset, check_crcs)
+            epoch = batch.leader_epoch
+            yield batch
+        elif magic in (0, 1):
+            yield _legacy_batch(buffer[pos:end], topic, partition, fetch_offset, epoch)
         else:
-            yield _batch(buffer, view, pos, end, topic, partition, fetch_offset, check_crcs)
+            raise kafka_errors.CorruptRecordError(
+                f"{topic}[{partition}]: a batch of length {length} and magic {magic} at byte {pos}"
+            )
         pos = end
 
 
@@ -267,7 +276,9 @@ def _headers(data: bytes, pos: int) -> tuple[list[tuple[str, bytes | None]], int
     return headers, size, pos
 
 
-def _legacy_batch(buffer: bytes, topic: str, partition: int, fetch_offset: int) -> FetchedBatch:
+def _legacy_batch(
+    buffer: bytes, topic: str, partition: int, fetch_offset: int, epoch: int
+) -> FetchedBatch:
     """A message set in the old formats (magic 0 or 1), read by kafka-python."""
     batch = MemoryRecords(buffer).next_batch()
     records: list[ConsumerRecord] = []
@@ -280,7 +291,7 @@ def _legacy_batch(buffer: bytes, topic: str, partition: int, fetch_offset: int) 
                 ConsumerRecord(
                     topic,
                     partition,
-                    -1,
+                    epoch,
                     record.offset,
                     record.timestamp,
                     record.timestamp_type,
@@ -293,7 +304,7 @@ def _legacy_batch(buffer: bytes, topic: str, partition: int, fetch_offset: int) 
                     -1,
                 )
             )
-    return FetchedBatch(records, next_offset, -1)
+    return FetchedBatch(records, next_offset, epoch)
 
 
 class FastPartitionRecords:
