@@ -102,6 +102,7 @@ def _batch(
     fetch_offset: int,
     check_crcs: bool,
 ) -> FetchedBatch:
+    """The v2 batch at ``buffer[pos:end]``: checked, decompressed if need be, and read."""
     (base, _, epoch, _, crc, attributes, last_delta, first_ts, max_ts, _, _, _, count) = (
         _HEADER.unpack_from(buffer, pos)
     )
@@ -113,9 +114,9 @@ def _batch(
     if attributes & _CONTROL or next_offset <= fetch_offset:
         return FetchedBatch([], next_offset, epoch)  # transaction markers, or all behind us
     data, start, stop = buffer, pos + _HEADER.size, end
-    codec = attributes & _COMPRESSION_MASK
-    if codec:
-        data = _decompress(codec, view[start:end], base)
+    codec_id = attributes & _COMPRESSION_MASK
+    if codec_id:
+        data = _decompress(codec_id, view[start:end], base)
         start, stop = 0, len(data)
     stamp = (max_ts, 1) if attributes & _LOG_APPEND_TIME else (first_ts, 0)
     try:
