@@ -125,13 +125,16 @@ def test_long_varints_big_values_and_deltas() -> None:
     assert len(records_of(seen)) == 9002
 
 
-def test_headers_null_keys_and_values_gzip() -> None:
+@pytest.mark.parametrize("codec", [0, 1, 2, 3, 4], ids=["none", "gzip", "snappy", "lz4", "zstd"])
+def test_headers_null_keys_and_values_each_codec(codec: int) -> None:
     records = [
         (None, b"v0", [("trace", b"abc"), ("ünïcode", None)]),
         (b"k1", None, []),
         (b"", b"", [("empty", b"")]),
+        (b"k3", b"x" * 5000, []),
     ]
-    assert_same(built(10, records) + built(13, records, compression=1), fetch_offset=11)
+    seen = assert_same(built(10, records) + built(14, records, compression=codec), 11)
+    assert [r.offset for r in records_of(seen)] == list(range(11, 18))
 
 
 def test_control_batches_are_skipped_but_passed() -> None:
@@ -181,10 +184,10 @@ def test_record_length_that_does_not_add_up() -> None:
         FastPartitionRecords(0, TP, MemoryRecords(with_attributes(bytes(batch), 0))).take()
 
 
-def test_codec_not_installed() -> None:
-    snappy = with_attributes(plain(0, 3), 2)
+def test_unknown_codec() -> None:
+    unknown = with_attributes(plain(0, 3), 5)
     with pytest.raises(UnsupportedCodecError):
-        FastPartitionRecords(0, TP, MemoryRecords(snappy)).take()
+        FastPartitionRecords(0, TP, MemoryRecords(unknown)).take()
 
 
 def test_installed_on_a_consumer_only_for_plain_reads() -> None:
