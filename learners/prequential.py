@@ -86,12 +86,7 @@ class PartitionLearner:
 
     def step(self, x: dict[Any, Any], y: Any, offset: int) -> Prediction:
         """Predict ``x``; when labelled (``y`` not None), score, watch for drift and learn."""
-        model = self.model
-        if self._argmax_of_proba:  # predict(), inlined: this runs once per event
-            proba = model.predict_proba_one(x)
-            y_pred = max(proba, key=proba.__getitem__) if proba else None
-        else:
-            y_pred, proba = model.predict_one(x), None
+        y_pred, proba = self.predict(x)
         if y is None:
             self.predicted += 1
             return y_pred, proba
@@ -111,7 +106,7 @@ class PartitionLearner:
             self.rolling.update(hit)
             detector.update(0.0 if hit else 1.0)
             detected = detector.drift_detected
-        model.learn_one(x, y)
+        self.model.learn_one(x, y)
         self.learned += 1
         self.last_offset = offset
         if self.retrain is not None and self.retrain.observe_live(x, y, hit):
