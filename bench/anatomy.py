@@ -25,13 +25,13 @@ from bench.contenders import run_limit
 from bench.workload import Stream
 from learners.prequential import PartitionLearner
 from learners.spec import parse_model_spec
-from stream.batch_producer import BatchProducer
+from stream.daemon.publisher import Publisher
 from stream.events import Event, decode, judge
-from stream.fetched_records import speed_up_fetches
-from stream.kafka_io import FETCH_TUNING, ensure_topics, producer_config
-from stream.publisher import Publisher
-from stream.record_batch import Headers
-from stream.sinks import ProcessSink, Sink
+from stream.kafka.batch_producer import BatchProducer
+from stream.kafka.clients import FETCH_TUNING, ensure_topics, producer_config
+from stream.kafka.fetched_records import speed_up_fetches
+from stream.kafka.process_producer import ProcessSink, Sink
+from stream.kafka.record_batch import Headers
 
 
 @dataclass(frozen=True)

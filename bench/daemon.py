@@ -20,7 +20,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.workload import Context
-from stream.broker import free_port
+from stream.kafka.tansu import free_port
 from stream.settings import ENV_PREFIX, RunSettings
 
 # How often the benchmark reads a daemon's /metrics to see whether it is done. Rates come

@@ -232,7 +232,7 @@ class Bench:
 
 def main(plan: Plan, output: Path, session_timeout_ms: int = 6000) -> int:
     """Start the broker, run the plan, print and write the table; 1 if a section failed."""
-    from stream.broker import EmbeddedBroker
+    from stream.kafka.tansu import EmbeddedBroker
 
     with tempfile.TemporaryDirectory(prefix="streamlearn-bench-") as scratch:
         workdir = Path(scratch)

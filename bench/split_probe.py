@@ -30,10 +30,10 @@ from river.base import Classifier
 from bench.workload import Stream
 from learners.prequential import PartitionLearner
 from learners.spec import parse_model_spec
-from stream.batch_producer import BatchProducer
 from stream.events import Event, decode
-from stream.fetched_records import speed_up_fetches
-from stream.kafka_io import FETCH_TUNING, ensure_topics
+from stream.kafka.batch_producer import BatchProducer
+from stream.kafka.clients import FETCH_TUNING, ensure_topics
+from stream.kafka.fetched_records import speed_up_fetches
 
 #: (offset, key, features, label, event id): what the child ships per event.
 Shipped = tuple[int, bytes | None, dict[str, Any], Any, str | None]

@@ -12,7 +12,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from stream.producer import ProduceOptions, produce
+from stream.tools.produce import ProduceOptions, produce
 
 LR = "preprocessing.StandardScaler | linear_model.LogisticRegression"
 HT = "tree.HoeffdingTreeClassifier"

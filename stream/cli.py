@@ -17,10 +17,10 @@ from pathlib import Path
 from learners.exceptions import LearnersError
 from monitoring.exceptions import MonitoringError
 from monitoring.report import add_report_arguments, run_report
-from stream.broker import EmbeddedBroker
 from stream.exceptions import StreamError
-from stream.produce_args import add_produce_arguments
+from stream.kafka.tansu import EmbeddedBroker
 from stream.settings import ENV_PREFIX, RunSettings, load_settings
+from stream.tools.produce_args import add_produce_arguments
 
 # Secrets are taken from the environment or the config file only: a command line is
 # visible to every user of the machine in `ps`.
@@ -97,7 +97,7 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
-    from stream.app import configure_logging, run_daemon
+    from stream.daemon.app import configure_logging, run_daemon
 
     values = {
         name: getattr(args, name) for name in RunSettings.model_fields if name not in SECRET_FIELDS
@@ -108,7 +108,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
 
 
 def _run_produce(args: argparse.Namespace) -> int:
-    from stream.producer import run_produce
+    from stream.tools.produce import run_produce
 
     # Passed explicitly: run_produce's default was bound when the module was first
     # imported, which is now here, possibly while stderr is redirected.
@@ -137,7 +137,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from stream.demo import run_demo
+    from stream.tools.demo import run_demo
 
     return run_demo(metrics_port=args.metrics_port, rate=args.rate)
 

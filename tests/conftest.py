@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stream.broker import EmbeddedBroker
+from stream.kafka.tansu import EmbeddedBroker
 
 
 def _docker_answers() -> bool:

@@ -30,10 +30,11 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from learners.checkpoint import Checkpoint, decode_checkpoint
-from stream.checkpoint_store import KafkaTopicStore, LocalDirectoryStore
-from stream.checkpointing import PartitionState
-from stream.generators import concept_stream
-from stream.producer import encode_event
+from stream.checkpoints.checkpointer import PartitionState
+from stream.checkpoints.stores import LocalDirectoryStore
+from stream.kafka.checkpoint_topic import KafkaTopicStore
+from stream.tools.generators import concept_stream
+from stream.tools.produce import encode_event
 
 REPO = Path(__file__).resolve().parents[2]
 _METRICS_LINE = re.compile(r"metrics on http://[^:/]+:(\d+)/metrics")

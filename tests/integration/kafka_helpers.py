@@ -17,9 +17,9 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
-from stream.app import run_daemon
-from stream.broker import EmbeddedBroker
-from stream.fetched_records import speed_up_fetches
+from stream.daemon.app import run_daemon
+from stream.kafka.fetched_records import speed_up_fetches
+from stream.kafka.tansu import EmbeddedBroker
 from stream.settings import load_settings
 
 
@@ -60,7 +60,7 @@ def read_all(
     Reads until every partition's position reaches the high watermark reported with the
     fetches (the embedded broker's ListOffsets answer is not the high watermark) and
     nothing new arrived for ``quiet_s``; bounded by ``timeout_s``. With ``fast_fetches``
-    the daemon's reader (``stream/fetched_records.py``) parses the fetches.
+    the daemon's reader (``stream/kafka/fetched_records.py``) parses the fetches.
     """
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     if fast_fetches:

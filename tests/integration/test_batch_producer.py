@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from kafka.partitioner.default import murmur2
 
-from stream.batch_producer import BatchProducer
-from stream.broker import EmbeddedBroker
 from stream.exceptions import PublishError, PublishTimeout
+from stream.kafka.batch_producer import BatchProducer
+from stream.kafka.tansu import EmbeddedBroker
 from tests.integration.kafka_helpers import create_topic, frozen, read_all
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from kafka.errors import TopicAlreadyExistsError
 
-from stream.broker import EmbeddedBroker, free_port
+from stream.kafka.tansu import EmbeddedBroker, free_port
 from tests.integration.daemon_process import (
     DaemonProcess,
     Feeder,

@@ -18,7 +18,7 @@ import pytest
 import river
 
 from learners.checkpoint import encode_checkpoint
-from stream.checkpoint_store import LocalDirectoryStore
+from stream.checkpoints.stores import LocalDirectoryStore
 from tests.integration.daemon_process import (
     DaemonProcess,
     Feeder,

@@ -30,10 +30,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.broker import free_port
 from stream.cli import SECRET_FIELDS, main
-from stream.producer import ProduceOptions, produce
+from stream.kafka.tansu import free_port
 from stream.settings import ENV_PREFIX, RunSettings
+from stream.tools.produce import ProduceOptions, produce
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from river.datasets import synth
 
-from stream.producer import ProduceOptions, produce
+from stream.tools.produce import ProduceOptions, produce
 from tests.integration.kafka_helpers import read_all, run_until_idle, sample
 
 pytestmark = pytest.mark.integration

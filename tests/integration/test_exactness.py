@@ -9,7 +9,7 @@ from river import evaluate, metrics
 
 from learners.spec import parse_model_spec
 from stream.events import Event, decode
-from stream.producer import ProduceOptions, produce
+from stream.tools.produce import ProduceOptions, produce
 from tests.integration.kafka_helpers import read_all, run_until_idle, sample
 
 pytestmark = pytest.mark.integration

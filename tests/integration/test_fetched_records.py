@@ -8,7 +8,7 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from stream.fetched_records import speed_up_fetches
+from stream.kafka.fetched_records import speed_up_fetches
 from tests.integration.kafka_helpers import create_topic, read_all
 
 

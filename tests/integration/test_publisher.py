@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from stream.batch_producer import BatchProducer
 from stream.exceptions import PublishError
-from stream.kafka_io import producer_config
-from stream.sinks import ProcessSink, Sink
+from stream.kafka.batch_producer import BatchProducer
+from stream.kafka.clients import producer_config
+from stream.kafka.process_producer import ProcessSink, Sink
 from tests.integration.kafka_helpers import create_topic, read_all
 
 pytestmark = pytest.mark.integration

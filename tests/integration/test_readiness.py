@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream.app import run_daemon
-from stream.broker import EmbeddedBroker
+from stream.daemon.app import run_daemon
+from stream.kafka.tansu import EmbeddedBroker
 from stream.settings import load_settings
 from tests.integration.kafka_helpers import create_topic, daemon_settings, frozen, sample, send_raw
 

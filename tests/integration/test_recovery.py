@@ -19,10 +19,10 @@ import pytest
 from kafka import TopicPartition
 
 from learners.prequential import PartitionLearner
-from stream.app import learner_factory
+from stream.daemon.app import learner_factory
 from stream.events import Event, decode
-from stream.generators import concept_stream
 from stream.settings import load_settings
+from stream.tools.generators import concept_stream
 from tests.integration.daemon_process import (
     DaemonProcess,
     Feeder,

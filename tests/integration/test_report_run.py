@@ -17,7 +17,7 @@ import pytest
 
 from monitoring.report import build_figure, build_report, load_event_log, render_png
 from stream.cli import main
-from stream.producer import ProduceOptions, produce
+from stream.tools.produce import ProduceOptions, produce
 from tests.integration.kafka_helpers import run_until_idle
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]

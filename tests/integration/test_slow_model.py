@@ -11,7 +11,7 @@ import logging
 
 import pytest
 
-from stream.producer import ProduceOptions, produce
+from stream.tools.produce import ProduceOptions, produce
 from tests.integration.kafka_helpers import run_until_idle, sample
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from river.datasets import synth
 
 from learners.outcomes import DriftDetected, ModelReset, Outcome
 from learners.prequential import PartitionLearner
-from stream.generators import concept_stream
+from stream.tools.generators import concept_stream
 
 Pair = tuple[dict[Any, Any], Any]
 

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from monitoring.dashboard import PROMETHEUS_CONFIG, RULE_FILES
-from stream.broker import free_port
+from stream.kafka.tansu import free_port
 
 PROMETHEUS = "/usr/bin/prometheus"
 # One second: rates over the dashboard's 1m windows have many samples within seconds.

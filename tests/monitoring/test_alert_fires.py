@@ -24,7 +24,7 @@ from kafka import KafkaProducer
 from river.datasets import synth
 
 from monitoring.dashboard import RULE_FILES
-from stream.producer import encode_event
+from stream.tools.produce import encode_event
 from tests.integration.daemon_process import DaemonProcess
 from tests.integration.kafka_helpers import create_topic
 from tests.monitoring.prometheus_server import PrometheusServer, free_port, wait_for

@@ -26,7 +26,7 @@ from monitoring.dashboard import (
     dashboard_expressions,
     rule_expressions,
 )
-from stream.producer import ProduceOptions, produce
+from stream.tools.produce import ProduceOptions, produce
 from tests.integration.daemon_process import DaemonProcess
 from tests.integration.kafka_helpers import create_topic, send_raw
 from tests.monitoring.prometheus_server import PrometheusServer, free_port, wait_for

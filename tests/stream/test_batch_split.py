@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stream.batch_producer import MAX_BATCH_BYTES, _split
-from stream.record_batch import BatchRecord, encode_batch
+from stream.kafka.batch_producer import MAX_BATCH_BYTES, _split
+from stream.kafka.record_batch import BatchRecord, encode_batch
 
 
 def test_runs_stay_under_the_batch_limit_even_with_large_headers() -> None:

@@ -2,8 +2,8 @@ import socket
 
 import pytest
 
-from stream.broker import EmbeddedBroker, free_port
 from stream.exceptions import BrokerError
+from stream.kafka.tansu import EmbeddedBroker, free_port
 
 
 def test_embedded_broker_listens_then_stops() -> None:

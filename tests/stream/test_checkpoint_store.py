@@ -12,14 +12,14 @@ import pytest
 from kafka.admin import KafkaAdminClient
 
 from learners.checkpoint import decode_checkpoint, encode_checkpoint
-from stream.checkpoint_store import (
+from stream.checkpoints.stores import (
     CheckpointStore,
     CheckpointStoreError,
     CheckpointTooLargeError,
-    KafkaTopicStore,
     LocalDirectoryStore,
 )
 from stream.exceptions import SettingsError
+from stream.kafka.checkpoint_topic import KafkaTopicStore
 
 # -- LocalDirectoryStore ----------------------------------------------------------------
 
@@ -216,7 +216,7 @@ def test_kafka_store_refuses_a_checkpoint_topic_with_several_partitions(
 
 @pytest.mark.integration
 def test_kafka_store_reports_an_unreachable_broker() -> None:
-    from stream.broker import free_port
+    from stream.kafka.tansu import free_port
 
     store = KafkaTopicStore(f"127.0.0.1:{free_port()}", "checkpoints", timeout_s=2.0,
                             request_timeout_ms=2000, bootstrap_timeout_ms=2000)

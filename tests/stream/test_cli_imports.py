@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from stream.generators import GENERATORS
+from stream.tools.generators import GENERATORS
 
-HEAVY = ("river", "scipy", "kafka", "stream.producer", "stream.app", "stream.daemon")
+HEAVY = ("river", "scipy", "kafka", "stream.tools.produce", "stream.daemon.app", "stream.daemon.loop")
 SUBCOMMANDS = ("run", "produce", "broker", "report", "demo")
 
 
@@ -88,13 +88,13 @@ def test_running_produce_imports_the_producer_on_demand() -> None:
     )
     assert result["code"] == 2
     assert "count is required" in result["err"]
-    assert {"kafka", "stream.producer"} <= set(result["loaded"])
+    assert {"kafka", "stream.tools.produce"} <= set(result["loaded"])
 
 
 def test_building_a_concept_imports_river_on_demand() -> None:
     result = _in_fresh_python(
         """
-        from stream.generators import concept_stream
+        from stream.tools.generators import concept_stream
         before = loaded()
         pairs = list(concept_stream("sea", seed=1, count=3))
         report(before=before, after=loaded(), n=len(pairs))

@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from stream.events import DEAD_LETTER_REASONS, DeadLetter, Event, decode, judge
-from stream.generators import GENERATORS, concept_stream
-from stream.producer import encode_event
+from stream.tools.generators import GENERATORS, concept_stream
+from stream.tools.produce import encode_event
 
 EDGE_CASES = [
     b'{"features": {"a": 1, "b": 2.5, "c": "red", "d": true, "e": false}, "label": "x"}',

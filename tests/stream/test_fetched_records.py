@@ -19,8 +19,8 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.legacy_records import LegacyRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 
-from stream.fetched_records import FastPartitionRecords, speed_up_fetches
-from stream.record_batch import encode_batch
+from stream.kafka.fetched_records import FastPartitionRecords, speed_up_fetches
+from stream.kafka.record_batch import encode_batch
 
 TP = TopicPartition("events", 3)
 T0 = 1_700_000_000_000

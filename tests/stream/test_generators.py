@@ -11,7 +11,7 @@ import pytest
 from river import linear_model, preprocessing, tree
 from river.datasets import synth
 
-from stream.generators import (
+from stream.tools.generators import (
     GENERATORS,
     SourceError,
     concept_at,

@@ -16,12 +16,12 @@ from river import linear_model
 from learners.checkpoint import decode_checkpoint
 from learners.prequential import PartitionLearner
 from monitoring.metrics import StreamlearnMetrics
-from stream.checkpoint_store import LocalDirectoryStore
-from stream.checkpointing import Checkpointer
+from stream.checkpoints.checkpointer import Checkpointer
+from stream.checkpoints.stores import LocalDirectoryStore
+from stream.daemon.partitions import PartitionTable
+from stream.daemon.publisher import Publisher
+from stream.daemon.replay import Replayer
 from stream.exceptions import PublishTimeout
-from stream.partitions import PartitionTable
-from stream.publisher import Publisher
-from stream.replay import Replayer
 
 TP = TopicPartition("events", 0)
 

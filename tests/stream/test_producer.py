@@ -15,8 +15,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from stream.events import Event, decode
 from stream.exceptions import SettingsError
-from stream.generators import SourceError, concept_stream
-from stream.producer import (
+from stream.tools.generators import SourceError, concept_stream
+from stream.tools.produce import (
     Pacer,
     ProduceOptions,
     ProduceSummary,

@@ -16,7 +16,7 @@ from kafka.partitioner.default import murmur2 as reference_murmur2
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 
-from stream.record_batch import BatchRecord, Headers, encode_batch, murmur2, partition_for_key
+from stream.kafka.record_batch import BatchRecord, Headers, encode_batch, murmur2, partition_for_key
 
 TIMESTAMP_MS = 1_700_000_123_456
 

@@ -21,24 +21,25 @@ from learners.prequential import PartitionLearner
 from learners.spec import describe_model, parse_model_spec
 from monitoring.exporter import MetricsServer
 from monitoring.metrics import StreamlearnMetrics
-from stream.batch_producer import BatchProducer
-from stream.checkpoint_store import CheckpointStore, KafkaTopicStore, LocalDirectoryStore
-from stream.checkpointing import CHECKPOINT_REFUSALS, Checkpointer
-from stream.daemon import Daemon, LoopTiming
-from stream.event_log import EventLog
+from stream.checkpoints.checkpointer import CHECKPOINT_REFUSALS, Checkpointer
+from stream.checkpoints.stores import CheckpointStore, LocalDirectoryStore
+from stream.daemon.loop import Daemon, LoopTiming
+from stream.daemon.partitions import LearnerFactory, PartitionTable
+from stream.daemon.publisher import Publisher
+from stream.daemon.replay import Replayer
+from stream.daemon.run_log import EventLog
 from stream.events import DEAD_LETTER_REASONS
 from stream.exceptions import StreamError
-from stream.kafka_io import (
+from stream.kafka.batch_producer import BatchProducer
+from stream.kafka.checkpoint_topic import KafkaTopicStore
+from stream.kafka.clients import (
     ensure_topics,
     make_consumer,
     make_replay_consumer,
     producer_config,
 )
-from stream.partitions import LearnerFactory, PartitionTable
-from stream.publisher import Publisher
-from stream.replay import Replayer
+from stream.kafka.process_producer import ProcessSink, Sink
 from stream.settings import RunSettings
-from stream.sinks import ProcessSink, Sink
 
 log = logging.getLogger("streamlearn")
 

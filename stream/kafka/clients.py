@@ -10,7 +10,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from stream.fetched_records import speed_up_fetches
+from stream.kafka.fetched_records import speed_up_fetches
 from stream.settings import RunSettings
 
 log = logging.getLogger(__name__)

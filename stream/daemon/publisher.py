@@ -1,4 +1,4 @@
-"""Build prediction and dead-letter records and hand them to a sink (``stream/sinks.py``)."""
+"""Build prediction and dead-letter records and hand them to a sink (``stream/kafka/process_producer.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from stream.events import DeadLetter, Event
 from stream.exceptions import PublishError
-from stream.sinks import Sink
+from stream.kafka.process_producer import Sink
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The options of ``streamlearn produce``, declared without importing Kafka or River.
 
 ``streamlearn --help`` builds every subcommand's parser, so what it needs stays light;
-:mod:`stream.producer` does the producing and is imported only when ``produce`` runs.
+:mod:`stream.tools.produce` does the producing and is imported only when ``produce`` runs.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Literal
 
-from stream.generators import GENERATORS
+from stream.tools.generators import GENERATORS
 
 KeyStrategy = Literal["id", "none"]
 KEY_STRATEGIES: tuple[str, ...] = ("id", "none")

@@ -27,7 +27,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.exceptions import SettingsError
-from stream.generators import (
+from stream.tools.generators import (
     GENERATORS,
     Pair,
     SourceError,
@@ -38,8 +38,8 @@ from stream.generators import (
 
 # The options live in a light module so `streamlearn --help` need not import Kafka;
 # re-exported here, where callers of run_produce look for them.
-from stream.produce_args import KEY_STRATEGIES, KeyStrategy
-from stream.produce_args import add_produce_arguments as add_produce_arguments
+from stream.tools.produce_args import KEY_STRATEGIES, KeyStrategy
+from stream.tools.produce_args import add_produce_arguments as add_produce_arguments
 
 # Settings the producer owns; a passthrough that sets them would contradict it.
 _OWNED_SETTINGS = frozenset({"bootstrap_servers", "key_serializer", "value_serializer"})

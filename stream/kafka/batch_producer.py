@@ -3,7 +3,7 @@
 kafka-python's ``KafkaProducer.send`` costs 18-28 µs of Python per record (partitioner,
 futures, accumulator, per-record builder): more than a logistic regression takes to learn
 the event. The daemon hands its outputs over a poll's worth at a time anyway, so this
-producer encodes each partition's share into one record batch (``stream/record_batch.py``,
+producer encodes each partition's share into one record batch (``stream/kafka/record_batch.py``,
 about 1 µs per record) and sends it in a ``ProduceRequest`` on kafka-python's network
 client, with the same bootstrap, SASL and SSL settings.
 
@@ -37,7 +37,7 @@ from kafka.protocol.producer import ProduceRequest
 from kafka.structs import TopicPartition
 
 from stream.exceptions import PublishError, PublishTimeout
-from stream.record_batch import BatchRecord, Headers, encode_batch, partition_for_key
+from stream.kafka.record_batch import BatchRecord, Headers, encode_batch, partition_for_key
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ and leader changes stay kafka-python's: :func:`speed_up_fetches` replaces the co
 records, and keeps kafka-python's own for what this module does not read (deserializers,
 ``read_committed``). Batches in the old formats (magic 0 and 1) are read by kafka-python.
 
->>> from stream.record_batch import encode_batch
+>>> from stream.kafka.record_batch import encode_batch
 >>> data = encode_batch([(b"k", b"v1", None, 1000), (None, b"v2", [("h", b"x")], 1001)])
 >>> batch = next(read_batches(data, "events", 0, fetch_offset=1))
 >>> [(r.offset, r.key, r.value, r.headers, r.timestamp) for r in batch.records]

@@ -21,7 +21,7 @@ from learners.exceptions import CheckpointError
 from learners.prequential import PartitionLearner
 from learners.sequence import SequenceTracker
 from monitoring.metrics import StreamlearnMetrics
-from stream.checkpoint_store import CheckpointStore
+from stream.checkpoints.stores import CheckpointStore
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from learners.prequential import PartitionLearner
 from learners.retraining import REPLAYING
 from learners.sequence import SequenceTracker
 from monitoring.metrics import PartitionMetrics, StreamlearnMetrics
-from stream.checkpointing import Checkpointer, PartitionState
+from stream.checkpoints.checkpointer import Checkpointer, PartitionState
+from stream.daemon.publisher import Publisher
+from stream.daemon.replay import Replayer
 from stream.exceptions import PublishTimeout
-from stream.publisher import Publisher
-from stream.replay import Replayer
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The daemon loop: poll, test-then-train each partition's batch, publish, checkpoint, commit.
 
-One learner per assigned partition (``stream/partitions.py``). The loop polls big
+One learner per assigned partition (``stream/daemon/partitions.py``). The loop polls big
 batches, hands each partition's records to its learner, publishes predictions and dead
 letters, updates metrics once per batch, feeds a running retrain for a bounded slice of
 time, and checkpoints and commits what it handled.
@@ -20,12 +20,12 @@ from kafka.structs import MemberState
 
 from learners.outcomes import Outcome, RetrainRequested
 from monitoring.metrics import StreamlearnMetrics
-from stream.event_log import EventLog
+from stream.daemon.partitions import PartitionSlot, PartitionTable, report_counts
+from stream.daemon.publisher import Publisher
+from stream.daemon.run_log import EventLog
+from stream.daemon.status import StatusLine, log_outcome
 from stream.events import DeadLetter, decode
 from stream.exceptions import StreamError
-from stream.partitions import PartitionSlot, PartitionTable, report_counts
-from stream.publisher import Publisher
-from stream.status import StatusLine, log_outcome
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from stream.app import configure_logging, run_daemon
-from stream.broker import EmbeddedBroker
-from stream.kafka_io import ensure_topics
+from stream.daemon.app import configure_logging, run_daemon
+from stream.kafka.clients import ensure_topics
+from stream.kafka.tansu import EmbeddedBroker
 from stream.settings import load_settings
 
 DEMO_TOPIC = "events"

@@ -16,9 +16,9 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-from stream.batch_producer import BatchProducer
 from stream.exceptions import PublishError, PublishTimeout
-from stream.record_batch import Headers
+from stream.kafka.batch_producer import BatchProducer
+from stream.kafka.record_batch import Headers
 
 log = logging.getLogger(__name__)
 

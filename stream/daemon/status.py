@@ -7,9 +7,9 @@ import logging
 from kafka import TopicPartition
 
 from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided, RetrainRequested
-from stream.partitions import PartitionSlot
+from stream.daemon.partitions import PartitionSlot
 
-log = logging.getLogger("stream.daemon")
+log = logging.getLogger("stream.daemon.loop")
 
 
 def log_outcome(tp: TopicPartition, outcome: Outcome) -> None:

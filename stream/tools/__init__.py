@@ -1,0 +1,1 @@
+"""The commands around the daemon: ``streamlearn produce`` and its generators, the demo."""
