@@ -30,8 +30,9 @@ from stream.events import Event, decode, judge
 from stream.kafka.batch_producer import BatchProducer
 from stream.kafka.clients import FETCH_TUNING, ensure_topics, producer_config
 from stream.kafka.fetched_records import speed_up_fetches
-from stream.kafka.process_producer import ProcessSink, Sink
+from stream.kafka.process_producer import ProcessSink
 from stream.kafka.record_batch import Headers
+from stream.ports import Sink
 
 
 @dataclass(frozen=True)

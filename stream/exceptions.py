@@ -19,3 +19,11 @@ class PublishError(StreamError):
 
 class PublishTimeout(PublishError):
     """The broker did not confirm the sends in time (an outage?); nothing failed yet."""
+
+
+class BrokerUnavailable(StreamError):
+    """The broker did not answer a call in time; the caller retries later."""
+
+
+class CommitRefused(StreamError):
+    """The group refused a commit: a rebalance took the partitions."""

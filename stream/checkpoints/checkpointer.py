@@ -14,14 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kafka import TopicPartition
-
 from learners.checkpoint import REFUSAL_REASONS, decode_checkpoint, encode_checkpoint
 from learners.exceptions import CheckpointError
 from learners.prequential import PartitionLearner
 from learners.sequence import SequenceTracker
 from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoints.stores import CheckpointStore
+from stream.ports import TopicPartition
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,9 @@ inside them: integrity, versions and signatures are checked by the decoder.
 - :class:`LocalDirectoryStore` (``--state-dir``): one file per topic-partition,
   replaced atomically. Instances share partitions' models only if they share the
   directory (one host, or a file system that honours ``rename`` and ``fsync``).
-- :class:`~stream.kafka.checkpoint_topic.KafkaTopicStore`: one record per checkpoint in a compacted, one-partition
-  Kafka topic keyed ``"<topic>:<partition>"``. Any member of the consumer group can
-  read it, so a partition that moves to another instance on a rebalance carries its
-  model with it; compaction keeps only the newest checkpoint of each key.
+- :class:`~stream.kafka.checkpoint_topic.KafkaTopicStore`: one record per checkpoint
+  in a compacted, one-partition Kafka topic keyed ``"<topic>:<partition>"``, which
+  every member of the consumer group can read.
 """
 
 from __future__ import annotations

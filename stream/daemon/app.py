@@ -9,12 +9,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from learners.prequential import PartitionLearner
@@ -27,18 +26,14 @@ from stream.daemon.loop import Daemon, LoopTiming
 from stream.daemon.partitions import LearnerFactory, PartitionTable
 from stream.daemon.publisher import Publisher
 from stream.daemon.replay import Replayer
-from stream.daemon.run_log import EventLog
+from stream.daemon.run_log import RunLog
 from stream.events import DEAD_LETTER_REASONS
-from stream.exceptions import StreamError
+from stream.exceptions import BrokerUnavailable, StreamError
 from stream.kafka.batch_producer import BatchProducer
 from stream.kafka.checkpoint_topic import KafkaTopicStore
-from stream.kafka.clients import (
-    ensure_topics,
-    make_consumer,
-    make_replay_consumer,
-    producer_config,
-)
-from stream.kafka.process_producer import ProcessSink, Sink
+from stream.kafka.clients import ensure_topics, make_range_reader, make_source, producer_config
+from stream.kafka.process_producer import ProcessSink
+from stream.ports import Sink, Source, TopicPartition
 from stream.settings import RunSettings
 
 log = logging.getLogger("streamlearn")
@@ -109,26 +104,70 @@ def _build_and_run(
     registry = CollectorRegistry() if registry is None else registry
     metrics = StreamlearnMetrics(registry, package_version())
     metrics.precreate_reasons(DEAD_LETTER_REASONS, CHECKPOINT_REFUSALS)
-    kafka_config = settings.kafka_config()
-    consumer = _connect(settings, switch.requested)
-    if consumer is None:
-        log.info("stopped while waiting for the broker")
-        return 0
-    outputs = [t for t in (settings.predictions_topic, settings.dead_letter_topic) if t]
-    if outputs:
-        ensure_topics(kafka_config, outputs)
-    publisher = Publisher(
-        make_sink(settings, kafka_config) if outputs else None,
-        settings.predictions_topic,
-        settings.dead_letter_topic,
-    )
-    timing = LoopTiming(
-        commit_interval_s=settings.commit_interval,
-        status_interval_s=status_interval_s,
-        stop_after_idle_s=settings.stop_after_idle,
-        outage_timeout_s=settings.outage_timeout,
-        cycle_budget_s=min(1.0, settings.max_poll_interval_ms / 4000),
-    )
+    with ExitStack() as resources:
+        # Everything made here is released on every way out, a failed set-up included.
+        # Callbacks run last-in first-out, so the consumer (registered last) goes first:
+        # leaving the group revokes the partitions, and revocation checkpoints through
+        # the publisher and the store, which must still be open then.
+        resources.callback(log.info, "stopped")
+        readiness = _Readiness()
+        server = MetricsServer(registry, readiness, settings.metrics_host, settings.metrics_port)
+        server.start()
+        resources.callback(server.stop)
+        log.info(
+            "metrics on http://%s:%d/metrics, health on /healthz",
+            _display_host(settings.metrics_host),
+            server.port,
+        )
+        consumer = _connect(settings, switch.requested)
+        if consumer is None:
+            log.info("stopped while waiting for the broker")
+            return 0
+        try:
+            publisher, checkpointer, replayer = _outputs_and_state(settings, metrics, resources)
+        except BaseException:
+            consumer.close()
+            raise
+        resources.callback(consumer.close)
+        if settings.drift_action == "retrain":
+            replayer.warm_up()
+        partitions = PartitionTable(
+            consumer, new_learner, checkpointer, publisher, metrics, replayer
+        )
+        daemon = Daemon(
+            consumer,
+            settings.topic,
+            partitions,
+            publisher,
+            metrics,
+            RunLog(settings.event_log),
+            _timing(settings, status_interval_s),
+        )
+        readiness.bind(daemon.ready)
+        switch.bind(daemon.stop)
+        _freeze_startup_objects()
+        return daemon.run()
+
+
+class _Readiness:
+    """What ``/healthz`` answers: "starting" until the daemon exists, then the daemon's."""
+
+    def __init__(self) -> None:
+        self._ready: Callable[[], tuple[bool, str]] | None = None
+
+    def bind(self, ready: Callable[[], tuple[bool, str]]) -> None:
+        self._ready = ready
+
+    def __call__(self) -> tuple[bool, str]:
+        return (False, "starting") if self._ready is None else self._ready()
+
+
+def _outputs_and_state(
+    settings: RunSettings, metrics: StreamlearnMetrics, resources: ExitStack
+) -> tuple[Publisher, Checkpointer, Replayer]:
+    """The publisher, the checkpointer and the replayer, each closed by ``resources``."""
+    publisher = _make_publisher(settings)
+    resources.callback(publisher.close)
     checkpointer = Checkpointer(
         make_checkpoint_store(settings),
         _checkpoint_key(settings),
@@ -136,39 +175,32 @@ def _build_and_run(
         settings.checkpoint_every_events,
         settings.checkpoint_interval,
     )
-    replayer = Replayer(lambda: make_replay_consumer(settings))
-    if settings.drift_action == "retrain":
-        replayer.warm_up()
-    partitions = PartitionTable(consumer, new_learner, checkpointer, publisher, metrics, replayer)
-    daemon = Daemon(
-        consumer,
-        settings.topic,
-        partitions,
-        publisher,
-        metrics,
-        EventLog(settings.event_log),
-        timing,
+    resources.callback(checkpointer.close)
+    replayer = Replayer(lambda: make_range_reader(settings))
+    resources.callback(replayer.close)
+    return publisher, checkpointer, replayer
+
+
+def _make_publisher(settings: RunSettings) -> Publisher:
+    outputs = [t for t in (settings.predictions_topic, settings.dead_letter_topic) if t]
+    kafka_config = settings.kafka_config()
+    if outputs:
+        ensure_topics(kafka_config, outputs)
+    return Publisher(
+        make_sink(settings, kafka_config) if outputs else None,
+        settings.predictions_topic,
+        settings.dead_letter_topic,
     )
-    server = MetricsServer(registry, daemon.ready, settings.metrics_host, settings.metrics_port)
-    server.start()
-    log.info(
-        "metrics on http://%s:%d/metrics, health on /healthz",
-        _display_host(settings.metrics_host),
-        server.port,
+
+
+def _timing(settings: RunSettings, status_interval_s: float) -> LoopTiming:
+    return LoopTiming(
+        commit_interval_s=settings.commit_interval,
+        status_interval_s=status_interval_s,
+        stop_after_idle_s=settings.stop_after_idle,
+        outage_timeout_s=settings.outage_timeout,
+        cycle_budget_s=min(1.0, settings.max_poll_interval_ms / 4000),
     )
-    switch.bind(daemon.stop)
-    _freeze_startup_objects()
-    try:
-        return daemon.run()
-    finally:
-        # The consumer first: leaving the group revokes the partitions, and revocation
-        # checkpoints through the publisher and the store, which must still be open.
-        consumer.close(autocommit=False)
-        replayer.close()
-        checkpointer.close()
-        publisher.close()
-        server.stop()
-        log.info("stopped")
 
 
 def make_sink(settings: RunSettings, kafka_config: dict[str, Any]) -> Sink:
@@ -199,7 +231,7 @@ def _checkpoint_key(settings: RunSettings) -> bytes | None:
     return settings.checkpoint_key.get_secret_value().encode()
 
 
-def _connect(settings: RunSettings, stop: threading.Event) -> KafkaConsumer | None:
+def _connect(settings: RunSettings, stop: threading.Event) -> Source | None:
     """Wait for the broker with backoff: a daemon started before its broker is normal.
 
     Returns None when ``stop`` is set meanwhile. A listening port is awaited first: the
@@ -212,8 +244,8 @@ def _connect(settings: RunSettings, stop: threading.Event) -> KafkaConsumer | No
         problem = _unreachable(settings.bootstrap_servers)
         if problem is None:
             try:
-                return make_consumer(settings)
-            except KafkaError as exc:
+                return make_source(settings)
+            except BrokerUnavailable as exc:
                 problem = str(exc)
         if time.monotonic() + delay > deadline:
             raise StreamError(

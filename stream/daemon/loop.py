@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
-from kafka.structs import MemberState
 
 from learners.outcomes import Outcome, RetrainRequested
 from monitoring.metrics import StreamlearnMetrics
 from stream.daemon.partitions import PartitionSlot, PartitionTable, report_counts
 from stream.daemon.publisher import Publisher
-from stream.daemon.run_log import EventLog
+from stream.daemon.run_log import RunLog
 from stream.daemon.status import StatusLine, log_outcome
 from stream.events import DeadLetter, decode
 from stream.exceptions import StreamError
+from stream.ports import Record, Source, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +47,12 @@ class Daemon:
 
     def __init__(
         self,
-        consumer: KafkaConsumer,
+        consumer: Source,
         topic: str,
         partitions: PartitionTable,
         publisher: Publisher,
         metrics: StreamlearnMetrics,
-        event_log: EventLog,
+        run_log: RunLog,
         timing: LoopTiming,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -66,7 +62,7 @@ class Daemon:
         self.publisher = publisher
         self.metrics = metrics
         self.replayer = partitions.replayer
-        self.event_log = event_log
+        self.run_log = run_log
         self.timing = timing
         self.clock = clock
         self._stopping = False
@@ -94,7 +90,7 @@ class Daemon:
         return True, f"consuming {len(self.slots)} partition(s) of {self.topic}"
 
     def run(self) -> int:
-        self.consumer.subscribe([self.topic], listener=_Rebalance(self))
+        self.consumer.subscribe(self.topic, self)
         log.info("consuming %s", self.topic)
         try:
             while not self._stopping:
@@ -109,7 +105,7 @@ class Daemon:
             self.partitions.commit()
         finally:
             self.metrics.ready.set(0)
-            self.event_log.close()
+            self.run_log.close()
         return 0
 
     def _finish_join(self) -> None:
@@ -121,8 +117,8 @@ class Daemon:
         no checkpoint or commit goes past them.
         """
         deadline = self.clock() + self.timing.join_settle_s
-        while _joining(self.consumer) and self.clock() < deadline:
-            self.consumer.poll(timeout_ms=100, max_records=1)
+        while self.consumer.joining() and self.clock() < deadline:
+            self.consumer.settle()
 
     def _idle_too_long(self) -> bool:
         idle, last = self.timing.stop_after_idle_s, self._last_record_at
@@ -162,7 +158,7 @@ class Daemon:
 
     def _watch_broker(self, got_records: bool) -> None:
         """Not ready while no broker answers; give up after ``outage_timeout_s``."""
-        if got_records or _broker_reachable(self.consumer):
+        if got_records or self.consumer.reachable():
             if self._unreachable_since is not None:
                 log.warning(
                     "broker reachable again after %.1f s", self.clock() - self._unreachable_since
@@ -183,7 +179,7 @@ class Daemon:
 
     # -- the hot path -----------------------------------------------------------------
 
-    def _feed(self, slot: PartitionSlot, records: list[ConsumerRecord], deadline: float) -> None:
+    def _feed(self, slot: PartitionSlot, records: Sequence[Record], deadline: float) -> None:
         """Handle records in order until ``deadline``; hold the rest back (and while the
         partition's retrain replays, hold everything back)."""
         while records:
@@ -210,7 +206,7 @@ class Daemon:
         if not slot.backlog:
             self.consumer.resume(slot.tp)
 
-    def _handle(self, slot: PartitionSlot, records: list[ConsumerRecord], deadline: float) -> int:
+    def _handle(self, slot: PartitionSlot, records: Sequence[Record], deadline: float) -> int:
         """Test-then-train ``records`` in order; stop early after the record at which the
         learner had something to report (a drift may need the rest held back), or once
         ``deadline`` passed (a slow model must not keep the loop from polling)."""
@@ -267,7 +263,7 @@ class Daemon:
         slot.metrics.record_outcomes(outcomes)
         tp = slot.tp
         for outcome in outcomes:
-            self.event_log.outcome(tp.topic, tp.partition, outcome)
+            self.run_log.outcome(tp.topic, tp.partition, outcome)
             log_outcome(tp, outcome)
             if isinstance(outcome, RetrainRequested) and slot.learner.retrain is not None:
                 self.replayer.submit(
@@ -285,12 +281,12 @@ class Daemon:
 
     # -- partitions come and go ---------------------------------------------------------
 
-    def assign(self, partitions: list[TopicPartition]) -> None:
+    def assigned(self, partitions: list[TopicPartition]) -> None:
         # Idle time counts from when there is something to consume, not from the join.
         self._last_record_at = self.clock()
         self.partitions.assign(partitions)
 
-    def revoke(self, partitions: list[TopicPartition]) -> None:
+    def revoked(self, partitions: list[TopicPartition]) -> None:
         self.partitions.revoke(partitions, keep_metrics=self._stopping)
 
     def _log_accuracy(self) -> None:
@@ -298,7 +294,7 @@ class Daemon:
         for tp, slot in self.slots.items():
             learner = slot.learner
             if slot.next_offset is not None:
-                self.event_log.write(
+                self.run_log.write(
                     "accuracy",
                     tp.topic,
                     tp.partition,
@@ -307,51 +303,3 @@ class Daemon:
                     cumulative=learner.cumulative.get(),
                     rolling=learner.rolling.get(),
                 )
-
-
-def _broker_reachable(consumer: KafkaConsumer) -> bool:
-    """True when a connection to some broker is up and the group coordinator answers
-    (kafka-python has no public call)."""
-    try:
-        client = consumer._client
-        connected = bool(consumer.bootstrap_connected()) or any(
-            client.connected(_node_id(broker)) for broker in client.cluster.brokers()
-        )
-        return connected and not _heartbeats_lapsed(consumer)
-    except Exception:  # an internal API changed: never let health checks kill the daemon
-        # ...but say so: a check that always answers "reachable" hides every outage.
-        log.warning("cannot tell whether the broker is reachable", exc_info=True)
-        return True
-
-
-def _heartbeats_lapsed(consumer: KafkaConsumer) -> bool:
-    """True when, as a group member, no heartbeat was answered for a session timeout.
-
-    A frozen or hung broker keeps its TCP connections open, so only its silence tells.
-    """
-    coordinator = consumer._coordinator
-    if coordinator.state != MemberState.STABLE:
-        return False
-    return bool(coordinator.heartbeat.session_timeout_expired())
-
-
-def _joining(consumer: KafkaConsumer) -> bool:
-    """True while a JoinGroup is in flight (kafka-python has no public call)."""
-    state = getattr(getattr(consumer, "_coordinator", None), "state", None)
-    return state == MemberState.REBALANCING
-
-
-def _node_id(broker: Any) -> Any:
-    # kafka-python 3 names it node_id; 2.x's BrokerMetadata named it nodeId.
-    return broker.node_id if hasattr(broker, "node_id") else broker.nodeId
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.daemon.revoke(list(revoked))
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.daemon.assign(list(assigned))

@@ -19,11 +19,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import OffsetAndMetadata
-
 from learners.prequential import PartitionLearner
 from learners.retraining import REPLAYING
 from learners.sequence import SequenceTracker
@@ -31,7 +26,8 @@ from monitoring.metrics import PartitionMetrics, StreamlearnMetrics
 from stream.checkpoints.checkpointer import Checkpointer, PartitionState
 from stream.daemon.publisher import Publisher
 from stream.daemon.replay import Replayer
-from stream.exceptions import PublishTimeout
+from stream.exceptions import BrokerUnavailable, CommitRefused, PublishTimeout
+from stream.ports import Record, Source, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +51,7 @@ class PartitionSlot:
     # Counts already added to the metric counters.
     reported: dict[str, int] = field(default_factory=dict)
     # Records polled but held back while the partition's retrain replays.
-    backlog: list[ConsumerRecord] = field(default_factory=list)
+    backlog: list[Record] = field(default_factory=list)
 
     @property
     def learner(self) -> PartitionLearner:
@@ -76,7 +72,7 @@ class PartitionTable:
 
     def __init__(
         self,
-        consumer: KafkaConsumer,
+        consumer: Source,
         learner_factory: LearnerFactory,
         checkpointer: Checkpointer,
         publisher: Publisher,
@@ -141,11 +137,8 @@ class PartitionTable:
         expected = slot.next_offset if slot.next_offset is not None else self._committed(slot.tp)
         if expected is None or first_offset <= expected:
             return
-        try:
-            start = self.consumer.beginning_offsets([slot.tp])[slot.tp]
-        except KafkaError:
-            return
-        if expected < start:
+        start = self.consumer.log_start(slot.tp)
+        if start is not None and expected < start:
             lost = start - expected
             slot.metrics.offsets_expired.inc(lost)
             log.error(
@@ -160,11 +153,7 @@ class PartitionTable:
             )
 
     def _committed(self, tp: TopicPartition) -> int | None:
-        try:
-            offset = self.consumer.committed(tp)
-        except KafkaError:
-            return None
-        return None if offset is None else int(offset)
+        return self.consumer.committed(tp)
 
     def _resume_retrain(self, slot: PartitionSlot) -> None:
         job = slot.learner.retrain
@@ -205,29 +194,24 @@ class PartitionTable:
         for tp, slot in self.slots.items():
             safe = slot.checkpointed_offset if self.checkpointer.enabled else slot.next_offset
             if safe is not None and safe != slot.committed_offset and (only is None or tp in only):
-                offsets[tp] = OffsetAndMetadata(safe, "", -1)
+                offsets[tp] = safe
         if not offsets or not self._outputs_confirmed():
             return
-        if not blocking:
-            self.consumer.commit_async(offsets)
-            for tp, meta in offsets.items():
-                self.slots[tp].committed_offset = meta.offset
-            return
         try:
-            self.consumer.commit(offsets)
-        except CommitFailedError as exc:
+            self.consumer.commit(offsets, blocking)
+        except CommitRefused as exc:
             # A rebalance took the partitions; their checkpoints, not commits, say where
             # the next owner starts.
             log.warning("commit refused after a rebalance: %s", exc)
             return
-        except KafkaError as exc:
+        except BrokerUnavailable as exc:
             # The broker did not answer in time (an outage): commits only feed lag
             # monitoring, so retry on a later cycle; the outage timeout decides when
             # to give up, not the first commit that happens to be in flight.
             log.warning("commit failed (%s); retrying later", exc)
             return
-        for tp, meta in offsets.items():
-            self.slots[tp].committed_offset = meta.offset
+        for tp, offset in offsets.items():
+            self.slots[tp].committed_offset = offset
 
     def _outputs_confirmed(self) -> bool:
         """Flush the outputs; False (try later) when the broker did not confirm in time.
@@ -252,7 +236,7 @@ class PartitionTable:
                 log.exception("checkpoint on revoke failed for %s[%d]", tp.topic, tp.partition)
         try:
             self.commit(owned, blocking=False)
-        except KafkaError:
+        except Exception:  # the partitions go anyway; their checkpoints say where to start
             log.exception("commit on revoke failed for %s", owned)
         for tp in owned:
             self.replayer.cancel(tp)

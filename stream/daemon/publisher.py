@@ -1,4 +1,4 @@
-"""Build prediction and dead-letter records and hand them to a sink (``stream/kafka/process_producer.py``)."""
+"""Build prediction and dead-letter records and hand them to a sink (:mod:`stream.ports`)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import logging
 from typing import Any
 
 import orjson
-from kafka.consumer.fetcher import ConsumerRecord
 
 from stream.events import DeadLetter, Event
 from stream.exceptions import PublishError
-from stream.kafka.process_producer import Sink
+from stream.ports import Record, Sink
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ class Publisher:
 
     def prediction(
         self,
-        record: ConsumerRecord,
+        record: Record,
         event: Event,
         y_pred: Any,
         proba: dict[Any, float] | None,
@@ -60,7 +59,7 @@ class Publisher:
         payload = memoryview(payload).tobytes()
         self.sink.send(self.predictions_topic, payload, record.key, None)
 
-    def dead_letter(self, record: ConsumerRecord, letter: DeadLetter) -> None:
+    def dead_letter(self, record: Record, letter: DeadLetter) -> None:
         log.debug(
             "dead letter at %s[%d]@%d: %s (%s)",
             record.topic,

@@ -13,11 +13,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
-
 from learners.retraining import RetrainJob
 from stream.events import Event, decode
+from stream.ports import LogReader, Record, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +32,7 @@ class ReplayTask:
     started: bool = False
     deadline: float = 0.0
     #: Fetched records not trained yet (the last slice ran out of time).
-    pending: list[ConsumerRecord] = field(default_factory=list)
+    pending: list[Record] = field(default_factory=list)
 
 
 class Replayer:
@@ -42,14 +40,14 @@ class Replayer:
 
     def __init__(
         self,
-        consumer_factory: Callable[[], KafkaConsumer],
+        consumer_factory: Callable[[], LogReader],
         give_up_after_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.consumer_factory = consumer_factory
         self.give_up_after_s = give_up_after_s
         self.clock = clock
-        self._consumer: KafkaConsumer | None = None
+        self._consumer: LogReader | None = None
         self._tasks: deque[ReplayTask] = deque()
 
     def warm_up(self) -> None:
@@ -83,10 +81,9 @@ class Replayer:
         stop_at = self.clock() + budget_s
         while (remaining := stop_at - self.clock()) > 0:
             if not task.pending:
-                batches = consumer.poll(
-                    timeout_ms=max(int(remaining * 1000), 1), max_records=TRAIN_RUN * 10
+                task.pending = consumer.read(
+                    task.tp, timeout_ms=max(int(remaining * 1000), 1), max_records=TRAIN_RUN * 10
                 )
-                task.pending = list(batches.get(task.tp, []))
                 if not task.pending:
                     self._maybe_give_up(task, consumer)
                     return
@@ -96,7 +93,7 @@ class Replayer:
                 self._finish(task)
                 return
 
-    def _train(self, task: ReplayTask, records: list[ConsumerRecord]) -> bool:
+    def _train(self, task: ReplayTask, records: list[Record]) -> bool:
         """Train the candidate on ``records``; True once the range's end was reached."""
         for record in records:
             if record.offset >= task.end_offset:
@@ -106,7 +103,7 @@ class Replayer:
                 task.job.train(event.features, event.label)
         return records[-1].offset + 1 >= task.end_offset
 
-    def _maybe_give_up(self, task: ReplayTask, consumer: KafkaConsumer) -> None:
+    def _maybe_give_up(self, task: ReplayTask, consumer: LogReader) -> None:
         if self.clock() > task.deadline:
             log.warning(
                 "replay of %s gave up at offset %s; training on what was read",
@@ -115,12 +112,11 @@ class Replayer:
             )
             self._finish(task)
 
-    def _consumer_for(self, task: ReplayTask) -> KafkaConsumer:
+    def _consumer_for(self, task: ReplayTask) -> LogReader:
         if self._consumer is None:
             self._consumer = self.consumer_factory()
         if not task.started:
-            self._consumer.assign([task.tp])
-            self._consumer.seek(task.tp, task.start_offset)
+            self._consumer.start(task.tp, task.start_offset)
             task.started = True
             task.deadline = self.clock() + self.give_up_after_s
         return self._consumer

@@ -13,7 +13,7 @@ from typing import IO, Any
 from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided
 
 
-class EventLog:
+class RunLog:
     """Appends one JSON object per line; line-buffered so a crash loses at most a line."""
 
     def __init__(self, path: Path | None) -> None:

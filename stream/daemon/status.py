@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from kafka import TopicPartition
-
 from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided, RetrainRequested
 from stream.daemon.partitions import PartitionSlot
+from stream.ports import TopicPartition
 
 log = logging.getLogger("stream.daemon.loop")
 

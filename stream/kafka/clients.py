@@ -8,8 +8,10 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from stream.exceptions import BrokerUnavailable
+from stream.kafka.consumer import GroupSource, RangeReader
 from stream.kafka.fetched_records import speed_up_fetches
 from stream.settings import RunSettings
 
@@ -25,23 +27,28 @@ FETCH_TUNING: dict[str, Any] = {
 }
 
 
-def make_consumer(settings: RunSettings) -> KafkaConsumer:
-    consumer = KafkaConsumer(
-        **settings.kafka_config(),
-        **FETCH_TUNING,
-        group_id=settings.group_id,
-        enable_auto_commit=False,  # we commit only what was learned, predicted or dead-lettered
-        auto_offset_reset=settings.auto_offset_reset,
-        max_poll_records=settings.max_poll_records,
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=max(settings.session_timeout_ms // 4, 500),
-        max_poll_interval_ms=settings.max_poll_interval_ms,
-        client_id=f"streamlearn-{settings.group_id}",
-    )
-    return speed_up_fetches(consumer)
+def make_source(settings: RunSettings) -> GroupSource:
+    """The group member that feeds the loop; :class:`BrokerUnavailable` when it cannot
+    bootstrap."""
+    try:
+        consumer = KafkaConsumer(
+            **settings.kafka_config(),
+            **FETCH_TUNING,
+            group_id=settings.group_id,
+            enable_auto_commit=False,  # we commit only what was learned or dead-lettered
+            auto_offset_reset=settings.auto_offset_reset,
+            max_poll_records=settings.max_poll_records,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=max(settings.session_timeout_ms // 4, 500),
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            client_id=f"streamlearn-{settings.group_id}",
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailable(str(exc)) from exc
+    return GroupSource(speed_up_fetches(consumer))
 
 
-def make_replay_consumer(settings: RunSettings) -> KafkaConsumer:
+def make_range_reader(settings: RunSettings) -> RangeReader:
     """A group-less consumer that reads offset ranges of the log for retraining."""
     consumer = KafkaConsumer(
         **settings.kafka_config(),
@@ -50,7 +57,7 @@ def make_replay_consumer(settings: RunSettings) -> KafkaConsumer:
         enable_auto_commit=False,
         client_id=f"streamlearn-{settings.group_id}-replay",
     )
-    return speed_up_fetches(consumer)
+    return RangeReader(speed_up_fetches(consumer))
 
 
 def producer_config(

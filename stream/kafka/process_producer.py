@@ -14,32 +14,22 @@ import multiprocessing
 import signal
 import time
 from multiprocessing.connection import Connection
-from typing import Any, Protocol
+from typing import Any
 
 from stream.exceptions import PublishError, PublishTimeout
 from stream.kafka.batch_producer import BatchProducer
-from stream.kafka.record_batch import Headers
+from stream.ports import Headers
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ProcessSink", "PublishError", "PublishTimeout", "Sink"]
+__all__ = ["ProcessSink"]
 
-Record = tuple[str, bytes, bytes | None, Headers, int]  # ..., timestamp in ms
+Output = tuple[str, bytes, bytes | None, Headers, int]  # ..., timestamp in ms
 
 #: Records kept before a shipment even within a batch (bounds the pipe's message size).
 SHIP_EVERY = 2000
 #: How often an idle child moves its sends along.
 IDLE_PUMP_S = 0.02
-
-
-class Sink(Protocol):
-    def send(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None: ...
-
-    def ship(self) -> None: ...
-
-    def flush(self, timeout_s: float = 30.0) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class ProcessSink:
@@ -57,7 +47,7 @@ class ProcessSink:
         )
         self._process.start()
         child_conn.close()
-        self._pending: list[Record] = []
+        self._pending: list[Output] = []
         self._expect_ready()
 
     def _expect_ready(self) -> None:

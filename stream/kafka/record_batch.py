@@ -26,7 +26,8 @@ from collections.abc import Sequence
 
 from crc32c import crc32c
 
-Headers = list[tuple[str, bytes]] | None
+from stream.ports import Headers
+
 #: (key, value, headers, timestamp in ms since the epoch: the record's CreateTime)
 BatchRecord = tuple[bytes | None, bytes | None, Headers, int]
 

@@ -151,7 +151,7 @@ def validate_drift_at(drift_at: Sequence[int], count: int | None = None) -> tupl
     >>> validate_drift_at([20, 10])
     Traceback (most recent call last):
     ...
-    stream.generators.SourceError: drift points must be strictly increasing, got [20, 10]
+    stream.tools.generators.SourceError: drift points must be strictly increasing, got [20, 10]
     """
     points = tuple(drift_at)
     for point in points:

@@ -4,8 +4,8 @@ Each event goes to partition ``i % P`` explicitly, so every partition's ``seq`` 
 0, 1, 2, ... without gaps, and the drift points of the generator stay where they were
 put in the global order (event ``i`` is ``"<seed>-<i>"``). Sends are not awaited one
 by one: delivery results arrive through callbacks and are tallied, then one flush
-waits for all of them. The producer is idempotent (kafka-python's default), so
-retries neither duplicate nor reorder records within a partition.
+waits for all of them (:mod:`stream.kafka.event_writer`, whose producer is idempotent,
+so retries neither duplicate nor reorder records within a partition).
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from stream.exceptions import SettingsError
+from stream.exceptions import BrokerUnavailable, SettingsError
+from stream.kafka.event_writer import PRODUCER_SETTINGS, EventWriter, prepare_topic
 from stream.tools.generators import (
     GENERATORS,
     Pair,
@@ -44,7 +43,6 @@ from stream.tools.produce_args import add_produce_arguments as add_produce_argum
 # Settings the producer owns; a passthrough that sets them would contradict it.
 _OWNED_SETTINGS = frozenset({"bootstrap_servers", "key_serializer", "value_serializer"})
 # Larger batches and a short linger: throughput without a noticeable delay.
-_PRODUCER_TUNING: dict[str, Any] = {"linger_ms": 20, "batch_size": 256 * 1024}
 _PROGRESS_EVERY_S = 0.2
 _PLAIN = frozenset({bool, int, float, str, type(None)})
 
@@ -89,7 +87,7 @@ class ProduceOptions:
         owned = sorted(_OWNED_SETTINGS & set(self.kafka_config))
         if owned:
             raise SettingsError(f"kafka_config must not set {owned}: the producer owns them")
-        unknown = sorted(set(self.kafka_config) - set(KafkaProducer.DEFAULT_CONFIG))
+        unknown = sorted(set(self.kafka_config) - PRODUCER_SETTINGS)
         if unknown:
             raise SettingsError(f"unknown Kafka producer settings: {unknown}")
         self._check_source()
@@ -251,22 +249,9 @@ def source_events(options: ProduceOptions) -> Iterator[Pair]:
 def ensure_topic(options: ProduceOptions, out: TextIO) -> int:
     """Create the topic if missing; return how many partitions to write to."""
     wanted = options.partitions
-    admin_config = {
-        k: v for k, v in options.kafka_config.items() if k in KafkaAdminClient.DEFAULT_CONFIG
-    }
-    admin = KafkaAdminClient(bootstrap_servers=options.bootstrap_servers, **admin_config)
-    try:
-        existing = _partition_count(admin, options.topic)
-        if existing is None:
-            try:
-                spec = {"num_partitions": wanted or 1, "replication_factor": -1}
-                admin.create_topics({options.topic: spec})
-            except TopicAlreadyExistsError:
-                pass  # created meanwhile by someone else; describe it below
-            admin.wait_for_topics([options.topic], timeout_ms=10_000)
-            existing = _partition_count(admin, options.topic) or (wanted or 1)
-    finally:
-        admin.close()
+    existing = prepare_topic(
+        options.bootstrap_servers, options.topic, wanted, options.kafka_config
+    )
     if wanted is None:
         return existing
     if existing < wanted:
@@ -278,21 +263,11 @@ def ensure_topic(options: ProduceOptions, out: TextIO) -> int:
     return wanted
 
 
-def _partition_count(admin: KafkaAdminClient, topic: str) -> int | None:
-    (described,) = admin.describe_topics([topic])
-    if described["error_code"] != 0 or not described["partitions"]:
-        return None
-    return len(described["partitions"])
-
-
 def produce(options: ProduceOptions, *, out: TextIO = sys.stderr) -> ProduceSummary:
     """Publish the events ``options`` describe; return what was delivered and failed."""
     events = source_events(options)  # fail on a bad file before touching the broker
     partitions = ensure_topic(options, out)
-    producer = KafkaProducer(
-        bootstrap_servers=options.bootstrap_servers,
-        **{**_PRODUCER_TUNING, **options.kafka_config},
-    )
+    producer = EventWriter(options.bootstrap_servers, options.kafka_config)
     tally = _Tally()
     progress = _Progress(out, options.count)
     start = time.monotonic()
@@ -319,7 +294,7 @@ def produce(options: ProduceOptions, *, out: TextIO = sys.stderr) -> ProduceSumm
 
 
 def _send_all(
-    producer: KafkaProducer,
+    producer: EventWriter,
     options: ProduceOptions,
     partitions: int,
     events: Iterator[Pair],
@@ -336,13 +311,7 @@ def _send_all(
         value = encode_event(event_id, features, label, seqs[partition])
         seqs[partition] += 1
         key = event_id.encode() if options.key == "id" else None
-        try:
-            future = producer.send(options.topic, value=value, key=key, partition=partition)
-        except KafkaError as exc:  # refused before it left: buffer full, too large, ...
-            tally.fail(exc)
-            continue
-        future.add_callback(tally.ok)
-        future.add_errback(tally.fail)
+        producer.send(options.topic, value, key, partition, tally.ok, tally.fail)
         progress.update(i + 1)
 
 
@@ -405,7 +374,7 @@ def run_produce(args: argparse.Namespace, *, out: TextIO = sys.stderr) -> int:
     except (SettingsError, SourceError) as exc:
         out.write(f"error: {exc}\n")
         return 2
-    except KafkaError as exc:
-        out.write(f"error: Kafka refused or did not answer: {type(exc).__name__}: {exc}\n")
+    except BrokerUnavailable as exc:
+        out.write(f"error: Kafka refused or did not answer: {exc}\n")
         return 1
     return 1 if summary.failed else 0

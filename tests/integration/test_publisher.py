@@ -9,7 +9,8 @@ import pytest
 from stream.exceptions import PublishError
 from stream.kafka.batch_producer import BatchProducer
 from stream.kafka.clients import producer_config
-from stream.kafka.process_producer import ProcessSink, Sink
+from stream.kafka.process_producer import ProcessSink
+from stream.ports import Sink
 from tests.integration.kafka_helpers import create_topic, read_all
 
 pytestmark = pytest.mark.integration

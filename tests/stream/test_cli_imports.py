@@ -17,7 +17,9 @@ import pytest
 
 from stream.tools.generators import GENERATORS
 
-HEAVY = ("river", "scipy", "kafka", "stream.tools.produce", "stream.daemon.app", "stream.daemon.loop")
+HEAVY = (
+    "river", "scipy", "kafka", "stream.tools.produce", "stream.daemon.app", "stream.daemon.loop"
+)  # fmt: skip
 SUBCOMMANDS = ("run", "produce", "broker", "report", "demo")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 from river import linear_model
 
@@ -22,17 +21,18 @@ from stream.daemon.partitions import PartitionTable
 from stream.daemon.publisher import Publisher
 from stream.daemon.replay import Replayer
 from stream.exceptions import PublishTimeout
+from stream.ports import TopicPartition
 
 TP = TopicPartition("events", 0)
 
 
 class RecordingConsumer:
     def __init__(self) -> None:
-        self.commits: list[dict[TopicPartition, Any]] = []
+        self.commits: list[dict[TopicPartition, int]] = []
         self.seeks: list[tuple[TopicPartition, int]] = []
 
-    def commit(self, offsets: dict[TopicPartition, Any]) -> None:
-        self.commits.append(offsets)
+    def commit(self, offsets: dict[TopicPartition, int], blocking: bool = True) -> None:
+        self.commits.append(dict(offsets))
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.seeks.append((tp, offset))
@@ -63,7 +63,7 @@ def _table(tmp_path: Path, sink: FlakySink) -> tuple[PartitionTable, RecordingCo
     metrics = StreamlearnMetrics(CollectorRegistry())
     checkpointer = Checkpointer(LocalDirectoryStore(tmp_path), None, metrics)
     table = PartitionTable(
-        consumer,
+        consumer,  # type: ignore[arg-type]
         lambda tp: PartitionLearner(linear_model.LogisticRegression()),
         checkpointer,
         Publisher(sink, "predictions", None),
@@ -88,7 +88,7 @@ def test_unconfirmed_outputs_postpone_the_checkpoint_and_the_commit(tmp_path: Pa
     table.checkpoint(slot)
     blob = LocalDirectoryStore(tmp_path).load("events", 0)
     assert blob is not None and decode_checkpoint(blob, key=None).next_offset == 42
-    assert [offsets[TP].offset for offsets in consumer.commits] == [42]
+    assert [offsets[TP] for offsets in consumer.commits] == [42]
 
 
 def test_a_restored_partition_seeks_to_its_checkpoint(tmp_path: Path) -> None:

@@ -1,0 +1,154 @@
+"""kafka-python's consumers behind the daemon's own protocols (:mod:`stream.ports`).
+
+:class:`GroupSource` is the group member that feeds the loop; :class:`RangeReader` reads
+offset ranges for the retrain replay. Both hand out kafka-python's ``ConsumerRecord``
+as they come (it already is a :class:`~stream.ports.Record`): converting a million
+records a second would cost more than the whole decode.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka import TopicPartition as KafkaPartition
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import MemberState, OffsetAndMetadata
+
+from stream.exceptions import BrokerUnavailable, CommitRefused
+from stream.ports import Rebalance, Record, TopicPartition
+
+log = logging.getLogger(__name__)
+
+__all__ = ["GroupSource", "RangeReader"]
+
+
+def _theirs(tp: TopicPartition) -> KafkaPartition:
+    return KafkaPartition(tp.topic, tp.partition)
+
+
+def _ours(partitions: Any) -> list[TopicPartition]:
+    return [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+
+
+class GroupSource:
+    """A :class:`~stream.ports.Source` on a subscribed :class:`KafkaConsumer`."""
+
+    def __init__(self, consumer: KafkaConsumer) -> None:
+        self.consumer = consumer
+
+    def subscribe(self, topic: str, listener: Rebalance) -> None:
+        self.consumer.subscribe([topic], listener=_Listener(listener))
+
+    def poll(self, timeout_ms: int) -> Mapping[TopicPartition, Sequence[Record]]:
+        # kafka-python's TopicPartition is a namedtuple equal to ours: no copy needed.
+        return cast(
+            Mapping[TopicPartition, Sequence[Record]], self.consumer.poll(timeout_ms=timeout_ms)
+        )
+
+    def pause(self, tp: TopicPartition) -> None:
+        self.consumer.pause(_theirs(tp))
+
+    def resume(self, tp: TopicPartition) -> None:
+        self.consumer.resume(_theirs(tp))
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.consumer.seek(_theirs(tp), offset)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return cast("int | None", self.consumer.highwater(_theirs(tp)))
+
+    def log_start(self, tp: TopicPartition) -> int | None:
+        try:
+            return int(self.consumer.beginning_offsets([_theirs(tp)])[_theirs(tp)])
+        except KafkaError:
+            return None
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        try:
+            offset = self.consumer.committed(_theirs(tp))
+        except KafkaError:
+            return None
+        return None if offset is None else int(offset)
+
+    def commit(self, offsets: Mapping[TopicPartition, int], blocking: bool = True) -> None:
+        theirs = {_theirs(tp): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
+        if not blocking:
+            # Inside a rebalance listener (kafka-python's IO thread) nothing may block.
+            self.consumer.commit_async(theirs)
+            return
+        try:
+            self.consumer.commit(theirs)
+        except CommitFailedError as exc:
+            raise CommitRefused(str(exc)) from exc
+        except KafkaError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+
+    def reachable(self) -> bool:
+        """A connection to some broker is up and, as a member, heartbeats are answered
+        (kafka-python has no public call for either)."""
+        try:
+            client = self.consumer._client
+            connected = bool(self.consumer.bootstrap_connected()) or any(
+                client.connected(broker.node_id) for broker in client.cluster.brokers()
+            )
+            return connected and not self._heartbeats_lapsed()
+        except Exception:  # an internal API changed: never let health checks kill the daemon
+            # ...but say so: a check that always answers "reachable" hides every outage.
+            log.warning("cannot tell whether the broker is reachable", exc_info=True)
+            return True
+
+    def _heartbeats_lapsed(self) -> bool:
+        # A frozen or hung broker keeps its TCP connections open, so only its silence tells.
+        coordinator = self.consumer._coordinator
+        if coordinator.state != MemberState.STABLE:
+            return False
+        return bool(coordinator.heartbeat.session_timeout_expired())
+
+    def joining(self) -> bool:
+        state = getattr(getattr(self.consumer, "_coordinator", None), "state", None)
+        return bool(state == MemberState.REBALANCING)
+
+    def settle(self) -> None:
+        self.consumer.poll(timeout_ms=100, max_records=1)
+
+    def close(self) -> None:
+        # Leaving the group revokes the partitions; the daemon commits what it checkpointed.
+        self.consumer.close(autocommit=False)
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, listener: Rebalance) -> None:
+        self.listener = listener
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.listener.revoked(_ours(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.listener.assigned(_ours(assigned))
+
+
+class RangeReader:
+    """A :class:`~stream.ports.LogReader` on a group-less :class:`KafkaConsumer`."""
+
+    def __init__(self, consumer: KafkaConsumer) -> None:
+        self.consumer = consumer
+
+    def start(self, tp: TopicPartition, offset: int) -> None:
+        self.consumer.assign([_theirs(tp)])
+        self.consumer.seek(_theirs(tp), offset)
+
+    def read(self, tp: TopicPartition, timeout_ms: int, max_records: int) -> list[Record]:
+        batches = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        return list(batches.get(_theirs(tp), []))
+
+    def position(self, tp: TopicPartition) -> int | None:
+        try:
+            return int(self.consumer.position(_theirs(tp)))
+        except KafkaError:
+            return None
+
+    def close(self) -> None:
+        self.consumer.close()
