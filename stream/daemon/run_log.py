@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, assert_never
 
-from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided
+from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided, RetrainRequested
 
 
 class RunLog:
@@ -37,41 +37,44 @@ class RunLog:
         self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
 
     def outcome(self, topic: str, partition: int, outcome: Outcome) -> None:
-        if isinstance(outcome, DriftDetected):
-            self.write(
-                "drift",
-                topic,
-                partition,
-                outcome.offset,
-                outcome.learned,
-                error_before=outcome.error_before,
-                error_after=outcome.error_after,
-                width=outcome.width,
-                action=outcome.action,
-            )
-        elif isinstance(outcome, ModelReset):
-            self.write(
-                "reset",
-                topic,
-                partition,
-                outcome.offset,
-                outcome.learned,
-                model_version=outcome.model_version,
-            )
-        elif isinstance(outcome, RetrainDecided):
-            self.write(
-                "retrain",
-                topic,
-                partition,
-                outcome.offset,
-                outcome.learned,
-                result=outcome.result,
-                candidate_accuracy=outcome.candidate_accuracy,
-                serving_accuracy=outcome.serving_accuracy,
-                trained_on=outcome.trained_on,
-                evaluated_on=outcome.evaluated_on,
-                model_version=outcome.model_version,
-            )
+        at = (topic, partition)
+        match outcome:
+            case DriftDetected():
+                self.write(
+                    "drift",
+                    *at,
+                    outcome.offset,
+                    outcome.learned,
+                    error_before=outcome.error_before,
+                    error_after=outcome.error_after,
+                    width=outcome.width,
+                    action=outcome.action,
+                )
+            case ModelReset():
+                self.write(
+                    "reset",
+                    *at,
+                    outcome.offset,
+                    outcome.learned,
+                    model_version=outcome.model_version,
+                )
+            case RetrainRequested():
+                pass  # the decision is what the run log records
+            case RetrainDecided():
+                self.write(
+                    "retrain",
+                    *at,
+                    outcome.offset,
+                    outcome.learned,
+                    result=outcome.result,
+                    candidate_accuracy=outcome.candidate_accuracy,
+                    serving_accuracy=outcome.serving_accuracy,
+                    trained_on=outcome.trained_on,
+                    evaluated_on=outcome.evaluated_on,
+                    model_version=outcome.model_version,
+                )
+            case _:
+                assert_never(outcome)
 
     def close(self) -> None:
         if self._file is not None:

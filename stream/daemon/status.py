@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import assert_never
 
 from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided, RetrainRequested
 from stream.daemon.partitions import PartitionSlot
@@ -13,37 +14,40 @@ log = logging.getLogger("stream.daemon.loop")
 
 def log_outcome(tp: TopicPartition, outcome: Outcome) -> None:
     where = f"{tp.topic}[{tp.partition}]@{getattr(outcome, 'offset', '?')}"
-    if isinstance(outcome, DriftDetected):
-        log.warning(
-            "drift at %s: error %.3f -> %.3f over the last %d events; action %s",
-            where,
-            outcome.error_before,
-            outcome.error_after,
-            outcome.width,
-            outcome.action,
-        )
-    elif isinstance(outcome, ModelReset):
-        log.warning("model reset at %s: now v%d", where, outcome.model_version)
-    elif isinstance(outcome, RetrainRequested):
-        log.info(
-            "retrain of %s[%d]: replaying offsets %d..%d",
-            tp.topic,
-            tp.partition,
-            outcome.start_offset,
-            outcome.end_offset - 1,
-        )
-    elif isinstance(outcome, RetrainDecided):
-        log.warning(
-            "retrain %s at %s: candidate %.3f vs serving %.3f on %d held-out events "
-            "(candidate trained on %d); model v%d",
-            outcome.result.upper(),
-            where,
-            outcome.candidate_accuracy,
-            outcome.serving_accuracy,
-            outcome.evaluated_on,
-            outcome.trained_on,
-            outcome.model_version,
-        )
+    match outcome:
+        case DriftDetected():
+            log.warning(
+                "drift at %s: error %.3f -> %.3f over the last %d events; action %s",
+                where,
+                outcome.error_before,
+                outcome.error_after,
+                outcome.width,
+                outcome.action,
+            )
+        case ModelReset():
+            log.warning("model reset at %s: now v%d", where, outcome.model_version)
+        case RetrainRequested():
+            log.info(
+                "retrain of %s[%d]: replaying offsets %d..%d",
+                tp.topic,
+                tp.partition,
+                outcome.start_offset,
+                outcome.end_offset - 1,
+            )
+        case RetrainDecided():
+            log.warning(
+                "retrain %s at %s: candidate %.3f vs serving %.3f on %d held-out events "
+                "(candidate trained on %d); model v%d",
+                outcome.result.upper(),
+                where,
+                outcome.candidate_accuracy,
+                outcome.serving_accuracy,
+                outcome.evaluated_on,
+                outcome.trained_on,
+                outcome.model_version,
+            )
+        case _:
+            assert_never(outcome)
 
 
 class StatusLine:

@@ -37,7 +37,8 @@ from kafka.protocol.producer import ProduceRequest
 from kafka.structs import TopicPartition
 
 from stream.exceptions import PublishError, PublishTimeout
-from stream.kafka.record_batch import BatchRecord, Headers, encode_batch, partition_for_key
+from stream.kafka.record_batch import BatchRecord, encode_batch, partition_for_key
+from stream.ports import Headers
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +274,12 @@ def _partition_error(response: Any, tp: tuple[str, int]) -> BaseException | None
                 if partition.error_code == 0:
                     return None
                 error_class = kafka_errors.for_code(partition.error_code)
-                return error_class(partition.error_message or "")
-    return kafka_errors.KafkaError(f"no answer for {tp[0]}[{tp[1]}] in the produce response")
+                error: BaseException = error_class(partition.error_message or "")
+                return error
+    missing: BaseException = kafka_errors.KafkaError(
+        f"no answer for {tp[0]}[{tp[1]}] in the produce response"
+    )
+    return missing
 
 
 def _split(records: list[BatchRecord], max_bytes: int) -> list[tuple[list[BatchRecord], int]]:

@@ -119,7 +119,7 @@ class GroupSource:
         self.consumer.close(autocommit=False)
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
     def __init__(self, listener: Rebalance) -> None:
         self.listener = listener
 

