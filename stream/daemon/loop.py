@@ -122,13 +122,17 @@ class Daemon:
 
     def _idle_too_long(self) -> bool:
         idle, last = self.timing.stop_after_idle_s, self._last_record_at
-        return idle is not None and last is not None and self.clock() - last >= idle
+        if idle is None or last is None or self._busy():
+            return False  # held-back records or a replay are work, not idleness
+        return self.clock() - last >= idle
+
+    def _busy(self) -> bool:
+        return self.replayer.busy or any(slot.backlog for slot in self.slots.values())
 
     def _cycle(self) -> None:
         # With a retrain replaying or records held back there is work without new data:
         # a poll must not wait for records that a paused partition cannot bring.
-        busy = self.replayer.busy or any(slot.backlog for slot in self.slots.values())
-        timeout_s = 0.0 if busy else self.timing.poll_timeout_s
+        timeout_s = 0.0 if self._busy() else self.timing.poll_timeout_s
         batches = self.consumer.poll(timeout_ms=int(timeout_s * 1000))
         if batches:
             self._last_record_at = self.clock()
