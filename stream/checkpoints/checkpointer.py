@@ -104,11 +104,13 @@ class Checkpointer:
             and (events_since >= self.every_events or self.clock() - last_at >= self.interval_s)
         )
 
-    def save(self, tp: TopicPartition, state: PartitionState, next_offset: int) -> None:
-        """Write the checkpoint; raises CheckpointStoreError when the store failed."""
+    def save(self, tp: TopicPartition, state: PartitionState, next_offset: int) -> int:
+        """Write the checkpoint and return its size in bytes (the model size metric);
+        raises CheckpointStoreError when the store failed."""
         assert self.store is not None
         blob = encode_checkpoint(state, next_offset=next_offset, key=self.key)
         self.store.save(tp.topic, tp.partition, blob)
+        return len(blob)
 
     def close(self) -> None:
         if self.store is not None:

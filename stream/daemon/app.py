@@ -102,7 +102,7 @@ def _build_and_run(
     new_learner = learner_factory(settings)
     disable_created_metrics()  # *_created series only double what Prometheus scrapes
     registry = CollectorRegistry() if registry is None else registry
-    metrics = StreamlearnMetrics(registry, package_version())
+    metrics = StreamlearnMetrics(registry, package_version(), settings.max_model_bytes)
     metrics.precreate_reasons(DEAD_LETTER_REASONS, CHECKPOINT_REFUSALS)
     with ExitStack() as resources:
         # Everything made here is released on every way out, a failed set-up included.

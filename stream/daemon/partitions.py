@@ -179,7 +179,8 @@ class PartitionTable:
             return
         if not self._outputs_confirmed():
             return
-        self.checkpointer.save(slot.tp, slot.state, slot.next_offset)
+        size = self.checkpointer.save(slot.tp, slot.state, slot.next_offset)
+        slot.metrics.model_size.observe(size)
         slot.checkpointed_offset = slot.next_offset
         slot.metrics.checkpoints.inc()
         slot.metrics.last_checkpoint.set(time.time())

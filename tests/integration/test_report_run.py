@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from monitoring.report import build_figure, build_report, load_event_log, render_png
+from monitoring.report.event_log import load_event_log
+from monitoring.report.plot import build_figure, render_png
+from monitoring.report.summary import build_report
 from stream.cli import main
 from stream.tools.produce import ProduceOptions, produce
 from tests.integration.kafka_helpers import run_until_idle

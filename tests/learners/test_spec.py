@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,52 @@ def test_the_parsed_model_learns_exactly_like_the_hand_built_one() -> None:
         assert parsed.predict_proba_one(x) == by_hand.predict_proba_one(x)
         parsed.learn_one(x, y)
         by_hand.learn_one(x, y)
+
+
+REPO = Path(__file__).resolve().parents[2]
+HASHER_DOCS = (REPO / "README.md", REPO / "docs" / "operations.md")
+EVENTS, NEW_NAMES_PER_EVENT = 4_000, 20
+
+
+def documented_hasher_specs() -> list[str]:
+    """The FeatureHasher model specs the README and the operations guide tell people to use."""
+    found = []
+    for path in HASHER_DOCS:
+        found += re.findall(r"(preprocessing\.FeatureHasher\([^`\"\n]*)", path.read_text("utf-8"))
+    assert found, "no FeatureHasher spec in the docs"
+    return sorted(set(found))
+
+
+def _endless_features(seed: int) -> Any:
+    """Events that each bring names never seen before, a string feature and one signal."""
+    rng = random.Random(seed)
+    for i in range(EVENTS):
+        x: dict[str, Any] = {"signal": rng.random(), "colour": rng.choice(["red", "green"])}
+        x.update({f"id{i}_{j}": rng.random() for j in range(NEW_NAMES_PER_EVENT)})
+        yield x, x["signal"] > 0.5
+
+
+@pytest.mark.parametrize("spec", documented_hasher_specs())
+def test_the_documented_feature_hasher_bounds_an_endless_feature_space(spec: str) -> None:
+    model = build(spec)
+    hasher = steps(model)[0]
+    assert type(hasher) is preprocessing.FeatureHasher
+    assert hasher.n_features < EVENTS * NEW_NAMES_PER_EVENT  # more names than buckets
+    hits = 0
+    for i, (x, y) in enumerate(_endless_features(seed=7)):
+        y_pred = model.predict_one(x)  # string values too: hashed as name=value tokens
+        hits += i >= EVENTS // 2 and y_pred == y
+        model.learn_one(x, y)
+    classifier = steps(model)[-1]
+    assert 0 < len(classifier.weights) <= hasher.n_features
+    assert hits / (EVENTS // 2) > 0.9  # and the signal is still learned through the hashing
+
+
+def test_without_hashing_the_same_stream_grows_a_weight_per_name() -> None:
+    model = build("linear_model.LogisticRegression")
+    for x, y in _endless_features(seed=7):
+        model.learn_one({k: v for k, v in x.items() if k != "colour"}, y)
+    assert len(model.weights) == EVENTS * NEW_NAMES_PER_EVENT + 1
 
 
 # --- specs that are refused --------------------------------------------------------------

@@ -41,14 +41,18 @@ REQUIRED = frozenset({
     "streamlearn_processing_seconds", "streamlearn_end_to_end_latency_seconds",
     "streamlearn_consumer_lag", "streamlearn_dead_letters_total",
     "streamlearn_last_checkpoint_timestamp_seconds", "streamlearn_model_version",
+    # Issue 10: memory, CPU and model size with its bound.
+    "process_resident_memory_bytes", "process_cpu_seconds_total", "streamlearn_model_bytes",
+    "streamlearn_model_bytes_limit",
 })
 
 
 @cache
 def contract() -> dict[str, tuple[str, str]]:
-    """Metric name -> (type, labels column) from the table in docs/metrics.md."""
+    """Metric name -> (type, labels column) from the tables in docs/metrics.md: ours, and
+    those of prometheus_client's standard process and GC collectors."""
     # The labels column escapes its pipes (outcome=learned\|predicted\|...).
-    row = r"^\| `(streamlearn_\w+)` \| (\w+) \| ((?:[^|\\]|\\.)*) \|"
+    row = r"^\| `((?:streamlearn|process|python)_\w+)` \| (\w+) \| ((?:[^|\\]|\\.)*) \|"
     rows = re.findall(row, ARCHITECTURE.read_text("utf-8"), re.M)
     assert len(rows) >= 10, "metric table not found in docs/metrics.md"
     return {name: (kind, labels.strip()) for name, kind, labels in rows}

@@ -14,6 +14,7 @@ import itertools
 import json
 import socket
 import struct
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,20 +29,13 @@ from river import drift, metrics, naive_bayes, utils
 from river.datasets import synth
 
 from monitoring.exceptions import ReportError
-from monitoring.report import (
-    AccuracyPoint,
-    DriftPoint,
-    Report,
-    RetrainPoint,
-    RunLog,
-    add_report_arguments,
-    build_figure,
-    build_report,
-    load_event_log,
-    render_png,
-    run_report,
-    sample_metrics,
-)
+from monitoring.report.command import add_report_arguments, run_report
+from monitoring.report.event_log import load_event_log
+from monitoring.report.plot import build_figure, render_png
+from monitoring.report.run import AccuracyPoint, DriftPoint, RetrainPoint, RunLog
+from monitoring.report.scrape import sample_metrics
+from monitoring.report.summary import Report, build_report
+from stream.cli import main as cli_main
 
 TOPIC = "events"
 CHANGE_AT = 2_500  # SEA variant 0 for this many events, then variant 3
@@ -635,3 +629,41 @@ def test_cli_reports_a_bad_log_and_fails(
     assert run_report(_parse(["--event-log", str(path), "--output", str(png)])) == 1
     assert "line 2" in capsys.readouterr().err
     assert not png.exists()
+
+
+@pytest.fixture
+def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Imports of matplotlib fail, as where the report extra is not installed."""
+    for name in ("matplotlib", "matplotlib.figure"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+@pytest.mark.usefixtures("no_matplotlib")
+def test_report_without_matplotlib_names_the_extra_to_install(
+    real_run: tuple[Path, dict[int, Written]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = real_run
+    png = tmp_path / "never.png"
+    assert cli_main(["report", "--event-log", str(path), "--output", str(png)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("streamlearn report: error: drawing a report needs matplotlib")
+    assert "pip install 'streamlearn[report]'" in err
+    assert not png.exists()
+
+
+@pytest.mark.usefixtures("no_matplotlib")
+def test_report_without_matplotlib_fails_before_sampling(
+    scripted: _ScriptedDaemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--metrics-url", scripted.url, "--duration", "30", "--output", str(tmp_path / "x")]
+    assert run_report(_parse(argv)) == 1
+    assert scripted.served == 0, "a missing extra must be told before a minute of sampling"
+    assert "streamlearn[report]" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("no_matplotlib")
+def test_drawing_without_matplotlib_is_a_report_error(tmp_path: Path) -> None:
+    run = RunLog(source="x")
+    run.partition(TOPIC, 0).accuracy.append(AccuracyPoint(1, 1.0, 1.0, 0.0))
+    with pytest.raises(ReportError, match=r"streamlearn\[report\]"):
+        render_png(build_report(run), tmp_path / "r.png")

@@ -103,3 +103,21 @@ def test_a_restored_partition_seeks_to_its_checkpoint(tmp_path: Path) -> None:
     again.assign([TP])
     assert consumer.seeks == [(TP, 7)]
     assert again.slots[TP].checkpointed_offset == 7
+
+
+def test_a_checkpoint_exports_the_size_of_the_stored_learner(tmp_path: Path) -> None:
+    sink = FlakySink()
+    sink.confirm = True
+    table, _ = _table(tmp_path, sink)
+    table.assign([TP])
+    slot = table.slots[TP]
+    labels = {"topic": "events", "partition": "0"}
+    registry = table.metrics.registry
+    assert registry.get_sample_value("streamlearn_model_bytes", labels) is None
+    for offset in range(50):  # a new feature name each: the size is the model's, not fixed
+        slot.learner.step({f"f{offset}": 1.0}, offset % 2 == 0, offset)
+    slot.next_offset = 50
+    table.checkpoint(slot)
+    blob = LocalDirectoryStore(tmp_path).load("events", 0)
+    assert blob is not None
+    assert registry.get_sample_value("streamlearn_model_bytes", labels) == len(blob)
