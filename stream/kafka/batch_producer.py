@@ -28,6 +28,7 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +57,7 @@ PRODUCE_VERSIONS = (3, 9)
 class _Batch:
     records: list[BatchRecord]
     size: int  # bytes, roughly
-    deadline: float  # time.monotonic() after which it fails (the delivery timeout)
+    deadline: float  # clock time after which it fails (the delivery timeout)
     data: bytes | None = None  # encoded when first sent, then resent as is
     not_before: float = 0.0  # retry back-off
 
@@ -67,7 +68,11 @@ class _Batch:
 
 class BatchProducer:
     """A :class:`stream.sinks.Sink`: one record batch per partition per request, one
-    request in flight per partition."""
+    request in flight per partition.
+
+    ``client`` is kafka-python's ``KafkaNetClient`` built from ``kafka_config`` unless one
+    is given (tests pass a fake); ``clock`` times back-offs and deadlines.
+    """
 
     def __init__(
         self,
@@ -75,14 +80,19 @@ class BatchProducer:
         delivery_timeout_s: float = 120.0,
         request_timeout_ms: int = 30_000,
         client_id: str = "streamlearn-publisher",
+        client: Any = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kafka_config = kafka_config
         self.delivery_timeout_s = delivery_timeout_s
         self.request_timeout_ms = request_timeout_ms
         self.client_id = client_id
-        self._client = KafkaNetClient(
-            **kafka_config, client_id=client_id, request_timeout_ms=request_timeout_ms
-        )
+        self.clock = clock
+        if client is None:
+            client = KafkaNetClient(
+                **kafka_config, client_id=client_id, request_timeout_ms=request_timeout_ms
+            )
+        self._client = client
         self._client.check_version(timeout_ms=request_timeout_ms)  # bootstraps, or raises
         self._pending: dict[str, list[BatchRecord]] = {}
         self._queues: dict[tuple[str, int], deque[_Batch]] = {}
@@ -112,7 +122,7 @@ class BatchProducer:
     def ship(self) -> None:
         """Queue what was sent per partition and move the I/O along (never blocks); a
         batch is encoded when it is first sent."""
-        now = time.monotonic()
+        now = self.clock()
         for topic in list(self._pending):
             partitions = self._partition_count(topic, wait_ms=0)
             if partitions is not None:
@@ -120,14 +130,14 @@ class BatchProducer:
         self._pump()
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
+        deadline = self.clock() + timeout_s
         for topic in list(self._pending):
             if self._partition_count(topic, wait_ms=self.request_timeout_ms) is None:
                 records = self._pending.pop(topic)
                 self._fail(len(records), f"{topic}: no metadata for the topic (does it exist?)")
         self.ship()
         while self._queues or self._in_flight:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock()
             if remaining <= 0:
                 waiting = sum(b.count for q in self._queues.values() for b in q)
                 raise PublishTimeout(
@@ -188,7 +198,7 @@ class BatchProducer:
             if future.is_done:
                 del self._in_flight[tp]
                 self._settle(tp, future)
-        now = time.monotonic()
+        now = self.clock()
         for tp, queue in list(self._queues.items()):
             if not queue:
                 del self._queues[tp]
@@ -246,7 +256,7 @@ class BatchProducer:
         elif getattr(error, "retriable", False) or isinstance(error, _RETRIABLE):
             log.debug("retrying a batch for %s[%d]: %r", tp[0], tp[1], error)
             self._client.cluster.request_update()
-            batch.not_before = time.monotonic() + RETRY_BACKOFF_S
+            batch.not_before = self.clock() + RETRY_BACKOFF_S
         else:
             queue.popleft()
             self._fail(batch.count, f"{tp[0]}[{tp[1]}]: {error!r}")

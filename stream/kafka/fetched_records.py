@@ -358,7 +358,10 @@ class FastPartitionRecords:
         if taken:
             self.records_read += len(taken)
             self.next_fetch_offset = taken[-1].offset + 1
-            if not self._ready:
+            if self._batches is None:
+                # Drained during this take: past the last batch's end, compacted-away
+                # offsets included. A take that merely empties a batch stops at its
+                # last record, as kafka-python does; the next take moves on.
                 self.next_fetch_offset = max(self.next_fetch_offset, self._batch_end)
         return taken
 
