@@ -5,7 +5,10 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.stamp
 
-.PHONY: install install-test install-bench prometheus demo test lint bench soak clean
+# The broker `make demo` runs on: tansu (embedded, in memory) or kafka (Apache Kafka).
+BROKER ?= tansu
+
+.PHONY: install install-test install-bench prometheus kafka-jars kafka demo test lint bench soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +34,8 @@ $(STAMP)-demo: pyproject.toml | $(PY)
 	touch $@
 
 install: $(STAMP)-base
-install-test: $(STAMP)-test prometheus
-install-bench: $(STAMP)-bench
+install-test: $(STAMP)-test prometheus kafka-jars
+install-bench: $(STAMP)-bench kafka-jars
 
 # Debian's prometheus (and promtool) for the monitoring tests.
 prometheus:
@@ -40,8 +43,18 @@ prometheus:
 	  echo "installing Debian's prometheus (needs root)"; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-demo: $(STAMP)-demo
-	$(VENV)/bin/streamlearn demo
+# Apache Kafka's jars (pinned in stream/kafka/apache-kafka.pom.xml), copied from Maven
+# Central by `mvn dependency:copy-dependencies` into ~/.cache/streamlearn once; a no-op
+# when they are there. Needs Java 17 and Maven, and says so when they are missing.
+kafka-jars: $(STAMP)-base
+	$(PY) -m stream.kafka.apache --fetch-only
+
+# Apache Kafka in the foreground (Ctrl-C stops it); prints its bootstrap address.
+kafka: kafka-jars
+	$(VENV)/bin/streamlearn broker --kind kafka
+
+demo: $(STAMP)-demo $(if $(filter kafka,$(BROKER)),kafka-jars)
+	$(VENV)/bin/streamlearn demo --broker $(BROKER)
 
 test: install-test
 	$(VENV)/bin/ruff check stream learners monitoring tests bench

