@@ -44,6 +44,11 @@ class RunSettings(BaseSettings):
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="where a group with no committed offset starts"
     )
+    isolation_level: Literal["read_committed", "read_uncommitted"] = Field(
+        "read_committed",
+        description="read_committed: events of aborted (or still open) transactions are "
+        "never learned, read only up to the last stable offset; read_uncommitted: all",
+    )
 
     # -- learning ---------------------------------------------------------------------
     model: str = Field(

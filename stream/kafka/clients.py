@@ -37,6 +37,7 @@ def make_source(settings: RunSettings) -> GroupSource:
             group_id=settings.group_id,
             enable_auto_commit=False,  # we commit only what was learned or dead-lettered
             auto_offset_reset=settings.auto_offset_reset,
+            isolation_level=settings.isolation_level,
             max_poll_records=settings.max_poll_records,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(settings.session_timeout_ms // 4, 500),
@@ -55,6 +56,8 @@ def make_range_reader(settings: RunSettings) -> RangeReader:
         **FETCH_TUNING,
         group_id=None,
         enable_auto_commit=False,
+        # A retrain learns what the live loop would: never an aborted transaction's events.
+        isolation_level=settings.isolation_level,
         client_id=f"streamlearn-{settings.group_id}-replay",
     )
     return RangeReader(speed_up_fetches(consumer))

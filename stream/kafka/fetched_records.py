@@ -10,7 +10,9 @@ Only the parsing changes. Group membership, positions, fetch sessions, out-of-ra
 and leader changes stay kafka-python's: :func:`speed_up_fetches` replaces the consumer's
 ``PartitionRecords`` factory, the one object that turns a partition's fetched bytes into
 records, and keeps kafka-python's own for what this module does not read (deserializers,
-``read_committed``). Batches in the old formats (magic 0 and 1) are read by kafka-python.
+and under ``read_committed`` a fetch that names aborted transactions to drop; without
+any, both readers return the same records: control batches are skipped by both).
+Batches in the old formats (magic 0 and 1) are read by kafka-python.
 
 >>> from stream.kafka.record_batch import encode_batch
 >>> data = encode_batch([(b"k", b"v1", None, 1000), (None, b"v2", [("h", b"x")], 1001)])
@@ -398,11 +400,16 @@ class FastPartitionRecords:
 
 def _partition_records_factory(original: Any) -> Any:
     def partition_records(fetch_offset: int, tp: Any, records: Any, **options: Any) -> Any:
+        # read_committed needs kafka-python's reader only when the fetch names aborted
+        # transactions to drop: otherwise both skip control batches and nothing else.
         plain = (
             options.get("key_deserializer") is None
             and options.get("value_deserializer") is None
-            and options.get("isolation_level", IsolationLevel.READ_UNCOMMITTED)
-            == IsolationLevel.READ_UNCOMMITTED
+            and (
+                options.get("isolation_level", IsolationLevel.READ_UNCOMMITTED)
+                == IsolationLevel.READ_UNCOMMITTED
+                or not options.get("aborted_transactions")
+            )
         )
         if not plain:
             return original(fetch_offset, tp, records, **options)

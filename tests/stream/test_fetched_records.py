@@ -7,7 +7,7 @@ chunks, with the same next fetch offset after each ``take``, and fail the same w
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from crc32c import crc32c
@@ -208,14 +208,51 @@ def test_unknown_codec() -> None:
         FastPartitionRecords(0, TP, MemoryRecords(unknown)).take()
 
 
+class Aborted(NamedTuple):
+    producer_id: int
+    first_offset: int
+
+
+def transactional(base: int, count: int, producer_id: int = 7, control: bool = False) -> bytes:
+    """A transactional producer's batch, or its commit marker (a control batch)."""
+    builder = DefaultRecordBatchBuilder(
+        magic=2, compression_type=0, is_transactional=True, producer_id=producer_id,
+        producer_epoch=0, base_sequence=base, batch_size=1 << 30,
+    )  # fmt: skip
+    for delta in range(count):
+        key = struct.pack(">hh", 0, 1) if control else b"k%d" % delta  # version 0, COMMIT
+        builder.append(delta, timestamp=T0 + delta, key=key, value=b"v", headers=[])
+    batch = rebased(builder.build(), base)
+    return with_attributes(batch, CONTROL) if control else batch
+
+
+def test_read_committed_without_aborted_transactions_reads_as_kafka_python() -> None:
+    # What a read_committed fetch brings when no transaction in it was aborted: committed
+    # transactional batches, their markers and plain batches; the fast reader serves it.
+    buffer = plain(0, 3) + transactional(3, 4) + transactional(7, 1, control=True) + plain(8, 2)
+
+    def theirs(*args: Any, **options: Any) -> Any:
+        options.update(isolation_level=READ_COMMITTED, aborted_transactions=[])
+        return Fetcher.PartitionRecords(*args, **options)
+
+    ours = takes(FastPartitionRecords, buffer, 0, 3)
+    assert ours == takes(theirs, buffer, 0, 3)
+    assert [r.offset for r in records_of(ours)] == [0, 1, 2, 3, 4, 5, 6, 8, 9]
+
+
 def test_installed_on_a_consumer_only_for_plain_reads() -> None:
     consumer = KafkaConsumer(bootstrap_servers="127.0.0.1:1", api_version=(2, 5))
     try:
         factory = speed_up_fetches(consumer)._fetcher.PartitionRecords
         assert isinstance(factory(0, TP, MemoryRecords(plain(0, 1))), FastPartitionRecords)
-        committed = factory(0, TP, MemoryRecords(plain(0, 1)), isolation_level=READ_COMMITTED)
+        committed = factory(0, TP, MemoryRecords(plain(0, 1)), isolation_level=READ_COMMITTED,
+                            aborted_transactions=[])
+        assert isinstance(committed, FastPartitionRecords)
+        aborted = Aborted(producer_id=7, first_offset=0)  # as a fetch response lists it
+        to_filter = factory(0, TP, MemoryRecords(plain(0, 1)), isolation_level=READ_COMMITTED,
+                            aborted_transactions=[aborted])
         deserialized = factory(0, TP, MemoryRecords(plain(0, 1)), value_deserializer=bytes)
-        for part in (committed, deserialized):
+        for part in (to_filter, deserialized):
             assert isinstance(part, Fetcher.PartitionRecords)
     finally:
         consumer.close()
