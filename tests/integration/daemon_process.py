@@ -316,6 +316,7 @@ class Feeder:
         seed: int = 7,
         generator: str = "sea",
         drift_at: tuple[int, ...] = (),
+        **producer_config: Any,
     ) -> None:
         self.topic = topic
         self.partitions = partitions
@@ -323,7 +324,8 @@ class Feeder:
         self.produced = [0] * partitions
         self._events = concept_stream(generator, seed=seed, drift_at=drift_at)
         self._index = 0
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+        config = {"linger_ms": 20, **producer_config}  # e.g. enable_idempotence=True
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap, **config)
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._delivery_errors: list[BaseException] = []
