@@ -215,7 +215,10 @@ def make_checkpoint_store(settings: RunSettings) -> CheckpointStore | None:
         return LocalDirectoryStore(settings.state_dir)
     if settings.checkpoint_store == "kafka":
         config = settings.kafka_config()
-        return KafkaTopicStore(config.pop("bootstrap_servers"), settings.checkpoint_topic, **config)
+        bootstrap = config.pop("bootstrap_servers")
+        store = KafkaTopicStore(bootstrap, settings.checkpoint_topic, **config)
+        store.open()  # a checkpoint topic that is not fit is refused at start, not later
+        return store
     log.warning("checkpoints are off: a restart loses what the models learned")
     return None
 

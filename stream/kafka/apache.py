@@ -397,10 +397,16 @@ def _another_free_port(host: str, taken: int) -> int:
 def _cluster_id() -> str:
     """A fresh cluster id as Kafka makes them: a random UUID, 22 characters of base64url.
 
-    >>> len(_cluster_id())
-    22
+    Never one that starts with "-", as Kafka's own: a command line would take it for an option.
+
+    >>> ids = [_cluster_id() for _ in range(200)]
+    >>> {len(i) for i in ids}, any(i.startswith("-") for i in ids)
+    ({22}, False)
     """
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from stream.checkpoints.stores import (
     DEFAULT_MAX_CHECKPOINT_BYTES,
@@ -75,6 +75,11 @@ class KafkaTopicStore:
         _check_settings(topic, max_checkpoint_bytes, kafka_config)
         self._record_limit = max_checkpoint_bytes + _RECORD_OVERHEAD_BYTES
         self._producer: KafkaProducer | None = None
+
+    def open(self) -> None:
+        """Connect now: create the topic if missing, refuse it if it is not one partition
+        or not compacted (:class:`CheckpointStoreError`, with what to do)."""
+        self._connected_producer()
 
     # -- the CheckpointStore protocol -------------------------------------------------
 
@@ -174,6 +179,7 @@ class KafkaTopicStore:
         try:
             self._create_topic(admin)
             self._check_one_partition(admin)
+            self._check_compacted(admin)
         finally:
             admin.close()
 
@@ -211,6 +217,26 @@ class KafkaTopicStore:
         if count != 1:
             raise CheckpointStoreError(
                 f"checkpoint topic {self.topic} has {count} partitions; it must have exactly 1"
+            )
+
+    def _check_compacted(self, admin: KafkaAdminClient) -> None:
+        # Under "delete" retention would remove a partition's only checkpoint once it is
+        # old enough, and a daemon taking the partition over would start from scratch.
+        resource = ConfigResource(ConfigResourceType.TOPIC, self.topic, ["cleanup.policy"])
+        try:
+            answer = admin.describe_configs([resource], config_filter="all")
+        except KafkaConnectionError as error:
+            # Tansu drops the connection on DescribeConfigs; its topics live in memory.
+            log.warning("cannot read cleanup.policy of %s (%s): not checked", self.topic, error)
+            return
+        entry = answer.get("topic", {}).get(self.topic, {}).get("cleanup.policy") or {}
+        policy = str(entry.get("value") or "")
+        if "compact" not in policy.split(","):
+            raise CheckpointStoreError(
+                f"checkpoint topic {self.topic} has cleanup.policy={policy or '?'}: retention "
+                f"would delete checkpoints; it must be compacted (kafka-configs --alter "
+                f"--entity-type topics --entity-name {self.topic} --add-config "
+                f"cleanup.policy=compact), or name another --checkpoint-topic"
             )
 
     def _client_settings(self, client: type) -> dict[str, Any]:
