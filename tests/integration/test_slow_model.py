@@ -41,6 +41,9 @@ def test_a_slow_model_keeps_its_partition_and_learns_everything(
         max_poll_interval_ms=1000,
         session_timeout_ms=2000,
         checkpoint_every_events=2000,
+        # Shorter than handling one 5,000-record batch: the idle clock must not run while
+        # held-back records are handled (it did, and the daemon stopped after the first).
+        stop_after_idle=1.0,
     )
 
     labels = {"topic": topic_name, "partition": 0}
