@@ -81,6 +81,7 @@ LOG4J2 = """\
 status = warn
 appender.out.type = Console
 appender.out.name = OUT
+appender.out.target = {target}
 appender.out.layout.type = PatternLayout
 appender.out.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = {level}
@@ -178,6 +179,16 @@ def java_command(main_class: str, *args: str, jvm_options: Sequence[str] = ()) -
     return [java_binary(), *jvm_options, "-cp", classpath, main_class, *args]
 
 
+def write_log4j_config(path: Path, level: str = "WARN", target: str = "SYSTEM_ERR") -> list[str]:
+    """Write a log4j 2 configuration; returns the JVM option that selects it.
+
+    Kafka's tools (the console consumer...) print their output on stdout: their logs go
+    to stderr (``target``) so the two never mix.
+    """
+    path.write_text(LOG4J2.format(level=level, target=target))
+    return [f"-Dlog4j2.configurationFile={path}"]
+
+
 def _bindable(host: str, port: int) -> bool:
     # SO_REUSEADDR as Kafka's own server socket: a port whose connections linger in
     # TIME_WAIT after a kill is free for the restarted broker.
@@ -250,7 +261,7 @@ class ApacheKafkaBroker:
         properties.write_text(
             "".join(f"{key}={value}\n" for key, value in self.server_properties().items())
         )
-        (self.log_dir / "log4j2.properties").write_text(LOG4J2.format(level=self.log_level))
+        write_log4j_config(self.log_dir / "log4j2.properties", self.log_level, "SYSTEM_OUT")
         return properties
 
     def _jvm_options(self) -> list[str]:
