@@ -175,6 +175,12 @@ class StreamlearnMetrics:
             pl,
             registry=registry,
         )
+        self.replay_expired = Counter(
+            "streamlearn_replay_expired",
+            "Offsets a retrain wanted to replay that retention had already deleted.",
+            pl,
+            registry=registry,
+        )
         self.ready = Gauge(
             "streamlearn_ready", "1 when connected to the broker and consuming.", registry=registry
         )

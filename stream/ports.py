@@ -105,6 +105,10 @@ class LogReader(Protocol):
 
     def position(self, tp: TopicPartition) -> int | None: ...
 
+    def log_start(self, tp: TopicPartition) -> int | None:
+        """The partition's first offset still in the log (retention deletes below it);
+        None when the broker did not answer."""
+
     def close(self) -> None: ...
 
 

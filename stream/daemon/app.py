@@ -176,7 +176,10 @@ def _outputs_and_state(
         settings.checkpoint_interval,
     )
     resources.callback(checkpointer.close)
-    replayer = Replayer(lambda: make_range_reader(settings))
+    replayer = Replayer(
+        lambda: make_range_reader(settings),
+        on_expired=lambda tp, n: metrics.replay_expired.labels(tp.topic, str(tp.partition)).inc(n),
+    )
     resources.callback(replayer.close)
     return publisher, checkpointer, replayer
 

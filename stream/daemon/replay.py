@@ -33,6 +33,8 @@ class ReplayTask:
     deadline: float = 0.0
     #: Fetched records not trained yet (the last slice ran out of time).
     pending: list[Record] = field(default_factory=list)
+    #: The offset the next fetched record should have; -1 before the first fetch.
+    next_offset: int = -1
 
 
 class Replayer:
@@ -43,10 +45,13 @@ class Replayer:
         consumer_factory: Callable[[], LogReader],
         give_up_after_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        on_expired: Callable[[TopicPartition, int], None] | None = None,
     ) -> None:
         self.consumer_factory = consumer_factory
         self.give_up_after_s = give_up_after_s
         self.clock = clock
+        #: Told how many offsets of a replay range retention had deleted (a metric).
+        self.on_expired = on_expired
         self._consumer: LogReader | None = None
         self._tasks: deque[ReplayTask] = deque()
 
@@ -78,6 +83,9 @@ class Replayer:
             return
         task = self._tasks[0]
         consumer = self._consumer_for(task)
+        if task.start_offset >= task.end_offset:  # retention left nothing to replay
+            self._finish(task)
+            return
         stop_at = self.clock() + budget_s
         while (remaining := stop_at - self.clock()) > 0:
             if not task.pending:
@@ -87,6 +95,8 @@ class Replayer:
                 if not task.pending:
                     self._maybe_give_up(task, consumer)
                     return
+                self._note_gap(task, task.pending[0].offset, consumer)
+                task.next_offset = task.pending[-1].offset + 1
                 task.deadline = self.clock() + self.give_up_after_s
             run, task.pending = task.pending[:TRAIN_RUN], task.pending[TRAIN_RUN:]
             if self._train(task, run):
@@ -116,10 +126,43 @@ class Replayer:
         if self._consumer is None:
             self._consumer = self.consumer_factory()
         if not task.started:
+            self._skip_expired(task, self._consumer)
             self._consumer.start(task.tp, task.start_offset)
             task.started = True
             task.deadline = self.clock() + self.give_up_after_s
         return self._consumer
+
+    def _skip_expired(self, task: ReplayTask, consumer: LogReader) -> None:
+        """Start the range at the log's start when retention deleted its beginning.
+
+        The replay is shortened to what is left; with nothing left it is skipped and the
+        candidate is trained on no event (the holdout judges it like any other).
+        """
+        log_start = consumer.log_start(task.tp)
+        if log_start is not None and log_start > task.start_offset:
+            self._expired(task, task.start_offset, log_start)
+            task.start_offset = min(log_start, task.end_offset)
+        task.next_offset = task.start_offset
+
+    def _note_gap(self, task: ReplayTask, first: int, consumer: LogReader) -> None:
+        # Retention may also delete offsets while the replay runs: the reader then starts
+        # again at the log's start. (Compaction and transaction markers leave gaps too.)
+        if task.next_offset < 0 or first <= task.next_offset:
+            return
+        log_start = consumer.log_start(task.tp)
+        if log_start is not None and log_start > task.next_offset:
+            self._expired(task, task.next_offset, log_start)
+
+    def _expired(self, task: ReplayTask, wanted_from: int, log_start: int) -> None:
+        expired = min(log_start, task.end_offset) - wanted_from
+        left = max(task.end_offset - log_start, 0)
+        log.warning(
+            "retrain of %s wanted offsets %d..%d; retention deleted %d of them: replay %s",
+            task.tp, task.start_offset, task.end_offset - 1, expired,
+            f"shortened to {left} events from offset {log_start}" if left else "skipped",
+        )  # fmt: skip
+        if self.on_expired is not None:
+            self.on_expired(task.tp, expired)
 
     def _finish(self, task: ReplayTask) -> None:
         task.job.replay_finished()

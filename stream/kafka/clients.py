@@ -56,6 +56,9 @@ def make_range_reader(settings: RunSettings) -> RangeReader:
         **FETCH_TUNING,
         group_id=None,
         enable_auto_commit=False,
+        # Offsets deleted (by retention) between the replay's check and its fetch: start
+        # at the log's start, never jump to its end.
+        auto_offset_reset="earliest",
         # A retrain learns what the live loop would: never an aborted transaction's events.
         isolation_level=settings.isolation_level,
         client_id=f"streamlearn-{settings.group_id}-replay",

@@ -150,5 +150,11 @@ class RangeReader:
         except KafkaError:
             return None
 
+    def log_start(self, tp: TopicPartition) -> int | None:
+        try:
+            return int(self.consumer.beginning_offsets([_theirs(tp)])[_theirs(tp)])
+        except KafkaError:
+            return None
+
     def close(self) -> None:
         self.consumer.close()
