@@ -228,7 +228,7 @@ class ApacheKafkaBroker:
         self.port = port or free_port(host)
         self.controller_port = controller_port or _another_free_port(host, self.port)
         self._own_dir = log_dir is None
-        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="streamlearn-kafka-"))
+        self._log_dir = log_dir
         self.log_path = log_path
         self.config = dict(config or {})
         self.ready_timeout_s = ready_timeout_s
@@ -238,6 +238,13 @@ class ApacheKafkaBroker:
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def log_dir(self) -> Path:
+        """Configuration and data; a temporary folder (made on first use) unless given."""
+        if self._log_dir is None:
+            self._log_dir = Path(tempfile.mkdtemp(prefix="streamlearn-kafka-"))
+        return self._log_dir
 
     @property
     def data_dir(self) -> Path:
@@ -371,8 +378,9 @@ class ApacheKafkaBroker:
     def close(self) -> None:
         """Stop, and remove the log directory if this launcher made it."""
         self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.log_dir, ignore_errors=True)
+        if self._own_dir and self._log_dir is not None:
+            shutil.rmtree(self._log_dir, ignore_errors=True)
+            self._log_dir = None
 
     def __enter__(self) -> ApacheKafkaBroker:
         try:
