@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from stream.kafka.apache import kafka_version
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
@@ -98,7 +100,8 @@ def daemon_metrics_port(daemon: dict[str, Any]) -> int:
 
 def test_the_whole_picture_is_there(services: dict[str, Any]) -> None:
     assert set(services) >= {"kafka", "producer", "streamlearn", "prometheus", "grafana"}
-    assert services["kafka"]["image"].startswith("apache/kafka:")
+    # The Kafka the tests run against: same release, so the same major version.
+    assert services["kafka"]["image"] == f"apache/kafka:{kafka_version()}"
     assert services["prometheus"]["image"].startswith("prom/prometheus:")
     assert services["grafana"]["image"].startswith("grafana/grafana:")
     assert environment(services["kafka"])["KAFKA_PROCESS_ROLES"] == "broker,controller"
