@@ -65,7 +65,10 @@ def test_broker_killed_and_restarted_on_its_log_dir_loses_and_repeats_nothing(
     )
     with daemons(daemon):
         daemon.start()
-        wait_for(lambda: "assigned" in daemon.log(), 60, "the assignment")
+        try:
+            wait_for(lambda: "assigned" in daemon.log(), 90, "the assignment")
+        except AssertionError as error:
+            raise AssertionError(f"{error}:\n{daemon.log_tail()}") from None
         feeder.send_in_background(TOTAL - 1_000, rate=250.0)
         wait_for(
             lambda: daemon.metric_sum("streamlearn_events_total", outcome="learned") > 2_500,
