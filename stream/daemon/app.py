@@ -29,9 +29,10 @@ from stream.daemon.replay import Replayer
 from stream.daemon.run_log import RunLog
 from stream.events import DEAD_LETTER_REASONS
 from stream.exceptions import BrokerUnavailable, StreamError
+from stream.kafka.admin import ensure_topics
 from stream.kafka.batch_producer import BatchProducer
 from stream.kafka.checkpoint_topic import KafkaTopicStore
-from stream.kafka.clients import ensure_topics, make_range_reader, make_source, producer_config
+from stream.kafka.clients import make_range_reader, make_source, producer_config
 from stream.kafka.process_producer import ProcessSink
 from stream.ports import Sink, Source, TopicPartition
 from stream.settings import RunSettings

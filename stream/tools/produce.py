@@ -25,7 +25,8 @@ from typing import Any, TextIO
 import numpy as np
 
 from stream.exceptions import BrokerUnavailable, SettingsError
-from stream.kafka.event_writer import PRODUCER_SETTINGS, EventWriter, prepare_topic
+from stream.kafka.admin import prepare_topic
+from stream.kafka.event_writer import PRODUCER_SETTINGS, EventWriter
 from stream.tools.generators import (
     GENERATORS,
     Pair,
