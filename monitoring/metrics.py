@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided
+from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainAbandoned, RetrainDecided
 
 OUTCOMES = ("learned", "predicted", "dead_lettered")
 PER_EVENT_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.1)
@@ -125,6 +125,13 @@ class StreamlearnMetrics:
             pl,
             registry=registry,
         )
+        self.partition_halted = Gauge(
+            "streamlearn_partition_halted",
+            "1 when the partition is no longer handled: its model raised on too many "
+            "events in a row.",
+            pl,
+            registry=registry,
+        )
         self.ready = Gauge(
             "streamlearn_ready", "1 when connected to the broker and consuming.", registry=registry
         )
@@ -151,7 +158,14 @@ class StreamlearnMetrics:
     def forget_partition(self, topic: str, partition: int) -> None:
         """Drop a revoked partition's gauges so another instance's values are not shadowed."""
         labels = (topic, str(partition))
-        for gauge in (self.adwin_width, self.lag, self.model_version, self.last_checkpoint):
+        gauges = (
+            self.adwin_width,
+            self.lag,
+            self.model_version,
+            self.last_checkpoint,
+            self.partition_halted,
+        )
+        for gauge in gauges:
             _remove(gauge, labels)
         for window in ("cumulative", "rolling"):
             _remove(self.accuracy, (*labels, window))
@@ -178,6 +192,8 @@ class PartitionMetrics:
         self.resets = m.resets.labels(*labels)
         self.promoted = m.retrains.labels(*labels, "promoted")
         self.rejected = m.retrains.labels(*labels, "rejected")
+        self.abandoned = m.retrains.labels(*labels, "abandoned")
+        self.halted = m.partition_halted.labels(*labels)
         self.adwin_width = m.adwin_width.labels(*labels)
         self.processing = m.processing.labels(*labels)
         self.latency = m.latency.labels(*labels)
@@ -206,3 +222,5 @@ class PartitionMetrics:
                 self.resets.inc()
             elif isinstance(outcome, RetrainDecided):
                 (self.promoted if outcome.promoted else self.rejected).inc()
+            elif isinstance(outcome, RetrainAbandoned):
+                self.abandoned.inc()

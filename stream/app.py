@@ -34,6 +34,7 @@ from stream.kafka_io import (
     make_replay_consumer,
     producer_config,
 )
+from stream.model_errors import ModelErrors
 from stream.partitions import LearnerFactory, PartitionTable
 from stream.publisher import Publisher
 from stream.replay import Replayer
@@ -147,6 +148,15 @@ def _build_and_run(
         metrics,
         EventLog(settings.event_log),
         timing,
+        model_errors=ModelErrors(
+            publisher,
+            metrics,
+            replayer,
+            max_consecutive=settings.max_model_errors,
+            # A rebuild re-steps at most this many events; a snapshot costs one pickle.
+            snapshot_every=settings.checkpoint_every_events,
+            max_features=settings.max_features,
+        ),
     )
     server = MetricsServer(registry, daemon.ready, settings.metrics_host, settings.metrics_port)
     server.start()

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided
+from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainAbandoned, RetrainDecided
 
 
 class EventLog:
@@ -70,6 +70,16 @@ class EventLog:
                 serving_accuracy=outcome.serving_accuracy,
                 trained_on=outcome.trained_on,
                 evaluated_on=outcome.evaluated_on,
+                model_version=outcome.model_version,
+            )
+        elif isinstance(outcome, RetrainAbandoned):
+            self.write(
+                "retrain_abandoned",
+                topic,
+                partition,
+                outcome.offset,
+                outcome.learned,
+                reason=outcome.reason,
                 model_version=outcome.model_version,
             )
 

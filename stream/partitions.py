@@ -24,6 +24,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from learners.journal import Journal
 from learners.prequential import PartitionLearner
 from learners.retraining import REPLAYING
 from learners.sequence import SequenceTracker
@@ -56,6 +57,10 @@ class PartitionSlot:
     reported: dict[str, int] = field(default_factory=dict)
     # Records polled but held back while the partition's retrain replays.
     backlog: list[ConsumerRecord] = field(default_factory=list)
+    # The learner's snapshot and events since, to undo a poison event (stream/model_errors.py).
+    journal: Journal | None = None
+    # Why the partition is no longer handled (too many model errors in a row), else None.
+    halted: str | None = None
 
     @property
     def learner(self) -> PartitionLearner:

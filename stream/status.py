@@ -6,7 +6,14 @@ import logging
 
 from kafka import TopicPartition
 
-from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided, RetrainRequested
+from learners.outcomes import (
+    DriftDetected,
+    ModelReset,
+    Outcome,
+    RetrainAbandoned,
+    RetrainDecided,
+    RetrainRequested,
+)
 from stream.partitions import PartitionSlot
 
 log = logging.getLogger("stream.daemon")
@@ -43,6 +50,13 @@ def log_outcome(tp: TopicPartition, outcome: Outcome) -> None:
             outcome.serving_accuracy,
             outcome.evaluated_on,
             outcome.trained_on,
+            outcome.model_version,
+        )
+    elif isinstance(outcome, RetrainAbandoned):
+        log.warning(
+            "retrain ABANDONED at %s: the candidate raised (%s); model v%d serves on",
+            where,
+            outcome.reason,
             outcome.model_version,
         )
 
