@@ -8,6 +8,11 @@ snapshot of the whole :class:`PartitionLearner` and the ``(x, y, offset)`` of ev
 stepped since; :meth:`Journal.undo_last` unpickles the snapshot and steps the kept
 events again, all but the last one (the poison), then takes a fresh snapshot.
 
+A retrain in flight is the exception: its job sees an event only after the serving
+model learned it, so the job of the learner that raised never saw the poison, and it
+carries over to the rebuilt learner as it is (with the replay feeding it), rather than
+its copy in the snapshot, which would have to replay its pool again.
+
 Cost: one ``list.append`` per event; one pickle of the learner every ``every`` events
 (and after every drift, reset or retrain decision, so that a rebuild never crosses
 one); memory for the snapshot and at most ``every`` kept events; a rebuild re-steps up
@@ -23,7 +28,7 @@ to ``every`` events (about ``every`` times the model's step time).
 ...     try:
 ...         _ = learner.step(x, y, offset)
 ...     except TypeError:
-...         learner = journal.undo_last().learner
+...         learner = journal.undo_last(learner).learner
 >>> learner.learned, sorted(journal.skipped), journal.consecutive_errors
 (3, [2], 1)
 """
@@ -91,11 +96,13 @@ class Journal:
         self._skip(offset)
         return offset
 
-    def undo_last(self) -> Rebuilt:
-        """The learner as if the last kept event had never been stepped.
+    def undo_last(self, failed: PartitionLearner) -> Rebuilt:
+        """The learner as if the last kept event had never been stepped; ``failed`` is the
+        learner that raised on it (its retrain job in flight carries over).
 
         Outcomes re-derived on the way (drifts, resets, decisions) are dropped: they were
-        reported when the events were first stepped.
+        reported when the events were first stepped. A snapshot is taken after each of
+        them, so no rebuild crosses one.
         """
         poison = self.kept.pop()[2]
         learner: PartitionLearner = pickle.loads(self._snapshot)
@@ -107,6 +114,7 @@ class Journal:
             except Exception:
                 lost.append(offset)
         learner.drain_outcomes()
+        learner.retrain = failed.retrain
         replayed = len(self.kept)
         self.snapshot(learner)  # the next rebuild starts here
         for offset in (poison, *lost):

@@ -20,7 +20,6 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from learners.exceptions import FeatureBudgetExceeded
 from learners.journal import Journal, Rebuilt
-from learners.retraining import REPLAYING
 from monitoring.metrics import StreamlearnMetrics
 from stream.events import DeadLetter
 from stream.partitions import PartitionSlot
@@ -68,11 +67,10 @@ class ModelErrors:
             self._dead_letter(record, "too_many_features", str(exc))
             return
         detail = f"{type(exc).__name__}: {exc}"[:MAX_DETAIL_CHARS]
-        rebuilt = journal.undo_last()
+        rebuilt = journal.undo_last(slot.learner)  # a retrain replaying carries on as it is
         slot.state.learner = rebuilt.learner
         self._dead_letter(record, "model_error", detail)
         _forget_reported(slot)
-        self._resume_retrain(slot)
         self._report(slot, record, rebuilt, detail)
         if rebuilt.consecutive_errors >= self.max_consecutive:
             self._halt(slot, record, detail)
@@ -85,16 +83,6 @@ class ModelErrors:
     def _dead_letter(self, record: ConsumerRecord, reason: str, detail: str) -> None:
         self.publisher.dead_letter(record, DeadLetter(reason, detail))
         self.metrics.dead_letters.labels(reason).inc()
-
-    def _resume_retrain(self, slot: PartitionSlot) -> None:
-        """The replay in flight trained the job of the learner just dropped: the rebuilt
-        learner's job (from the snapshot) replays its pool again, poison left out."""
-        self.replayer.cancel(slot.tp)
-        job = slot.learner.retrain
-        if job is not None and job.state == REPLAYING:
-            job.restart(slot.learner.fresh_model())
-            start, end = job.pool
-            self.replayer.submit(slot.tp, start, end, job, self.skipped_within(slot, start, end))
 
     def _report(
         self, slot: PartitionSlot, record: ConsumerRecord, rebuilt: Rebuilt, detail: str

@@ -12,7 +12,9 @@ import pytest
 from river import base, linear_model, preprocessing, tree
 
 from learners.journal import Journal
+from learners.outcomes import RetrainDecided, RetrainRequested
 from learners.prequential import PartitionLearner
+from learners.retraining import RetrainJob
 from stream.generators import concept_stream
 
 Pair = tuple[dict[str, Any], Any]
@@ -32,7 +34,7 @@ MODELS: dict[str, Callable[[], base.Classifier]] = {
 # classifier cannot read (the scaler learned the features, then LogisticRegression raised; a
 # tree takes any label, so for it every poison is a string feature).
 POISON_AT = {5: "feature", 6: "label", 7: "feature", 400: "label", 1199: "feature",
-             1201: "label", 1850: "feature"}
+             1201: "label", 1240: "feature", 1250: "label", 1300: "feature", 1850: "feature"}
 
 
 def _poisoned(x: dict[str, Any], y: Any, kind: str, model: str) -> Pair:
@@ -65,7 +67,7 @@ def _play_with_journal(
         try:
             predictions[offset] = learner.step(x, y, offset)
         except Exception:
-            rebuilt = journal.undo_last()
+            rebuilt = journal.undo_last(learner)
             assert rebuilt.poison_offset == offset
             assert rebuilt.lost == ()
             consecutive.append(rebuilt.consecutive_errors)
@@ -138,7 +140,7 @@ def test_snapshots_come_every_n_events_and_bound_what_a_rebuild_steps_again() ->
     journal.kept.append(({"a": "red"}, True, 23))
     with pytest.raises(TypeError):
         learner.step({"a": "red"}, True, 23)
-    rebuilt = journal.undo_last()
+    rebuilt = journal.undo_last(learner)
     assert rebuilt.replayed == 3  # only the events since the last snapshot
     assert rebuilt.learner.learned == 23
     assert journal.kept == []  # a fresh snapshot after the rebuild
@@ -193,7 +195,7 @@ def test_an_event_that_raises_only_when_stepped_again_is_reported_lost() -> None
     _Flaky.fail = True
     try:
         journal.kept.append(({"poison": 1.0}, True, 3))
-        rebuilt = journal.undo_last()
+        rebuilt = journal.undo_last(learner)
     finally:
         _Flaky.fail = False
     assert rebuilt.lost == (1,)
@@ -208,9 +210,69 @@ def test_the_snapshot_is_a_copy_that_later_steps_do_not_touch() -> None:
         journal.kept.append((x, y, offset))
         learner.step(x, y, offset)
     journal.kept.append(({"a": "red"}, True, 50))
-    rebuilt = journal.undo_last().learner
+    rebuilt = journal.undo_last(learner).learner
     assert rebuilt is not learner
     assert rebuilt.learned == learner.learned
     assert rebuilt.cumulative.get() == learner.cumulative.get()
     for x in _probes():
         assert rebuilt.model.predict_proba_one(x) == learner.model.predict_proba_one(x)
+
+
+def _play_retrain(events: list[Pair], poison: set[int], replay_after: int
+                  ) -> tuple[PartitionLearner, dict[int, Any], list[Any]]:
+    """Step with ``drift_action="retrain"``; play the replayer's part: ``replay_after`` offsets
+    after a request, train the candidate on the requested range (skipping the offsets the
+    journal skipped) and finish the replay. Poison offsets are stepped (and undone) only when
+    ``poison`` is not empty; a clean run leaves them out."""
+    learner = PartitionLearner(MODELS["scaler-lr"](), drift_action="retrain",
+                               min_retrain_events=200, holdout_events=100)
+    journal = Journal(learner, every=40)
+    predictions: dict[int, Any] = {}
+    decisions: list[Any] = []
+    # (replay at offset, start, end, the job): like the Replayer, it holds the job it was given
+    pending: tuple[int, int, int, RetrainJob] | None = None
+    for offset, (x, y) in enumerate(events):
+        if pending is not None and offset == pending[0]:
+            job = pending[3]
+            skip = journal.skipped if poison else set(POISON_AT)  # clean: no such events
+            for o in range(pending[1], pending[2]):
+                if o not in skip and events[o][1] is not None:
+                    job.train(*events[o])
+            job.replay_finished()
+            learner.settle_retrain()
+            pending = None
+        if offset in POISON_AT and not poison:
+            continue
+        journal.kept.append((x, y, offset))
+        try:
+            predictions[offset] = learner.step(x, y, offset)
+        except Exception:
+            learner = journal.undo_last(learner).learner
+            continue
+        outcomes = learner.drain_outcomes()
+        for outcome in outcomes:
+            if isinstance(outcome, RetrainRequested):
+                assert learner.retrain is not None
+                start, end = outcome.start_offset, outcome.end_offset
+                pending = (offset + replay_after, start, end, learner.retrain)
+            elif isinstance(outcome, RetrainDecided):
+                decisions.append(outcome)
+        if outcomes or journal.due:
+            journal.snapshot(learner)
+    return learner, predictions, decisions
+
+
+# The retrain is requested at offset 1230 (pool 1004..1230, poison 1199 and 1201 in it);
+# poison at 1240, 1250 and 1300 comes while the job replays, or shadows (after 1260).
+@pytest.mark.parametrize("replay_after", [30, 150])
+def test_a_retrain_in_flight_carries_over_a_rebuild_unharmed(replay_after: int) -> None:
+    events = _stream("scaler-lr")
+    poisoned, predictions, decisions = _play_retrain(events, set(POISON_AT), replay_after)
+    clean, expected, expected_decisions = _play_retrain(events, set(), replay_after)
+    assert expected_decisions, "the stream must lead to a retrain decision"
+    assert decisions == expected_decisions
+    assert predictions == expected
+    assert poisoned.model_version == clean.model_version
+    assert poisoned.cumulative.get() == clean.cumulative.get()
+    for x in _probes():
+        assert poisoned.model.predict_proba_one(x) == clean.model.predict_proba_one(x)

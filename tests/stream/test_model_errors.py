@@ -225,7 +225,7 @@ def test_without_max_features_any_number_of_names_is_learned() -> None:
     assert rig.slot.learner.feature_budget is None
 
 
-def test_a_retrain_replaying_during_a_rebuild_is_submitted_again_without_the_poison() -> None:
+def test_a_retrain_replaying_during_a_rebuild_carries_on_with_its_replay() -> None:
     rig = Rig()
     learner = rig.slot.learner
     job = RetrainJob(learner.fresh_model(), pool=(0, 40))
@@ -235,12 +235,13 @@ def test_a_retrain_replaying_during_a_rebuild_is_submitted_again_without_the_poi
     rig.daemon._drain_backlog(rig.slot, time.perf_counter() + 60)  # a slice of live events
     assert rig.slot.next_offset == 43 and len(rig.sink.dead_letters()) == 1
 
-    rebuilt_job = rig.slot.learner.retrain
-    assert rebuilt_job is not None and rebuilt_job is not job  # from the snapshot
-    assert rebuilt_job.state == REPLAYING
+    # The job never saw the poison (the serving model raised first): the rebuilt learner
+    # keeps it, and the replay feeding it goes on where it was.
+    assert rig.slot.learner is not learner
+    assert rig.slot.learner.retrain is job and job.state == REPLAYING
     (task,) = rig.replayer._tasks
-    assert task.job is rebuilt_job
-    assert (task.start_offset, task.end_offset) == (0, 40)
+    assert task.job is job
+    assert [x for x, _, _ in job._live] == [_SEA[40][0], _SEA[42][0]]
     # Replays submitted later for a range that covers the poison skip it.
     assert rig.errors.skipped_within(rig.slot, 0, 100) == frozenset({41})
     assert rig.errors.skipped_within(rig.slot, 42, 100) == frozenset()
