@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any, cast
 
 from kafka import TopicPartition
@@ -84,7 +85,9 @@ def _record(offset: int, features: dict[str, Any], label: Any = True) -> Consume
 
 
 class Rig:
-    def __init__(self, drift_action: str = "none", **errors: Any) -> None:
+    def __init__(
+        self, drift_action: str = "none", event_log: Path | None = None, **errors: Any
+    ) -> None:
         self.consumer = StandInConsumer()
         self.sink = RecordingSink()
         self.registry = CollectorRegistry()
@@ -102,7 +105,7 @@ class Rig:
         )
         self.errors = ModelErrors(self.publisher, self.metrics, self.replayer, **errors)
         self.daemon = Daemon(self.consumer, TP.topic, table, self.publisher, self.metrics,
-                             EventLog(None), LoopTiming(), model_errors=self.errors)
+                             EventLog(event_log), LoopTiming(), model_errors=self.errors)
         self.daemon.assign([TP])
 
     @property
@@ -289,8 +292,10 @@ def test_a_replay_skips_the_offsets_the_learner_never_saw() -> None:
     assert job.trained_on == 150 - len(poison)
 
 
-def test_a_candidate_that_raises_on_a_replayed_event_abandons_the_retrain_not_the_daemon() -> None:
-    rig = Rig()
+def test_a_candidate_that_raises_on_a_replayed_event_abandons_the_retrain_not_the_daemon(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(event_log=tmp_path / "events.jsonl")
     records = _stream()[:150]
     rig.feed([_good(0)])
     learner = rig.slot.learner
@@ -305,3 +310,7 @@ def test_a_candidate_that_raises_on_a_replayed_event_abandons_the_retrain_not_th
                       result="abandoned") == 1
     assert learner.model_version == 1
     assert rig.slot.journal is not None and rig.slot.journal.kept == []  # snapshot after it
+    rig.daemon.event_log.close()
+    (line,) = [json.loads(text) for text in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert line["kind"] == "retrain_abandoned"
+    assert line["reason"].startswith("TypeError") and line["model_version"] == 1
