@@ -15,3 +15,8 @@ class CheckpointError(LearnersError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class FeatureBudgetExceeded(LearnersError):
+    """An event would take the learner past its ``--max-features`` budget; it was not
+    shown to the model."""

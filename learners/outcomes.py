@@ -56,4 +56,14 @@ class RetrainDecided:
         return "promoted" if self.promoted else "rejected"
 
 
-Outcome = DriftDetected | ModelReset | RetrainRequested | RetrainDecided
+@dataclass(frozen=True, slots=True)
+class RetrainAbandoned:
+    """The candidate raised while it trained or was scored; the serving model stays."""
+
+    offset: int
+    learned: int
+    reason: str
+    model_version: int
+
+
+Outcome = DriftDetected | ModelReset | RetrainRequested | RetrainDecided | RetrainAbandoned

@@ -13,15 +13,19 @@ the cumulative accuracy equals River's ``evaluate.progressive_val_score`` exactl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from river import base, drift
 
 from learners.accuracy import CumulativeAccuracy, RollingAccuracy
+from learners.exceptions import FeatureBudgetExceeded
+from learners.features import FeatureBudget
 from learners.outcomes import (
     DriftDetected,
     ModelReset,
     Outcome,
+    RetrainAbandoned,
     RetrainDecided,
     RetrainRequested,
 )
@@ -31,10 +35,15 @@ from learners.spec import final_step
 DRIFT_ACTIONS = ("none", "reset", "retrain")
 
 Prediction = tuple[Any, dict[Any, float] | None]
+Step = Callable[[dict[Any, Any], Any, int], Prediction]
 
 
 class PartitionLearner:
     """The whole learning state of one partition; picklable, so it can be checkpointed."""
+
+    #: The feature names taken in, when they are bounded (``limit_features``). A class
+    #: attribute too, so learners pickled before it existed read None.
+    feature_budget: FeatureBudget | None = None
 
     def __init__(
         self,
@@ -83,6 +92,36 @@ class PartitionLearner:
             proba = self.model.predict_proba_one(x)
             return (max(proba, key=proba.__getitem__) if proba else None), proba
         return self.model.predict_one(x), None
+
+    def stepper(self) -> Step:
+        """The step to call per event: ``step`` itself unless features are bounded, so an
+        unbounded learner pays nothing for the bound."""
+        return self.step if self.feature_budget is None else self._step_within_budget
+
+    def _step_within_budget(self, x: dict[Any, Any], y: Any, offset: int) -> Prediction:
+        budget = self.feature_budget
+        assert budget is not None
+        if not budget.admit(x):
+            unknown = budget.unknown(x)
+            raise FeatureBudgetExceeded(
+                f"{len(unknown)} new feature name(s) ({', '.join(map(str, unknown[:5]))}"
+                f"{', ...' if len(unknown) > 5 else ''}) would pass the limit of "
+                f"{budget.limit}"
+            )
+        return self.step(x, y, offset)
+
+    def limit_features(self, limit: int | None) -> None:
+        """Bound the distinct feature names this learner takes in (None: no bound).
+
+        Names are counted from the first bound on; a new limit keeps the names known,
+        and removing the bound forgets them.
+        """
+        if limit is None:
+            self.feature_budget = None
+        elif self.feature_budget is None:
+            self.feature_budget = FeatureBudget(limit)
+        else:
+            self.feature_budget.limit = limit
 
     def step(self, x: dict[Any, Any], y: Any, offset: int) -> Prediction:
         """Predict ``x``; when labelled (``y`` not None), score, watch for drift and learn."""
@@ -144,12 +183,16 @@ class PartitionLearner:
 
     def settle_retrain(self) -> None:
         """Decide a retrain that became ready outside ``step`` (when its replay ended)."""
-        if self.retrain is not None and self.retrain.ready:
+        if self.retrain is not None and self.retrain.done:
             self._finish_retrain()
 
     def _finish_retrain(self) -> None:
         assert self.retrain is not None
         offset = self.last_offset
+        if self.retrain.abandoned is not None:
+            reason, self.retrain = self.retrain.abandoned, None
+            self.outcomes.append(RetrainAbandoned(offset, self.learned, reason, self.model_version))
+            return
         verdict = self.retrain.decide()
         if verdict.promoted:
             self._replace_model(self.retrain.candidate)

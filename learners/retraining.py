@@ -12,6 +12,10 @@ The job is pure bookkeeping; the application feeds it. Its life:
    finish while the daemon catches up on a backlog, when no event is newer than them.
 3. Once ``ready``, ``decide`` says whether the candidate scored strictly better.
 
+A candidate that raises on an event (while replaying or shadowing) cannot be trusted to
+be whole: the job is *abandoned* (``abandoned`` says why) and is ``done`` at once; the
+learner drops it and keeps its serving model.
+
 >>> from river import linear_model
 >>> job = RetrainJob(linear_model.LogisticRegression(), holdout_events=2)
 >>> job.train({"x": 1.0}, True)
@@ -50,6 +54,10 @@ class Verdict:
 class RetrainJob:
     """Train ``candidate`` on replayed and live events, then compare it with the serving model."""
 
+    #: Why the candidate was given up (it raised), else None. A class attribute too, so
+    #: jobs pickled before it existed read None.
+    abandoned: str | None = None
+
     def __init__(
         self,
         candidate: base.Classifier,
@@ -81,31 +89,55 @@ class RetrainJob:
         self.state = REPLAYING
 
     def train(self, x: dict[Any, Any], y: Any) -> None:
-        """Learn one replayed pool event."""
-        self.candidate.learn_one(x, y)
+        """Learn one replayed pool event (nothing once the job is abandoned)."""
+        if self.abandoned is not None:
+            return
+        try:
+            self.candidate.learn_one(x, y)
+        except Exception as exc:  # any model error: the candidate is no longer whole
+            self._abandon(exc)
+            return
         self.trained_on += 1
 
     def replay_finished(self) -> None:
         """The pool is exhausted: score and learn the live events kept meanwhile."""
         self.state = SHADOWING
-        while self._live:
+        while self._live and self.abandoned is None:
             self._shadow(*self._live.popleft())
 
     def observe_live(self, x: dict[Any, Any], y: Any, serving_hit: bool) -> bool:
-        """Show the job one labelled live event; returns True when it is ready to ``decide``."""
+        """Show the job one labelled live event; returns True once it is ``done``."""
+        if self.abandoned is not None:
+            return True
         if self.state == REPLAYING:
             self._live.append((x, y, serving_hit))
             return False
         self._shadow(x, y, serving_hit)
-        return self.ready
+        return self.done
 
     @property
     def ready(self) -> bool:
         return self._evaluated >= self.holdout_events
 
+    @property
+    def done(self) -> bool:
+        """Ready to decide, or abandoned: either way the learner settles the job."""
+        return self.abandoned is not None or self.ready
+
+    def _abandon(self, exc: Exception) -> None:
+        self.abandoned = f"{type(exc).__name__}: {exc}"
+        self._live.clear()
+
     def _shadow(self, x: dict[Any, Any], y: Any, serving_hit: bool) -> None:
+        if self.abandoned is not None:
+            return
         if not self.ready:
-            self._candidate_hits += self.candidate.predict_one(x) == y
+            try:
+                candidate_hit = self.candidate.predict_one(x) == y
+            except Exception as exc:
+                self._abandon(exc)
+                return
+            self._candidate_hits += candidate_hit
             self._serving_hits += serving_hit
             self._evaluated += 1
         self.train(x, y)

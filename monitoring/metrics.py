@@ -26,6 +26,7 @@ from learners.outcomes import (
     DriftDetected,
     ModelReset,
     Outcome,
+    RetrainAbandoned,
     RetrainDecided,
     RetrainRequested,
 )
@@ -175,6 +176,13 @@ class StreamlearnMetrics:
             pl,
             registry=registry,
         )
+        self.partition_halted = Gauge(
+            "streamlearn_partition_halted",
+            "1 when the partition is no longer handled: its model raised on too many "
+            "events in a row.",
+            pl,
+            registry=registry,
+        )
         self.ready = Gauge(
             "streamlearn_ready", "1 when connected to the broker and consuming.", registry=registry
         )
@@ -207,6 +215,7 @@ class StreamlearnMetrics:
             self.model_version,
             self.last_checkpoint,
             self.model_bytes,
+            self.partition_halted,
         )
         for gauge in gauges:
             _remove(gauge, labels)
@@ -235,6 +244,8 @@ class PartitionMetrics:
         self.resets = m.resets.labels(*labels)
         self.promoted = m.retrains.labels(*labels, "promoted")
         self.rejected = m.retrains.labels(*labels, "rejected")
+        self.abandoned = m.retrains.labels(*labels, "abandoned")
+        self.halted = m.partition_halted.labels(*labels)
         self.adwin_width = m.adwin_width.labels(*labels)
         self.processing = m.processing.labels(*labels)
         self.latency = m.latency.labels(*labels)
@@ -267,5 +278,7 @@ class PartitionMetrics:
                     pass  # counted when decided
                 case RetrainDecided():
                     (self.promoted if outcome.promoted else self.rejected).inc()
+                case RetrainAbandoned():
+                    self.abandoned.inc()
                 case _:
                     assert_never(outcome)

@@ -37,8 +37,8 @@ from pydantic import (
 FeatureValue = StrictBool | StrictInt | StrictFloat | StrictStr
 Label = StrictBool | StrictInt | StrictStr
 
-#: Every reason a record can be dead-lettered for; metrics pre-create one series each.
-DEAD_LETTER_REASONS: Final = (
+#: Reasons a record cannot become an event.
+DECODE_REASONS: Final = (
     "empty_value",
     "not_json",
     "not_an_object",
@@ -48,6 +48,11 @@ DEAD_LETTER_REASONS: Final = (
     "bad_label",
     "bad_field",
 )
+#: Reasons a valid event is not learned: the model raised on it, or it would take the
+#: model past ``--max-features`` (``stream/daemon/model_errors.py``).
+MODEL_REASONS: Final = ("model_error", "too_many_features")
+#: Every reason a record can be dead-lettered for; metrics pre-create one series each.
+DEAD_LETTER_REASONS: Final = (*DECODE_REASONS, *MODEL_REASONS)
 
 
 class Event(NamedTuple):

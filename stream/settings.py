@@ -63,6 +63,18 @@ class RunSettings(BaseSettings):
     retrain_holdout_events: int = Field(
         300, ge=1, description="live events both models are scored on before a promotion"
     )
+    max_model_errors: int = Field(
+        100,
+        ge=1,
+        description="halt a partition after this many events in a row on which the model "
+        "raised (each is dead-lettered as model_error)",
+    )
+    max_features: int | None = Field(
+        None,
+        ge=1,
+        description="dead-letter (too_many_features) an event that would take a partition's "
+        "model past this many distinct feature names; unset: no bound",
+    )
 
     max_model_bytes: int = Field(
         256 * 1024 * 1024,

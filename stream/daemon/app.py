@@ -23,6 +23,7 @@ from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoints.checkpointer import CHECKPOINT_REFUSALS, Checkpointer
 from stream.checkpoints.stores import CheckpointStore, LocalDirectoryStore
 from stream.daemon.loop import Daemon, LoopTiming
+from stream.daemon.model_errors import ModelErrors
 from stream.daemon.partitions import LearnerFactory, PartitionTable
 from stream.daemon.publisher import Publisher
 from stream.daemon.replay import Replayer
@@ -143,6 +144,15 @@ def _build_and_run(
             metrics,
             RunLog(settings.event_log),
             _timing(settings, status_interval_s),
+            model_errors=ModelErrors(
+                publisher,
+                metrics,
+                replayer,
+                max_consecutive=settings.max_model_errors,
+                # A rebuild re-steps at most this many events; a snapshot costs one pickle.
+                snapshot_every=settings.checkpoint_every_events,
+                max_features=settings.max_features,
+            ),
         )
         readiness.bind(daemon.ready)
         switch.bind(daemon.stop)

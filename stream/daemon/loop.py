@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from learners.outcomes import Outcome, RetrainRequested
 from monitoring.metrics import StreamlearnMetrics
+from stream.daemon.model_errors import ModelErrors
 from stream.daemon.partitions import PartitionSlot, PartitionTable, report_counts
 from stream.daemon.publisher import Publisher
 from stream.daemon.run_log import RunLog
@@ -55,6 +56,7 @@ class Daemon:
         run_log: RunLog,
         timing: LoopTiming,
         clock: Callable[[], float] = time.monotonic,
+        model_errors: ModelErrors | None = None,
     ) -> None:
         self.consumer = consumer
         self.topic = topic
@@ -62,6 +64,7 @@ class Daemon:
         self.publisher = publisher
         self.metrics = metrics
         self.replayer = partitions.replayer
+        self.model_errors = model_errors or ModelErrors(publisher, metrics, self.replayer)
         self.run_log = run_log
         self.timing = timing
         self.clock = clock
@@ -87,7 +90,17 @@ class Daemon:
             return False, "stopping"
         if self._unreachable_since is not None:
             return False, f"broker unreachable for {self.clock() - self._unreachable_since:.0f} s"
+        halted = self._halted()
+        if halted:
+            return False, halted
         return True, f"consuming {len(self.slots)} partition(s) of {self.topic}"
+
+    def _halted(self) -> str | None:
+        """Why a partition is halted, if one is (it needs a person: readiness says so)."""
+        for slot in list(self.slots.values()):  # list(): called from the HTTP thread too
+            if slot.halted is not None:
+                return f"{slot.tp.topic}[{slot.tp.partition}] halted: {slot.halted}"
+        return None
 
     def run(self) -> int:
         self.consumer.subscribe(self.topic, self)
@@ -168,7 +181,7 @@ class Daemon:
                     "broker reachable again after %.1f s", self.clock() - self._unreachable_since
                 )
             self._unreachable_since = None
-            self.metrics.ready.set(1)
+            self.metrics.ready.set(0 if self._halted() else 1)
             return
         now = self.clock()
         if self._unreachable_since is None:
@@ -186,7 +199,7 @@ class Daemon:
     def _feed(self, slot: PartitionSlot, records: Sequence[Record], deadline: float) -> None:
         """Handle records in order until ``deadline``; hold the rest back (and while the
         partition's retrain replays, hold everything back)."""
-        while records:
+        while records and slot.halted is None:  # a halted partition's records stay unhandled
             # Records behind a backlog join it: order within a partition is the contract.
             if slot.replaying or slot.backlog or time.perf_counter() > deadline:
                 # Pausing the partition bounds the backlog to one poll's worth of records.
@@ -207,16 +220,23 @@ class Daemon:
             if slot.replaying:
                 break  # one slice per cycle while the candidate catches up
         slot.backlog[:0] = records
-        if not slot.backlog:
+        if slot.halted is not None:
+            slot.backlog.clear()  # never handled, never committed; the partition stays paused
+        elif not slot.backlog:
             self.consumer.resume(slot.tp)
 
     def _handle(self, slot: PartitionSlot, records: Sequence[Record], deadline: float) -> int:
         """Test-then-train ``records`` in order; stop early after the record at which the
         learner had something to report (a drift may need the rest held back), or once
-        ``deadline`` passed (a slow model must not keep the loop from polling)."""
+        ``deadline`` passed (a slow model must not keep the loop from polling).
+
+        An event the model raises on is dead-lettered and undone (``model_errors.py``):
+        the try costs nothing while nothing raises, the journal one append per event."""
         started = time.perf_counter()
+        journal = slot.journal or self.model_errors.open(slot)
+        keep = journal.kept.append
         learner, sequence, publisher = slot.learner, slot.sequence, self.publisher
-        step = learner.step
+        step = learner.stepper()
         publish = publisher.predictions_topic is not None
         dead = handled = 0
         newest_timestamp = None
@@ -230,7 +250,18 @@ class Daemon:
                 continue
             if event.seq is not None:  # type: ignore[union-attr]
                 sequence.observe(event.seq)  # type: ignore[union-attr]
-            y_pred, proba = step(event.features, event.label, record.offset)  # type: ignore[union-attr]
+            keep((event.features, event.label, record.offset))  # type: ignore[union-attr]
+            try:
+                y_pred, proba = step(event.features, event.label, record.offset)  # type: ignore[union-attr]
+            except Exception as exc:
+                dead += 1
+                self.model_errors.on_error(slot, record, exc)
+                if slot.halted is not None:
+                    self.consumer.pause(slot.tp)
+                    break
+                learner = slot.learner  # rebuilt
+                step = learner.stepper()
+                continue
             if publish:
                 publisher.prediction(record, event, y_pred, proba, learner.model_version)  # type: ignore[arg-type]
             newest_timestamp = event.timestamp  # type: ignore[union-attr]
@@ -243,6 +274,8 @@ class Daemon:
         outcomes = learner.drain_outcomes()
         if outcomes:
             self._on_outcomes(slot, outcomes)
+        elif journal.due:
+            journal.snapshot(learner)
         return handled
 
     def _record_batch(
@@ -270,9 +303,12 @@ class Daemon:
             self.run_log.outcome(tp.topic, tp.partition, outcome)
             log_outcome(tp, outcome)
             if isinstance(outcome, RetrainRequested) and slot.learner.retrain is not None:
-                self.replayer.submit(
-                    tp, outcome.start_offset, outcome.end_offset, slot.learner.retrain
-                )
+                start, end = outcome.start_offset, outcome.end_offset
+                skip = self.model_errors.skipped_within(slot, start, end)
+                self.replayer.submit(tp, start, end, slot.learner.retrain, skip)
+        if slot.journal is not None:
+            # A rebuild must never cross a drift, reset or decision: it would re-decide.
+            slot.journal.snapshot(slot.learner)
 
     def _advance_retrains(self) -> None:
         self.replayer.advance(self.timing.retrain_budget_s)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from learners.journal import Journal
 from learners.prequential import PartitionLearner
 from learners.retraining import REPLAYING
 from learners.sequence import SequenceTracker
@@ -52,6 +53,10 @@ class PartitionSlot:
     reported: dict[str, int] = field(default_factory=dict)
     # Records polled but held back while the partition's retrain replays.
     backlog: list[Record] = field(default_factory=list)
+    # The learner's snapshot and events since, to undo a poison event (daemon/model_errors.py).
+    journal: Journal | None = None
+    # Why the partition is no longer handled (too many model errors in a row), else None.
+    halted: str | None = None
 
     @property
     def learner(self) -> PartitionLearner:

@@ -29,6 +29,8 @@ class ReplayTask:
     start_offset: int
     end_offset: int
     job: RetrainJob
+    #: Offsets in the range the serving learner never saw (poison, refused events).
+    skip: frozenset[int] = frozenset()
     started: bool = False
     deadline: float = 0.0
     #: Fetched records not trained yet (the last slice ran out of time).
@@ -56,8 +58,15 @@ class Replayer:
         if self._consumer is None:
             self._consumer = self.consumer_factory()
 
-    def submit(self, tp: TopicPartition, start: int, end: int, job: RetrainJob) -> None:
-        self._tasks.append(ReplayTask(tp, start, end, job))
+    def submit(
+        self,
+        tp: TopicPartition,
+        start: int,
+        end: int,
+        job: RetrainJob,
+        skip: frozenset[int] = frozenset(),
+    ) -> None:
+        self._tasks.append(ReplayTask(tp, start, end, job, skip))
 
     def cancel(self, tp: TopicPartition) -> None:
         """The partition was revoked: its learner, and so its job, is gone."""
@@ -94,13 +103,19 @@ class Replayer:
                 return
 
     def _train(self, task: ReplayTask, records: list[Record]) -> bool:
-        """Train the candidate on ``records``; True once the range's end was reached."""
+        """Train the candidate on ``records``; True once the range's end was reached (or
+        the candidate raised: the job is abandoned, nothing more to train)."""
+        job, skip = task.job, task.skip
         for record in records:
             if record.offset >= task.end_offset:
                 return True
+            if record.offset in skip:
+                continue
             event = decode(record.value)
             if isinstance(event, Event) and event.label is not None:
-                task.job.train(event.features, event.label)
+                job.train(event.features, event.label)
+                if job.abandoned is not None:
+                    return True
         return records[-1].offset + 1 >= task.end_offset
 
     def _maybe_give_up(self, task: ReplayTask, consumer: LogReader) -> None:
@@ -124,6 +139,15 @@ class Replayer:
     def _finish(self, task: ReplayTask) -> None:
         task.job.replay_finished()
         self._tasks.popleft()
+        if task.job.abandoned is not None:
+            log.warning(
+                "replay of %s offsets %d..%d abandoned: the candidate raised (%s)",
+                task.tp,
+                task.start_offset,
+                task.end_offset - 1,
+                task.job.abandoned,
+            )
+            return
         log.info(
             "replayed %s offsets %d..%d into a candidate (%d events)",
             task.tp,

@@ -10,7 +10,14 @@ import time
 from pathlib import Path
 from typing import IO, Any, assert_never
 
-from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided, RetrainRequested
+from learners.outcomes import (
+    DriftDetected,
+    ModelReset,
+    Outcome,
+    RetrainAbandoned,
+    RetrainDecided,
+    RetrainRequested,
+)
 
 
 class RunLog:
@@ -71,6 +78,15 @@ class RunLog:
                     serving_accuracy=outcome.serving_accuracy,
                     trained_on=outcome.trained_on,
                     evaluated_on=outcome.evaluated_on,
+                    model_version=outcome.model_version,
+                )
+            case RetrainAbandoned():
+                self.write(
+                    "retrain_abandoned",
+                    *at,
+                    outcome.offset,
+                    outcome.learned,
+                    reason=outcome.reason,
                     model_version=outcome.model_version,
                 )
             case _:

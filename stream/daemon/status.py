@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 from typing import assert_never
 
-from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided, RetrainRequested
+from learners.outcomes import (
+    DriftDetected,
+    ModelReset,
+    Outcome,
+    RetrainAbandoned,
+    RetrainDecided,
+    RetrainRequested,
+)
 from stream.daemon.partitions import PartitionSlot
 from stream.ports import TopicPartition
 
@@ -44,6 +51,13 @@ def log_outcome(tp: TopicPartition, outcome: Outcome) -> None:
                 outcome.serving_accuracy,
                 outcome.evaluated_on,
                 outcome.trained_on,
+                outcome.model_version,
+            )
+        case RetrainAbandoned():
+            log.warning(
+                "retrain ABANDONED at %s: the candidate raised (%s); model v%d serves on",
+                where,
+                outcome.reason,
                 outcome.model_version,
             )
         case _:

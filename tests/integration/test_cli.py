@@ -300,6 +300,8 @@ IN_PROCESS = {
     "min-above-max": (("--min-retrain-events", "500", "--max-retrain-events", "100"),
                       ("min_retrain_events",)),
     "bad-number": (("--adwin-delta", "lots"), ("adwin_delta",)),
+    "no-model-errors-allowed": (("--max-model-errors", "0"), ("max_model_errors",)),
+    "no-features-allowed": (("--max-features", "0"), ("max_features",)),
     "ssl-without-ssl": (("--ssl-cafile", "/etc/hosts"), ("SSL", "PLAINTEXT")),
     "missing-config": (("--config", "/nonexistent/streamlearn.toml"), ("does not exist",)),
 }

@@ -15,7 +15,13 @@ import pytest
 from river import base, linear_model, preprocessing
 from river.datasets import synth
 
-from learners.outcomes import DriftDetected, Outcome, RetrainDecided, RetrainRequested
+from learners.outcomes import (
+    DriftDetected,
+    Outcome,
+    RetrainAbandoned,
+    RetrainDecided,
+    RetrainRequested,
+)
 from learners.prequential import PartitionLearner
 from learners.retraining import REPLAYING, SHADOWING, RetrainJob
 
@@ -351,3 +357,63 @@ def test_a_learner_pickled_mid_retrain_continues_exactly_like_its_twin() -> None
     assert any(isinstance(o, RetrainDecided) for o in outcomes[0]), "no decision exercised"
     assert restored.model_version == learner.model_version
     assert restored.cumulative.get() == learner.cumulative.get()
+
+
+# -- a candidate that raises --------------------------------------------------------------------
+
+
+def test_a_candidate_that_raises_on_a_replayed_event_is_abandoned_and_the_model_serves_on() -> None:
+    learner = PartitionLearner(_lr(), drift_action="retrain")
+    log = _change_after(3000)
+    trigger, _, _ = _until_request(learner, log)
+    serving, job = learner.model, learner.retrain
+    assert job is not None
+    job.train({0: 1.0, 1: 2.0, 2: 3.0}, True)
+    job.train({0: "red", 1: 2.0, 2: 3.0}, True)  # the scaler learns half, then raises
+    assert job.abandoned is not None and job.abandoned.startswith("TypeError: ")
+    assert job.done
+    trained = job.trained_on
+    job.train({0: 1.0, 1: 2.0, 2: 3.0}, True)  # an abandoned candidate learns nothing more
+    assert job.trained_on == trained == 1
+    job.replay_finished()
+
+    learner.settle_retrain()
+    (outcome,) = learner.drain_outcomes()
+    assert isinstance(outcome, RetrainAbandoned)
+    assert outcome.reason == job.abandoned
+    assert outcome.model_version == 1
+    assert learner.retrain is None
+    assert learner.model is serving and learner.model_version == 1
+    x, y = log[trigger + 1]
+    learner.step(x, y, STRIDE * (trigger + 1))  # and the learner steps on
+    assert learner.learned == trigger + 2
+
+
+def test_a_candidate_that_raises_while_shadowing_is_abandoned_at_that_step() -> None:
+    learner = PartitionLearner(_lr(), drift_action="retrain")
+    log = _change_after(3000)
+    trigger, _, _ = _until_request(learner, log)
+    job = learner.retrain
+    assert job is not None
+    job.candidate = _Raising()
+    job.replay_finished()
+    x, y = log[trigger + 1]
+    learner.step(x, y, STRIDE * (trigger + 1))  # the serving model takes it; the candidate not
+    (outcome,) = learner.drain_outcomes()
+    assert isinstance(outcome, RetrainAbandoned)
+    assert outcome.reason == "RuntimeError: candidate broke"
+    assert learner.retrain is None and learner.model_version == 1
+
+
+def test_a_job_pickled_before_abandoning_existed_reads_not_abandoned() -> None:
+    job = RetrainJob(_lr())
+    assert "abandoned" not in job.__dict__
+    assert job.abandoned is None and not job.done
+
+
+class _Raising(base.Classifier):
+    def learn_one(self, x: dict[Any, Any], y: Any) -> None:
+        raise RuntimeError("candidate broke")
+
+    def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]:
+        raise RuntimeError("candidate broke")
