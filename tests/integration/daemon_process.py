@@ -30,8 +30,8 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from learners.checkpoint import Checkpoint, decode_checkpoint
+from learners.state import PartitionState
 from stream.checkpoint_store import KafkaTopicStore, LocalDirectoryStore
-from stream.checkpointing import PartitionState
 from stream.generators import concept_stream
 from stream.producer import encode_event
 
