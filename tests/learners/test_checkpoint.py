@@ -207,7 +207,7 @@ def test_a_single_flipped_bit_anywhere_is_refused(key: bytes | None, data: st.Da
 @pytest.mark.parametrize("key", [None, KEY])
 def test_every_region_is_covered_header_payload_hmac_and_trailer(key: bytes | None) -> None:
     blob = _trap_blob(key, origin=HERE)
-    header, payload = _split(blob)
+    _, payload = _split(blob)
     header_end = PREFIX + int.from_bytes(blob[len(MAGIC) : PREFIX], "big")
     regions = {
         "format byte": len(MAGIC) - 1,
