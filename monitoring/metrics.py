@@ -124,6 +124,13 @@ class StreamlearnMetrics:
             pl,
             registry=registry,
         )
+        self.learned_events = Gauge(
+            "streamlearn_learned_events",
+            "Labelled events the partition's learner has learned in its whole life, "
+            "restored from its checkpoint across restarts.",
+            pl,
+            registry=registry,
+        )
         self.model_version = Gauge(
             "streamlearn_model_version",
             "Serving model version; increments on each reset or promotion.",
@@ -210,13 +217,9 @@ class StreamlearnMetrics:
         """Drop a revoked partition's gauges so another instance's values are not shadowed."""
         labels = (topic, str(partition))
         gauges = (
-            self.adwin_width,
-            self.lag,
-            self.model_version,
-            self.last_checkpoint,
-            self.model_bytes,
-            self.partition_halted,
-        )
+            self.adwin_width, self.lag, self.model_version, self.last_checkpoint,
+            self.model_bytes, self.partition_halted, self.learned_events,
+        )  # fmt: skip
         for gauge in gauges:
             _remove(gauge, labels)
         for window in ("cumulative", "rolling"):
@@ -251,6 +254,7 @@ class PartitionMetrics:
         self.latency = m.latency.labels(*labels)
         self.lag = m.lag.labels(*labels)
         self.model_version = m.model_version.labels(*labels)
+        self.learned_events = m.learned_events.labels(*labels)
         self.last_checkpoint = m.last_checkpoint.labels(*labels)
         self.checkpoints = m.checkpoints.labels(*labels)
         self.model_size = ModelSizeWatch(m.model_bytes, labels, m.max_model_bytes)

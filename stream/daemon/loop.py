@@ -150,10 +150,13 @@ class Daemon:
         if batches:
             self._last_record_at = self.clock()
         self._watch_broker(bool(batches))
+        # Records of a partition whose restored offset proved past the log's end came
+        # from the wrong place; it starts afresh and reads them again from there.
+        refused = self.partitions.verify_ends()
         deadline = time.perf_counter() + self.timing.cycle_budget_s
         for tp, records in batches.items():
             slot = self.slots.get(tp)
-            if slot is not None:
+            if slot is not None and tp not in refused:
                 if not slot.start_verified:
                     self.partitions.verify_start(slot, records[0].offset)
                 self._feed(slot, records, deadline)

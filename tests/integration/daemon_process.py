@@ -30,7 +30,7 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from learners.checkpoint import Checkpoint, decode_checkpoint
-from stream.checkpoints.checkpointer import PartitionState
+from learners.state import PartitionState
 from stream.checkpoints.stores import LocalDirectoryStore
 from stream.kafka.checkpoint_topic import KafkaTopicStore
 from stream.tools.generators import concept_stream

@@ -13,6 +13,7 @@ from typing import Any, cast
 from prometheus_client import CollectorRegistry
 from river import base, linear_model, preprocessing
 
+from learners.origin import Origin
 from learners.prequential import PartitionLearner
 from learners.retraining import REPLAYING, RetrainJob
 from monitoring.metrics import StreamlearnMetrics
@@ -47,6 +48,9 @@ class StandInConsumer:
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         pass
+
+    def origin(self, tp: TopicPartition) -> Origin:
+        return Origin(tp.topic, tp.partition)
 
 
 class RecordingSink:
