@@ -422,7 +422,7 @@ def speed_up_fetches(consumer: KafkaConsumer) -> KafkaConsumer:
     """Make ``consumer`` read fetched batches with this module; returns it.
 
     Relies on kafka-python's fetcher building records through ``self.PartitionRecords``
-    (kafka-python 3.0; ``tests/stream/test_fetched_records.py`` checks it still does).
+    (kafka-python 3.0; ``tests/stream/kafka/test_fetched_records.py`` checks it still does).
     """
     fetcher = consumer._fetcher
     if not isinstance(fetcher, Fetcher) or not hasattr(Fetcher, "PartitionRecords"):
