@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one hot loop and the framing checks it relies on, read together.
 """Fast reading of fetched record batches, plugged into kafka-python's consumer.
 
 kafka-python turns fetched bytes into records one generator step at a time: a batch

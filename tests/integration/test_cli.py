@@ -1,3 +1,4 @@
+# Over 400 lines: one test per promise of the command line, sharing its subprocess helpers.
 """``streamlearn`` as a person runs it: real subprocesses against the real broker.
 
 The daemon serves /healthz and /metrics while it learns, stops at once and cleanly on
