@@ -227,6 +227,9 @@ class Daemon:
             slot.backlog.clear()  # never handled, never committed; the partition stays paused
         elif not slot.backlog:
             self.consumer.resume(slot.tp)
+            # Idle time counts from the last held-back record handled: the resumed
+            # partition's next records are a fetch away, however long the drain took.
+            self._last_record_at = self.clock()
 
     def _handle(self, slot: PartitionSlot, records: Sequence[Record], deadline: float) -> int:
         """Test-then-train ``records`` in order; stop early after the record at which the
