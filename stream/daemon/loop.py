@@ -55,7 +55,10 @@ class Daemon:
         run_log: RunLog,
         timing: LoopTiming,
         clock: Callable[[], float] = time.monotonic,
+        cycle_clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """``clock`` times intervals (commits, idle, outage); ``cycle_clock`` the cycle
+        budget and processing times. Tests pass fakes of both."""
         self.consumer = consumer
         self.topic = topic
         self.partitions = partitions
@@ -65,6 +68,8 @@ class Daemon:
         self.run_log = run_log
         self.timing = timing
         self.clock = clock
+        # Bound once: read per batch and every 64 records, as cheap as time.perf_counter.
+        self._cycle_clock = cycle_clock
         self._stopping = False
         # None until the first assignment: joining a group can take longer than the idle limit.
         self._last_record_at: float | None = None
@@ -137,7 +142,7 @@ class Daemon:
         if batches:
             self._last_record_at = self.clock()
         self._watch_broker(bool(batches))
-        deadline = time.perf_counter() + self.timing.cycle_budget_s
+        deadline = self._cycle_clock() + self.timing.cycle_budget_s
         for tp, records in batches.items():
             slot = self.slots.get(tp)
             if slot is not None:
@@ -188,7 +193,7 @@ class Daemon:
         partition's retrain replays, hold everything back)."""
         while records:
             # Records behind a backlog join it: order within a partition is the contract.
-            if slot.replaying or slot.backlog or time.perf_counter() > deadline:
+            if slot.replaying or slot.backlog or self._cycle_clock() > deadline:
                 # Pausing the partition bounds the backlog to one poll's worth of records.
                 slot.backlog.extend(records)
                 self.consumer.pause(slot.tp)
@@ -202,7 +207,7 @@ class Daemon:
         limit = self.timing.live_slice_during_replay if slot.replaying else len(slot.backlog)
         records = slot.backlog[:limit]
         del slot.backlog[:limit]
-        while records and time.perf_counter() <= deadline:
+        while records and self._cycle_clock() <= deadline:
             records = records[self._handle(slot, records, deadline) :]
             if slot.replaying:
                 break  # one slice per cycle while the candidate catches up
@@ -214,7 +219,8 @@ class Daemon:
         """Test-then-train ``records`` in order; stop early after the record at which the
         learner had something to report (a drift may need the rest held back), or once
         ``deadline`` passed (a slow model must not keep the loop from polling)."""
-        started = time.perf_counter()
+        now = self._cycle_clock
+        started = now()
         learner, sequence, publisher = slot.learner, slot.sequence, self.publisher
         step = learner.step
         publish = publisher.predictions_topic is not None
@@ -234,7 +240,7 @@ class Daemon:
             if publish:
                 publisher.prediction(record, event, y_pred, proba, learner.model_version)  # type: ignore[arg-type]
             newest_timestamp = event.timestamp  # type: ignore[union-attr]
-            if learner.outcomes or (handled & 63 == 0 and time.perf_counter() > deadline):
+            if learner.outcomes or (handled & 63 == 0 and now() > deadline):
                 break
         publisher.ship()
         slot.next_offset = records[handled - 1].offset + 1
@@ -256,7 +262,7 @@ class Daemon:
             m.set_accuracy(learner.cumulative.get(), learner.rolling.get())
         m.adwin_width.set(learner.detector.width)
         m.model_version.set(learner.model_version)
-        m.processing.observe((time.perf_counter() - started) / count)
+        m.processing.observe((self._cycle_clock() - started) / count)
         if newest is not None:
             m.latency.observe(max(time.time() - newest, 0.0))
         highwater = self.consumer.highwater(slot.tp)
