@@ -214,6 +214,8 @@ class Daemon:
         slot.backlog[:0] = records
         if not slot.backlog:
             self.consumer.resume(slot.tp)
+            # A paused partition could bring nothing: idleness counts from its resumption.
+            self._last_record_at = self.clock()
 
     def _handle(self, slot: PartitionSlot, records: Sequence[Record], deadline: float) -> int:
         """Test-then-train ``records`` in order; stop early after the record at which the

@@ -308,9 +308,10 @@ def test_the_loop_stops_after_being_idle_and_checkpoints_what_it_handled(tmp_pat
 
 
 def test_held_back_records_are_work_not_idleness(tmp_path: Path) -> None:
-    # 50 ms a record: a cycle's 64 records take 3.2 s, longer than the idle limit.
+    # 50 ms a record: a cycle's 64 records take 3.2 s, longer than the idle limit; the
+    # partition stays paused meanwhile, with more records behind the 100 held back.
     timing = LoopTiming(stop_after_idle_s=2.0, cycle_budget_s=0.01)
-    h = Harness(tmp_path, timing=timing, send_cost_s=0.05)
+    h = Harness(tmp_path, timing=timing, send_cost_s=0.05, max_records=100)
     h.source.append(encoded_records(TP0, flip_stream(300)))
     h.start(TP0)
     assert h.run() == 0
