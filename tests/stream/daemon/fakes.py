@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import random
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,9 @@ class Journal(list[Call]):
 # -- input --------------------------------------------------------------------------------
 
 
-def flip_stream(count: int, flip_at: int | None = None, seed: int = 1) -> Iterator[tuple[dict[str, float], bool]]:
+def flip_stream(
+    count: int, flip_at: int | None = None, seed: int = 1
+) -> Iterator[tuple[dict[str, float], bool]]:
     """``(features, label)``: the label says whether ``x > 0``, and the opposite from
     ``flip_at`` on (an abrupt concept change a linear model and ADWIN see at once)."""
     rng = random.Random(seed)
@@ -107,6 +109,9 @@ class FakeSource:
     ``max_records`` from each assigned, unpaused partition's position. A poll that finds
     nothing waits its whole timeout on the fake clock.
     """
+
+    #: Polls after which a loop that should have stopped fails the test instead of hanging.
+    POLL_LIMIT = 10_000
 
     def __init__(self, clock: FakeClock, journal: Journal, max_records: int = 500) -> None:
         self.clock = clock
@@ -147,6 +152,7 @@ class FakeSource:
 
     def poll(self, timeout_ms: int) -> Mapping[TopicPartition, Sequence[Record]]:
         self.poll_timeouts.append(timeout_ms)
+        assert len(self.poll_timeouts) <= self.POLL_LIMIT, "the loop did not stop"
         while self._rebalances:
             self._rebalance(*self._rebalances.popleft())
         if self.scripted:
@@ -239,6 +245,7 @@ class FakeLogReader:
         self.read_cost_s = read_cost_s
         self.positions: dict[TopicPartition, int] = {}
         self.reads: list[tuple[TopicPartition, int, int]] = []  # (tp, from, count)
+        self.made = 0  # times a replayer's factory handed this reader out
         self.closed = False
 
     def start(self, tp: TopicPartition, offset: int) -> None:

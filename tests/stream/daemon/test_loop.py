@@ -256,7 +256,8 @@ def test_without_checkpoints_handled_offsets_are_committed_at_the_commit_interva
         h.cycle()
         h.clock.advance(0.25)
     # A commit each second, of what was handled by then: 4 cycles' worth each.
-    commits = [(at - h.journal.of("commit")[0][2], offsets) for _, offsets, at in h.journal.of("commit")]
+    first = h.journal.of("commit")[0][2]
+    commits = [(at - first, offsets) for _, offsets, at in h.journal.of("commit")]
     assert commits == [(0.0, {TP0: 100}), (1.0, {TP0: 180}), (2.0, {TP0: 260}), (3.0, {TP0: 340})]
 
 

@@ -48,15 +48,12 @@ def setup(
         TP1: encoded_records(TP1, flip_stream(1_000, seed=2)),
     }
     reader = FakeLogReader(logs, clock, journal, per_read, read_cost_s)
-    created: list[FakeLogReader] = []
 
     def factory() -> FakeLogReader:
-        created.append(reader)
+        reader.made += 1
         return reader
 
-    replayer = Replayer(factory, give_up_after_s=give_up_after_s, clock=clock)
-    replayer.created = created  # type: ignore[attr-defined]
-    return clock, reader, replayer
+    return clock, reader, Replayer(factory, give_up_after_s=give_up_after_s, clock=clock)
 
 
 def job(clock: FakeClock, cost_s: float = 0.0) -> RetrainJob:
@@ -96,7 +93,7 @@ def test_dead_letters_and_unlabelled_events_are_not_trained() -> None:
 
 
 def test_a_slice_keeps_to_its_budget_and_the_replay_goes_on_in_the_next() -> None:
-    clock, reader, replayer = setup(per_read=20, read_cost_s=0.03)
+    clock, _, replayer = setup(per_read=20, read_cost_s=0.03)
     task = job(clock)
     replayer.submit(TP0, 0, 500, task)
     started = clock()
@@ -121,7 +118,7 @@ def test_a_large_fetch_is_trained_in_runs_with_a_look_at_the_clock_between() -> 
 
 
 def test_a_range_the_log_no_longer_brings_is_given_up_after_a_while() -> None:
-    clock, reader, replayer = setup(give_up_after_s=2.0)
+    clock, _, replayer = setup(give_up_after_s=2.0)
     task = job(clock)
     replayer.submit(TP0, 900, 1_200, task)  # the log ends at 1,000
     replayer.advance(0.1)
@@ -148,12 +145,11 @@ def test_tasks_run_one_after_another_and_cancel_drops_the_partitions_own() -> No
 
 def test_the_reader_is_made_once_on_first_use_or_warm_up_and_closed() -> None:
     clock, reader, replayer = setup()
-    created = replayer.created  # type: ignore[attr-defined]
     replayer.advance(0.1)  # nothing to replay: no reader yet
-    assert created == []
+    assert reader.made == 0
     replayer.warm_up()
     replayer.submit(TP0, 0, 10, job(clock))
     replay(replayer)
-    assert len(created) == 1
+    assert reader.made == 1
     replayer.close()
     assert reader.closed
