@@ -296,10 +296,23 @@ class Daemon:
     def assigned(self, partitions: list[TopicPartition]) -> None:
         # Idle time counts from when there is something to consume, not from the join.
         self._last_record_at = self.clock()
+        new = [tp for tp in partitions if tp not in self.slots]
         self.partitions.assign(partitions)
+        for tp in new:
+            slot = self.slots[tp]
+            self._log_partition("assigned", slot, restored=slot.checkpointed_offset is not None)
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp in self.slots:
+                self._log_partition("revoked", self.slots[tp])
         self.partitions.revoke(partitions, keep_metrics=self._stopping)
+
+    def _log_partition(self, kind: str, slot: PartitionSlot, **fields: object) -> None:
+        """A partition arrived or left; ``offset`` is the last one its state covers."""
+        last = -1 if slot.next_offset is None else slot.next_offset - 1
+        tp = slot.tp
+        self.run_log.write(kind, tp.topic, tp.partition, last, slot.learner.learned, **fields)
 
     def _log_accuracy(self) -> None:
         self._last_accuracy_at = self.clock()

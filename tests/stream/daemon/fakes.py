@@ -400,7 +400,7 @@ class Harness:
     def new_learner(self, tp: TopicPartition) -> PartitionLearner:
         options = {"min_retrain_events": 50, "holdout_events": 60, **self.learner_options}
         model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
-        return PartitionLearner(model, drift_action=self.drift_action, **options)
+        return PartitionLearner(model, drift_action=self.drift_action, **options)  # type: ignore[arg-type]
 
     # driving the loop
 

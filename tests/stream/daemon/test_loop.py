@@ -197,6 +197,22 @@ def test_a_revoked_partition_cancels_its_replay_and_resumes_it_from_the_start_on
     assert sequence.gaps == sequence.duplicates == 0
 
 
+def test_the_run_log_records_partitions_arriving_and_leaving(tmp_path: Path) -> None:
+    h = Harness(tmp_path, checkpoint_every_events=100)
+    h.source.append(encoded_records(TP0, flip_stream(100)))
+    h.start(TP0)
+    h.cycle()
+    h.source.revoke_on_next_poll(TP0)
+    h.source.assign_on_next_poll(TP0)
+    h.cycle()
+    lines = [
+        (line["kind"], line["offset"], line["learned"], line.get("restored"))
+        for line in h.run_log("assigned") + h.run_log("revoked")
+    ]
+    assert sorted(lines) == [("assigned", -1, 0, False), ("assigned", 99, 100, True),
+                             ("revoked", 99, 100, None)]
+
+
 # -- the outage watch -------------------------------------------------------------------------
 
 
