@@ -148,6 +148,7 @@ def test_the_reader_is_made_once_on_first_use_or_warm_up_and_closed() -> None:
     replayer.advance(0.1)  # nothing to replay: no reader yet
     assert reader.made == 0
     replayer.warm_up()
+    assert reader.made == 1  # made before the first retrain needs it
     replayer.submit(TP0, 0, 10, job(clock))
     replay(replayer)
     assert reader.made == 1
