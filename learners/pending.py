@@ -12,8 +12,8 @@ replay after a crash decides exactly as the first pass did) and the oldest entri
 - ``duplicate``: its entry was joined already (a label sent twice);
 - ``unknown``: no event with that id is remembered (never seen, or too long ago).
 
-Ids of joined and dropped entries are remembered, at most ``max_pending`` of them, to
-tell ``duplicate`` and ``expired`` from ``unknown``. The store pickles with the learner,
+Ids of joined and dropped entries are remembered, the last ``max(max_pending,
+REMEMBER_AT_LEAST)`` of them, to tell ``duplicate`` and ``expired`` from ``unknown``. The store pickles with the learner,
 so it is part of every checkpoint.
 
 >>> store = PendingLabels(max_pending=2, ttl_s=60.0)
@@ -36,6 +36,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
+#: Gone ids remembered at least, whatever ``max_pending`` (an id costs about 150 bytes).
+REMEMBER_AT_LEAST = 10_000
 JOINED = "joined"
 EXPIRED = "expired"
 #: What a label can become, in the order the metrics export them.
@@ -152,5 +154,5 @@ class PendingLabels:
         gone = self._gone
         gone[event_id] = outcome
         gone.move_to_end(event_id)
-        if len(gone) > self.max_pending:
+        if len(gone) > max(self.max_pending, REMEMBER_AT_LEAST):
             gone.popitem(last=False)

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from learners.pending import PendingLabels
+from learners.pending import REMEMBER_AT_LEAST, PendingLabels
 
 
 def _fill(store: PendingLabels, ids: range, at: float = 0.0) -> None:
@@ -41,11 +41,9 @@ def test_the_oldest_beyond_max_pending_are_dropped_and_their_labels_expire() -> 
     assert len(store) == 10
     assert "14" not in store and "15" in store
     assert store.dropped == 15
-    assert store.take("10", at=30.0) is None
+    assert store.take("3", at=30.0) is None
     assert store.take("20", at=30.0) is not None
     assert (store.expired, store.joined) == (1, 1)
-    # Gone ids are remembered up to max_pending of them: older ones read as unknown.
-    assert store.take("3", at=30.0) is None and store.unknown == 1
 
 
 def test_entries_older_than_the_ttl_expire_by_record_time() -> None:
@@ -71,11 +69,10 @@ def test_replacing_a_waiting_id_keeps_the_newer_prediction() -> None:
 
 def test_what_is_remembered_of_gone_ids_is_bounded() -> None:
     store = PendingLabels(max_pending=5)
-    _fill(store, range(1000))
-    for i in range(995, 1000):
-        assert store.take(str(i), at=2000.0) is not None
-    assert len(store._gone) <= 5
-    assert store.take("0", at=2000.0) is None and store.unknown == 1  # forgotten long ago
+    _fill(store, range(REMEMBER_AT_LEAST + 1000))
+    assert len(store._gone) == REMEMBER_AT_LEAST
+    assert store.take("0", at=0.0) is None and store.unknown == 1  # forgotten long ago
+    assert store.take("1000", at=0.0) is None and store.expired == 1
 
 
 def test_resize_applies_new_bounds_at_once() -> None:
