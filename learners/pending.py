@@ -13,8 +13,8 @@ replay after a crash decides exactly as the first pass did) and the oldest entri
 - ``unknown``: no event with that id is remembered (never seen, or too long ago).
 
 Ids of joined and dropped entries are remembered, the last ``max(max_pending,
-REMEMBER_AT_LEAST)`` of them, to tell ``duplicate`` and ``expired`` from ``unknown``. The store pickles with the learner,
-so it is part of every checkpoint.
+REMEMBER_AT_LEAST)`` of them, to tell ``duplicate`` and ``expired`` from ``unknown``.
+The store pickles with the learner, so it is part of every checkpoint.
 
 >>> store = PendingLabels(max_pending=2, ttl_s=60.0)
 >>> store.add("a", {"x": 1.0}, True, 1, at=0.0, offset=0)
