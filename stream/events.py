@@ -22,7 +22,7 @@ True
 >>> decode(b'{"id": "17", "label": 1}')
 LateLabel(id='17', label=1)
 >>> decode(b'{"label": 1}').reason
-'bad_field'
+'missing_features'
 """
 
 from __future__ import annotations
@@ -133,15 +133,13 @@ def judge(value: bytes) -> Event | LateLabel | DeadLetter:
 
 
 def _judge_late_label(value: bytes, missing: DeadLetter) -> LateLabel | DeadLetter:
-    """A record without features: a late label if it has a label, else ``missing``."""
+    """A record without features: a late label if it has an id and a label, else ``missing``."""
     try:
         model = _LateLabelModel.model_validate_json(value)
     except ValidationError as exc:
         return _dead_letter(exc)
-    if model.label is None:
-        return missing
-    if model.id is None:
-        return DeadLetter("bad_field", "id: a label without features needs the event's id")
+    if model.label is None or model.id is None:
+        return missing  # no features, and no event id a label could belong to
     return LateLabel(model.id, model.label)
 
 

@@ -10,7 +10,7 @@ import pytest
 from river import evaluate, metrics
 
 from learners.spec import parse_model_spec
-from stream.events import DeadLetter, Event, LateLabel, decode
+from stream.events import Event, LateLabel, decode
 from stream.tools.produce import ProduceOptions, encode_event, produce
 from tests.integration.kafka_helpers import (
     create_topic,
@@ -107,7 +107,7 @@ def test_every_label_is_counted_by_outcome_and_none_stops_the_daemon(
     records += [_label(f"e{i}", True) for i in range(5)]  # 5 expired
     records += [_label("e25", True), _label("e26", False)]  # 2 duplicates
     records += [_label("nobody", True), _label("e999", 1), _label("e30", True)]  # 3 unknown
-    records += [(b"x", b'{"label": true}')]  # no id: a dead letter, not a label
+    records += [(b"x", b'{"label": true}')]  # no id: a dead letter (no features), not a label
     records += [_event(i, label=i % 2 == 0) for i in range(30, 40)]  # labelled events go on
     records += [_event(40), _label("e40", True)]  # and so do late labels
     send_raw(kafka_bootstrap, topic_name, records)
@@ -122,9 +122,11 @@ def test_every_label_is_counted_by_outcome_and_none_stops_the_daemon(
     assert sample(registry, "streamlearn_events_total", **labels, outcome="learned") == 21
     assert sample(registry, "streamlearn_events_total", **labels, outcome="predicted") == 31
     assert sample(registry, "streamlearn_pending_labels", **labels) == 0
-    letters = [decode(r.value) for r in read_all(kafka_bootstrap, dead)]
-    assert letters == [DeadLetter("bad_field", "id: a label without features needs the event's id")]
-    assert sample(registry, "streamlearn_dead_letters_total", reason="bad_field") == 1
+    letters = read_all(kafka_bootstrap, dead)
+    assert [(r.value, dict(r.headers)["streamlearn.reason"]) for r in letters] == [
+        (b'{"label": true}', b"missing_features")
+    ]
+    assert sample(registry, "streamlearn_dead_letters_total", reason="missing_features") == 1
 
 
 def test_predictions_of_unlabelled_events_are_published_at_once(

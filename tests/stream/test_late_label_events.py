@@ -22,7 +22,7 @@ LATE_LABELS = {
 NOT_LABELS = {
     b'{"id": "17"}': "missing_features",
     b'{"id": "17", "label": null}': "missing_features",
-    b'{"label": 1}': "bad_field",
+    b'{"label": 1}': "missing_features",
     b'{"id": 17, "label": 1}': "bad_field",
     b'{"id": "17", "label": 1.5}': "bad_label",
     b'{"id": "17", "label": [1]}': "bad_label",
