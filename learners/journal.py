@@ -41,8 +41,11 @@ from typing import Any
 
 from learners.prequential import PartitionLearner
 
-#: One stepped event: features, label (None when unlabelled), offset.
-Kept = tuple[dict[Any, Any], Any, int]
+#: One thing the learner was told, its offset last. Three kinds, told apart by length:
+#: ``(x, y, offset)`` an event stepped (``y`` None when unlabelled and never to be
+#: labelled); ``(x, event_id, at, offset)`` an unlabelled event held for its label;
+#: ``(None, event_id, y, at, offset)`` a label that came later (``join``).
+Kept = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class Journal:
 
     def refuse_last(self) -> int:
         """The last kept event never reached the model (refused before it): forget it."""
-        offset = self.kept.pop()[2]
+        offset: int = self.kept.pop()[-1]
         self._skip(offset)
         return offset
 
@@ -104,17 +107,20 @@ class Journal:
         reported when the events were first stepped. A snapshot is taken after each of
         them, so no rebuild crosses one.
         """
-        poison = self.kept.pop()[2]
+        poison = self.kept.pop()[-1]
         learner: PartitionLearner = pickle.loads(self._snapshot)
-        step = learner.stepper()
         lost = []
-        for x, y, offset in self.kept:
+        for kept in self.kept:
             try:
-                step(x, y, offset)
+                redo(learner, kept)
             except Exception:
-                lost.append(offset)
+                lost.append(kept[-1])
         learner.drain_outcomes()
         learner.retrain = failed.retrain
+        if learner.pending is not None and failed.pending is not None:
+            # Delays of joins not reported yet are the failed learner's; the ones the
+            # replay re-derived before them were reported already.
+            learner.pending.delays = failed.pending.delays
         replayed = len(self.kept)
         self.snapshot(learner)  # the next rebuild starts here
         for offset in (poison, *lost):
@@ -134,3 +140,13 @@ class Journal:
         self.skipped.add(offset)
         if len(self.skipped) > self.remember:  # keep the newer half: replays read recent ranges
             self.skipped = set(sorted(self.skipped)[len(self.skipped) // 2 :])
+
+
+def redo(learner: PartitionLearner, kept: Kept) -> None:
+    """Tell ``learner`` again what ``kept`` records (see :data:`Kept`)."""
+    if len(kept) == 3:
+        learner.stepper()(*kept)
+    elif len(kept) == 4:
+        learner.hold(*kept)
+    else:
+        learner.join(*kept[1:])

@@ -29,6 +29,7 @@ from learners.outcomes import (
     RetrainDecided,
     RetrainRequested,
 )
+from learners.pending import PendingLabels
 from learners.retraining import RetrainJob
 from learners.spec import final_step
 
@@ -44,6 +45,9 @@ class PartitionLearner:
     #: The feature names taken in, when they are bounded (``limit_features``). A class
     #: attribute too, so learners pickled before it existed read None.
     feature_budget: FeatureBudget | None = None
+    #: Predictions waiting for their label (``hold``, ``join``); None in learners pickled
+    #: before it existed, until their first ``hold``.
+    pending: PendingLabels | None = None
 
     def __init__(
         self,
@@ -54,6 +58,8 @@ class PartitionLearner:
         max_retrain_events: int = 20_000,
         min_retrain_events: int = 100,
         holdout_events: int = 300,
+        max_pending: int = 100_000,
+        label_ttl_s: float = 86_400.0,
     ) -> None:
         if drift_action not in DRIFT_ACTIONS:
             raise ValueError(f"drift_action must be one of {DRIFT_ACTIONS}, got {drift_action!r}")
@@ -64,6 +70,8 @@ class PartitionLearner:
         self.max_retrain_events = max_retrain_events
         self.min_retrain_events = min_retrain_events
         self.holdout_events = holdout_events
+        self.max_pending = max_pending
+        self.label_ttl_s = label_ttl_s
 
         self._blueprint = model.clone()
         self._argmax_of_proba = _predict_is_argmax_of_proba(model)
@@ -76,6 +84,7 @@ class PartitionLearner:
         self.drifts = 0
         self.last_offset = -1
         self.retrain: RetrainJob | None = None
+        self.pending = PendingLabels(max_pending, label_ttl_s)
         #: Outcomes since the caller last drained them (rare: drifts and decisions).
         self.outcomes: list[Outcome] = []
         # Offsets of recent labelled events, so a drift's window width (in labelled
@@ -101,6 +110,11 @@ class PartitionLearner:
     def _step_within_budget(self, x: dict[Any, Any], y: Any, offset: int) -> Prediction:
         budget = self.feature_budget
         assert budget is not None
+        self._admit(budget, x)
+        return self.step(x, y, offset)
+
+    @staticmethod
+    def _admit(budget: FeatureBudget, x: dict[Any, Any]) -> None:
         if not budget.admit(x):
             unknown = budget.unknown(x)
             raise FeatureBudgetExceeded(
@@ -108,7 +122,6 @@ class PartitionLearner:
                 f"{', ...' if len(unknown) > 5 else ''}) would pass the limit of "
                 f"{budget.limit}"
             )
-        return self.step(x, y, offset)
 
     def limit_features(self, limit: int | None) -> None:
         """Bound the distinct feature names this learner takes in (None: no bound).
@@ -129,9 +142,18 @@ class PartitionLearner:
         if y is None:
             self.predicted += 1
             return y_pred, proba
+        self._learn(x, y, y_pred, offset, offset)
+        return y_pred, proba
+
+    def _learn(self, x: dict[Any, Any], y: Any, y_pred: Any, offset: int, origin: int) -> None:
+        """Score ``y_pred`` against ``y``, feed ADWIN its error, learn ``(x, y)``.
+
+        ``offset`` is where the label came, ``origin`` where the features came (the same
+        offset unless the label came later): a retrain replays from the features on.
+        """
         hit = y_pred == y
         if self.drift_action == "retrain":
-            self._recent_offsets[self._recent_count % self.max_retrain_events] = offset
+            self._recent_offsets[self._recent_count % self.max_retrain_events] = origin
             self._recent_count += 1
         # An untrained model may have nothing to say; like River's progressive
         # validation, such an event is learned but not scored.
@@ -152,7 +174,66 @@ class PartitionLearner:
             self._finish_retrain()
         if detected:
             self._on_detection(offset, error_before)
+
+    # -- labels that come later ---------------------------------------------------------
+
+    def hold(self, x: dict[Any, Any], event_id: str, at: float, offset: int) -> Prediction:
+        """Predict an unlabelled event and keep what its label will need (``join``).
+
+        Predicting changes nothing in the model, so holding many events before their
+        labels come scores and learns exactly as River's ``progressive_val_score`` with
+        ``delay`` does. ``at`` is the event's arrival time in seconds (its record time).
+        """
+        budget = self.feature_budget
+        if budget is not None:
+            self._admit(budget, x)
+        y_pred, proba = self.predict(x)
+        self.predicted += 1
+        pending = self.pending
+        if pending is None:  # a learner from a checkpoint older than late labels
+            pending = self.pending = PendingLabels(self.max_pending, self.label_ttl_s)
+        pending.add(event_id, x, y_pred, self.model_version, at, offset)
         return y_pred, proba
+
+    def join(self, event_id: str, y: Any, at: float, offset: int) -> bool:
+        """A label for event ``event_id`` came at ``offset``: score the prediction made
+        when the event came, and learn the features it was made on. False when no
+        prediction waits for it (counted by the pending store as expired, duplicate or
+        unknown).
+
+        ADWIN watches the error of the serving model: a prediction made by a model that
+        was reset or replaced since is scored, but not shown to the new model's detector.
+        """
+        pending = self.pending
+        entry = pending.take(event_id, at) if pending is not None else None
+        if entry is None:
+            return False
+        if entry.model_version == self.model_version:
+            self._learn(entry.features, y, entry.prediction, offset, entry.offset)
+            return True
+        # Same as _learn, less the detector (there is no drift to act on either).
+        hit = entry.prediction == y
+        if self.drift_action == "retrain":
+            self._recent_offsets[self._recent_count % self.max_retrain_events] = entry.offset
+            self._recent_count += 1
+        if entry.prediction is not None:
+            self.cumulative.update(hit)
+            self.rolling.update(hit)
+        self.model.learn_one(entry.features, y)
+        self.learned += 1
+        self.last_offset = offset
+        if self.retrain is not None and self.retrain.observe_live(entry.features, y, hit):
+            self._finish_retrain()
+        return True
+
+    def bound_pending(self, max_pending: int, label_ttl_s: float) -> None:
+        """Apply this run's bounds on waiting predictions (a restored learner keeps the
+        entries it had, not the bounds it was created with)."""
+        self.max_pending, self.label_ttl_s = max_pending, label_ttl_s
+        if self.pending is None:
+            self.pending = PendingLabels(max_pending, label_ttl_s)
+        else:
+            self.pending.resize(max_pending, label_ttl_s)
 
     # -- drift ------------------------------------------------------------------------
 
@@ -174,7 +255,8 @@ class PartitionLearner:
     def _request_retrain(self, width: int) -> None:
         size = min(max(width, self.min_retrain_events), self.max_retrain_events)
         size = min(size, self._recent_count)
-        end = self._recent_offsets[(self._recent_count - 1) % self.max_retrain_events] + 1
+        # The last label learned, which may have come after the features recorded above.
+        end = self.last_offset + 1
         start = self._recent_offsets[(self._recent_count - size) % self.max_retrain_events]
         self.retrain = RetrainJob(
             self.fresh_model(), self.holdout_events, self.max_retrain_events, pool=(start, end)

@@ -30,10 +30,13 @@ from learners.outcomes import (
     RetrainDecided,
     RetrainRequested,
 )
+from learners.pending import LABEL_OUTCOMES
 from monitoring.model_size import ModelSizeWatch
 
 OUTCOMES = ("learned", "predicted", "dead_lettered")
 PER_EVENT_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.1)
+#: Event to label: from a click (seconds) to a chargeback (weeks).
+LABEL_DELAY_BUCKETS = (0.1, 1.0, 10.0, 60.0, 600.0, 3600.0, 6 * 3600.0, 86_400.0, 7 * 86_400.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -183,6 +186,26 @@ class StreamlearnMetrics:
             pl,
             registry=registry,
         )
+        self.labels = Counter(
+            "streamlearn_labels",
+            "Labels that came after their event, by outcome: joined to the waiting "
+            "prediction, expired (it waited too long), unknown id, duplicate.",
+            (*pl, "outcome"),
+            registry=registry,
+        )
+        self.pending_labels = Gauge(
+            "streamlearn_pending_labels",
+            "Predictions of unlabelled events waiting for their label.",
+            pl,
+            registry=registry,
+        )
+        self.label_delay = Histogram(
+            "streamlearn_label_delay_seconds",
+            "From an unlabelled event to its label (Kafka record times), per joined label.",
+            pl,
+            buckets=LABEL_DELAY_BUCKETS,
+            registry=registry,
+        )
         self.partition_halted = Gauge(
             "streamlearn_partition_halted",
             "1 when the partition is no longer handled: its model raised on too many "
@@ -218,7 +241,7 @@ class StreamlearnMetrics:
         labels = (topic, str(partition))
         gauges = (
             self.adwin_width, self.lag, self.model_version, self.last_checkpoint,
-            self.model_bytes, self.partition_halted, self.learned_events,
+            self.model_bytes, self.partition_halted, self.learned_events, self.pending_labels,
         )  # fmt: skip
         for gauge in gauges:
             _remove(gauge, labels)
@@ -261,6 +284,16 @@ class PartitionMetrics:
         self.sequence_gaps = m.sequence_gaps.labels(*labels)
         self.sequence_duplicates = m.sequence_duplicates.labels(*labels)
         self.offsets_expired = m.offsets_expired.labels(*labels)
+        self.labels = {outcome: m.labels.labels(*labels, outcome) for outcome in LABEL_OUTCOMES}
+        self._pending = m.pending_labels.labels(*labels)
+        self._label_delay = m.label_delay.labels(*labels)
+
+    def show_pending(self, waiting: int, delays: Iterable[float]) -> None:
+        """The predictions waiting for labels, and the delays of the labels joined since."""
+        self._pending.set(waiting)
+        observe = self._label_delay.observe
+        for delay in delays:
+            observe(delay)
 
     def set_accuracy(self, cumulative: float, rolling: float) -> None:
         """Bound on first use: a partition that has scored nothing exports no accuracy

@@ -6,6 +6,9 @@ The canonical value is JSON::
      "label": bool | int | string | null, "timestamp": optional epoch seconds,
      "seq": optional per-partition sequence number}
 
+A record with a label but no ``features`` is the label of an earlier event that came
+without one (``docs/labels.md``): ``{"id": "17", "label": 1}`` becomes a :class:`LateLabel`.
+
 Two readers agree on what is valid. The fast one, orjson plus a few type checks, takes
 the well-formed events (about 2 µs, where pydantic-core takes 3.5). Anything it does not
 accept outright, pydantic's strict model judges: it accepts the odd valid value (a label
@@ -16,6 +19,10 @@ an integer past 64 bits arrives as its nearest float, the value a model computes
 True
 >>> decode(b'{"features": {"x": NaN}, "label": 1}').reason
 'non_finite'
+>>> decode(b'{"id": "17", "label": 1}')
+LateLabel(id='17', label=1)
+>>> decode(b'{"label": 1}').reason
+'missing_features'
 """
 
 from __future__ import annotations
@@ -77,6 +84,24 @@ class _EventModel(BaseModel):
     seq: StrictInt | None = None
 
 
+class LateLabel(NamedTuple):
+    """The label of the earlier event ``id``, which came without one."""
+
+    id: str
+    label: bool | int | str
+
+
+class _LateLabelModel(BaseModel):
+    """A record without features: a late label when it has one (not null)."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+    id: StrictStr | None = None
+    label: Label | None = None
+    timestamp: StrictFloat | StrictInt | None = None
+    seq: StrictInt | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A record that could not become an event; ``reason`` is one of DEAD_LETTER_REASONS."""
@@ -85,8 +110,9 @@ class DeadLetter:
     detail: str
 
 
-def decode(value: bytes | None) -> Event | DeadLetter:
-    """Turn one record value into an :class:`Event`, or a :class:`DeadLetter` saying why not."""
+def decode(value: bytes | None) -> Event | LateLabel | DeadLetter:
+    """Turn one record value into an :class:`Event` (or the :class:`LateLabel` of an
+    earlier one), or a :class:`DeadLetter` saying why not."""
     if not value:
         return DeadLetter("empty_value", "the record has no value")
     try:
@@ -96,13 +122,25 @@ def decode(value: bytes | None) -> Event | DeadLetter:
     return event if event is not None else judge(value)
 
 
-def judge(value: bytes) -> Event | DeadLetter:
+def judge(value: bytes) -> Event | LateLabel | DeadLetter:
     """pydantic's verdict on ``value``: the reference that :func:`decode` agrees with."""
     try:
         model = _EventModel.model_validate_json(value)
     except ValidationError as exc:
-        return _dead_letter(exc)
+        letter = _dead_letter(exc)
+        return _judge_late_label(value, letter) if letter.reason == "missing_features" else letter
     return Event(model.features, model.label, model.id, model.timestamp, model.seq)
+
+
+def _judge_late_label(value: bytes, missing: DeadLetter) -> LateLabel | DeadLetter:
+    """A record without features: a late label if it has an id and a label, else ``missing``."""
+    try:
+        model = _LateLabelModel.model_validate_json(value)
+    except ValidationError as exc:
+        return _dead_letter(exc)
+    if model.label is None or model.id is None:
+        return missing  # no features, and no event id a label could belong to
+    return LateLabel(model.id, model.label)
 
 
 _FEATURE_TYPES = frozenset((bool, int, float, str))
@@ -110,7 +148,7 @@ _LABEL_TYPES = frozenset((bool, int, str, type(None)))
 _TIMESTAMP_TYPES = frozenset((int, float, type(None)))
 
 
-def _well_formed(data: Any) -> Event | None:
+def _well_formed(data: Any) -> Event | LateLabel | None:
     """The event ``data`` (parsed JSON) holds, if it is plainly valid; else None.
 
     Exact types (``type(x) in``) keep booleans out of numbers as pydantic's strict types
@@ -120,7 +158,7 @@ def _well_formed(data: Any) -> Event | None:
         return None
     features = data.get("features")
     if type(features) is not dict:
-        return None
+        return _late_label(data) if features is None else None
     for feature in features.values():
         if type(feature) not in _FEATURE_TYPES:
             return None
@@ -134,6 +172,22 @@ def _well_formed(data: Any) -> Event | None:
     ):
         return None
     return Event(features, label, event_id, timestamp, seq)
+
+
+def _late_label(data: dict[str, Any]) -> LateLabel | None:
+    """The late label ``data`` (parsed JSON, no ``features``) holds, if plainly valid."""
+    get = data.get
+    event_id, label, timestamp, seq = get("id"), get("label"), get("timestamp"), get("seq")
+    if (
+        type(event_id) is not str
+        or label is None
+        or type(label) not in _LABEL_TYPES
+        or "features" in data
+        or type(timestamp) not in _TIMESTAMP_TYPES
+        or (seq is not None and type(seq) is not int)
+    ):
+        return None
+    return LateLabel(event_id, label)
 
 
 _UNION_MEMBERS = {"bool", "int", "float", "str"}

@@ -76,6 +76,19 @@ class RunSettings(BaseSettings):
         "model past this many distinct feature names; unset: no bound",
     )
 
+    label_ttl: float = Field(
+        86_400.0,
+        gt=0,
+        description="seconds an unlabelled event's prediction waits for its label "
+        "(by Kafka record times); a label that comes later counts as expired",
+    )
+    max_pending: int = Field(
+        100_000,
+        ge=1,
+        description="predictions waiting for labels per partition at most; the oldest "
+        "beyond it are dropped (their labels count as expired)",
+    )
+
     max_model_bytes: int = Field(
         256 * 1024 * 1024,
         ge=1,

@@ -67,6 +67,8 @@ def learner_factory(settings: RunSettings) -> LearnerFactory:
             max_retrain_events=settings.max_retrain_events,
             min_retrain_events=settings.min_retrain_events,
             holdout_events=settings.retrain_holdout_events,
+            max_pending=settings.max_pending,
+            label_ttl_s=settings.label_ttl,
         )
 
     log.info("model: %s; drift action: %s", describe_model(blueprint), settings.drift_action)
@@ -152,6 +154,8 @@ def _build_and_run(
                 # A rebuild re-steps at most this many events; a snapshot costs one pickle.
                 snapshot_every=settings.checkpoint_every_events,
                 max_features=settings.max_features,
+                max_pending=settings.max_pending,
+                label_ttl_s=settings.label_ttl,
             ),
         )
         readiness.bind(daemon.ready)

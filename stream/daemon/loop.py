@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from learners.outcomes import Outcome, RetrainRequested
 from monitoring.metrics import StreamlearnMetrics
@@ -20,7 +21,7 @@ from stream.daemon.partitions import PartitionSlot, PartitionTable, report_count
 from stream.daemon.publisher import Publisher
 from stream.daemon.run_log import RunLog
 from stream.daemon.status import StatusLine, log_outcome
-from stream.events import DeadLetter, decode
+from stream.events import DeadLetter, Event, LateLabel, decode
 from stream.exceptions import StreamError
 from stream.ports import Record, Source, TopicPartition
 
@@ -254,28 +255,48 @@ class Daemon:
         for record in records:
             handled += 1
             event = decode(record.value)
-            if type(event) is DeadLetter:
-                publisher.dead_letter(record, event)
-                self.metrics.dead_letters.labels(event.reason).inc()
-                dead += 1
+            if type(event) is not Event:  # a dead letter, or the label of an earlier event
+                if type(event) is DeadLetter:
+                    publisher.dead_letter(record, event)
+                    self.metrics.dead_letters.labels(event.reason).inc()
+                    dead += 1
+                    continue
+                late = cast(LateLabel, event)
+                at = record.timestamp * 0.001
+                keep((None, late.id, late.label, at, record.offset))
+                try:
+                    learner.join(late.id, late.label, at, record.offset)
+                except Exception as exc:  # the model raised on the features it predicted on
+                    dead += 1
+                    if self._undone_halted(slot, record, exc):
+                        break
+                    learner = slot.learner  # rebuilt
+                    step = learner.stepper()
+                    continue
+                if learner.outcomes or (handled & 63 == 0 and now() > deadline):
+                    break
                 continue
-            if event.seq is not None:  # type: ignore[union-attr]
-                sequence.observe(event.seq)  # type: ignore[union-attr]
-            keep((event.features, event.label, record.offset))  # type: ignore[union-attr]
+            if event.seq is not None:
+                sequence.observe(event.seq)
             try:
-                y_pred, proba = step(event.features, event.label, record.offset)  # type: ignore[union-attr]
+                if event.label is None and event.id is not None:
+                    # Its label comes later: predict now, keep what the label will need.
+                    held = (event.features, event.id, record.timestamp * 0.001, record.offset)
+                    keep(held)
+                    y_pred, proba = learner.hold(*held)
+                else:
+                    keep((event.features, event.label, record.offset))
+                    y_pred, proba = step(event.features, event.label, record.offset)
             except Exception as exc:
                 dead += 1
-                self.model_errors.on_error(slot, record, exc)
-                if slot.halted is not None:
-                    self.consumer.pause(slot.tp)
+                if self._undone_halted(slot, record, exc):
                     break
                 learner = slot.learner  # rebuilt
                 step = learner.stepper()
                 continue
             if publish:
-                publisher.prediction(record, event, y_pred, proba, learner.model_version)  # type: ignore[arg-type]
-            newest_timestamp = event.timestamp  # type: ignore[union-attr]
+                publisher.prediction(record, event, y_pred, proba, learner.model_version)
+            newest_timestamp = event.timestamp
             if learner.outcomes or (handled & 63 == 0 and now() > deadline):
                 break
         publisher.ship()
@@ -289,6 +310,15 @@ class Daemon:
             journal.snapshot(learner)
         return handled
 
+    def _undone_halted(self, slot: PartitionSlot, record: Record, exc: Exception) -> bool:
+        """The model raised on ``record``: dead-letter and undo it; True when that halted
+        the partition (it is paused, the batch ends)."""
+        self.model_errors.on_error(slot, record, exc)
+        if slot.halted is None:
+            return False
+        self.consumer.pause(slot.tp)
+        return True
+
     def _record_batch(
         self, slot: PartitionSlot, count: int, dead: int, started: float, newest: float | None
     ) -> None:
@@ -300,6 +330,9 @@ class Daemon:
             m.set_accuracy(learner.cumulative.get(), learner.rolling.get())
         m.adwin_width.set(learner.detector.width)
         m.model_version.set(learner.model_version)
+        pending = learner.pending
+        if pending is not None:
+            m.show_pending(len(pending), pending.drain_delays())
         m.processing.observe((self._cycle_clock() - started) / count)
         if newest is not None:
             m.latency.observe(max(time.time() - newest, 0.0))

@@ -19,7 +19,7 @@ import logging
 from learners.exceptions import FeatureBudgetExceeded
 from learners.journal import Journal, Rebuilt
 from monitoring.metrics import StreamlearnMetrics
-from stream.daemon.partitions import PartitionSlot
+from stream.daemon.partitions import PartitionSlot, lifetime_counts
 from stream.daemon.publisher import Publisher
 from stream.daemon.replay import Replayer
 from stream.events import DeadLetter
@@ -42,6 +42,8 @@ class ModelErrors:
         max_consecutive: int = 100,
         snapshot_every: int = 10_000,
         max_features: int | None = None,
+        max_pending: int = 100_000,
+        label_ttl_s: float = 86_400.0,
     ) -> None:
         self.publisher = publisher
         self.metrics = metrics
@@ -49,11 +51,14 @@ class ModelErrors:
         self.max_consecutive = max_consecutive
         self.snapshot_every = snapshot_every
         self.max_features = max_features
+        self.max_pending = max_pending
+        self.label_ttl_s = label_ttl_s
 
     def open(self, slot: PartitionSlot) -> Journal:
-        """Before a partition's first event (fresh or restored): apply the feature bound
-        of this run and take the first snapshot."""
+        """Before a partition's first event (fresh or restored): apply the bounds of this
+        run (features, predictions waiting for labels) and take the first snapshot."""
         slot.learner.limit_features(self.max_features)
+        slot.learner.bound_pending(self.max_pending, self.label_ttl_s)
         slot.journal = Journal(slot.learner, self.snapshot_every)
         return slot.journal
 
@@ -129,7 +134,7 @@ class ModelErrors:
 def _forget_reported(slot: PartitionSlot) -> None:
     """A rebuild can only lower the learner's counts (events it lost again); the metric
     counters never go down, so what was reported is lowered to match."""
-    learner, reported = slot.learner, slot.reported
-    for name, now in (("learned", learner.learned), ("predicted", learner.predicted)):
+    reported = slot.reported
+    for name, now in lifetime_counts(slot).items():
         if reported.get(name, 0) > now:
             reported[name] = now

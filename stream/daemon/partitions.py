@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from learners.journal import Journal
 from learners.origin import Origin
+from learners.pending import LABEL_OUTCOMES
 from learners.prequential import PartitionLearner
 from learners.retraining import REPLAYING
 from learners.sequence import SequenceTracker
@@ -131,7 +132,7 @@ class PartitionTable:
             last_checkpoint_at=self.clock(),
         )
         # Counters restored with the state were reported by an earlier process.
-        slot.reported = _counts(slot)
+        slot.reported = lifetime_counts(slot)
         offset = restored.next_offset
         self.consumer.seek(tp, offset)
         self._resume_retrain(slot)
@@ -318,14 +319,20 @@ class PartitionTable:
             log.info("revoked %s[%d]", tp.topic, tp.partition)
 
 
-def _counts(slot: PartitionSlot) -> dict[str, int]:
+def lifetime_counts(slot: PartitionSlot) -> dict[str, int]:
+    """The counts a partition's state keeps over its life (restored with a checkpoint)."""
     learner, sequence = slot.learner, slot.sequence
-    return {
+    counts = {
         "learned": learner.learned,
         "predicted": learner.predicted,
         "gaps": sequence.gaps,
         "duplicates": sequence.duplicates,
     }
+    pending = learner.pending
+    if pending is not None:
+        for outcome in LABEL_OUTCOMES:
+            counts[outcome] = getattr(pending, outcome)
+    return counts
 
 
 def show_state(slot: PartitionSlot) -> None:
@@ -337,11 +344,13 @@ def show_state(slot: PartitionSlot) -> None:
     m.adwin_width.set(learner.detector.width)
     m.model_version.set(learner.model_version)
     m.learned_events.set(learner.learned)
+    if learner.pending is not None:
+        m.show_pending(len(learner.pending), ())
 
 
 def report_counts(slot: PartitionSlot) -> None:
     """Add what the learner counted since the last report to the metric counters."""
-    now, before, m = _counts(slot), slot.reported, slot.metrics
+    now, before, m = lifetime_counts(slot), slot.reported, slot.metrics
     m.learned.inc(now["learned"] - before.get("learned", 0))
     m.learned_events.set(now["learned"])
     m.predicted.inc(now["predicted"] - before.get("predicted", 0))
@@ -349,4 +358,7 @@ def report_counts(slot: PartitionSlot) -> None:
         m.sequence_gaps.inc(now["gaps"] - before.get("gaps", 0))
     if now["duplicates"] != before.get("duplicates", 0):
         m.sequence_duplicates.inc(now["duplicates"] - before.get("duplicates", 0))
+    for outcome, counter in m.labels.items():
+        if now.get(outcome, 0) != before.get(outcome, 0):
+            counter.inc(now.get(outcome, 0) - before.get(outcome, 0))
     slot.reported = now

@@ -12,9 +12,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from learners.retraining import RetrainJob
-from stream.events import Event, decode
+from stream.events import Event, LateLabel, decode
 from stream.ports import LogReader, Record, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class ReplayTask:
     deadline: float = 0.0
     #: Fetched records not trained yet (the last slice ran out of time).
     pending: list[Record] = field(default_factory=list)
+    #: Features of unlabelled events read so far, by id, for labels later in the range.
+    held: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Replayer:
@@ -112,10 +115,21 @@ class Replayer:
             if record.offset in skip:
                 continue
             event = decode(record.value)
-            if isinstance(event, Event) and event.label is not None:
-                job.train(event.features, event.label)
-                if job.abandoned is not None:
-                    return True
+            if type(event) is Event:
+                if event.label is not None:
+                    job.train(event.features, event.label)
+                elif event.id is not None:
+                    task.held[event.id] = event.features
+                    continue
+            elif type(event) is LateLabel:
+                # Joined within the range as the live learner joined it; labels of events
+                # from before the range have nothing to join (older data stays out).
+                features = task.held.pop(event.id, None)
+                if features is None:
+                    continue
+                job.train(features, event.label)
+            if job.abandoned is not None:
+                return True
         return records[-1].offset + 1 >= task.end_offset
 
     def _maybe_give_up(self, task: ReplayTask, consumer: LogReader) -> None:

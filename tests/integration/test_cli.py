@@ -268,6 +268,8 @@ IN_PROCESS = {
     "bad-number": (("--adwin-delta", "lots"), ("adwin_delta",)),
     "no-model-errors-allowed": (("--max-model-errors", "0"), ("max_model_errors",)),
     "no-features-allowed": (("--max-features", "0"), ("max_features",)),
+    "no-pending-allowed": (("--max-pending", "0"), ("max_pending",)),
+    "labels-never-wait": (("--label-ttl", "0"), ("label_ttl",)),
     "ssl-without-ssl": (("--ssl-cafile", "/etc/hosts"), ("SSL", "PLAINTEXT")),
     "missing-config": (("--config", "/nonexistent/streamlearn.toml"), ("does not exist",)),
 }
