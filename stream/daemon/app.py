@@ -103,6 +103,7 @@ def _build_and_run(
     status_interval_s: float,
 ) -> int:
     new_learner = learner_factory(settings)
+    keys = _checkpoint_keys(settings)  # its warnings come first, before any connection
     disable_created_metrics()  # *_created series only double what Prometheus scrapes
     registry = CollectorRegistry() if registry is None else registry
     metrics = StreamlearnMetrics(registry, package_version(), settings.max_model_bytes)
@@ -134,7 +135,9 @@ def _build_and_run(
             log.info("stopped while waiting for the broker")
             return 0
         try:
-            publisher, checkpointer, replayer = _outputs_and_state(settings, metrics, resources)
+            publisher, checkpointer, replayer = _outputs_and_state(
+                settings, keys, metrics, resources
+            )
         except BaseException:
             consumer.close()
             raise
@@ -189,14 +192,17 @@ class _Readiness:
 
 
 def _outputs_and_state(
-    settings: RunSettings, metrics: StreamlearnMetrics, resources: ExitStack
+    settings: RunSettings,
+    keys: tuple[bytes, ...],
+    metrics: StreamlearnMetrics,
+    resources: ExitStack,
 ) -> tuple[Publisher, Checkpointer, Replayer]:
     """The publisher, the checkpointer and the replayer, each closed by ``resources``."""
     publisher = _make_publisher(settings)
     resources.callback(publisher.close)
     checkpointer = Checkpointer(
         make_checkpoint_store(settings),
-        _checkpoint_keys(settings),
+        keys,
         metrics,
         settings.checkpoint_every_events,
         settings.checkpoint_interval,
