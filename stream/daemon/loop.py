@@ -135,8 +135,13 @@ class Daemon:
 
     def _idle_too_long(self) -> bool:
         idle, last = self.timing.stop_after_idle_s, self._last_record_at
-        if idle is None or last is None or self._busy():
-            return False  # held-back records or a replay are work, not idleness
+        if idle is None or last is None:
+            return False
+        if self._busy():
+            # Held-back records or a replay are work, not idleness; idleness counts from
+            # the end of the work (a rebuilt partition's records are fetched only then).
+            self._last_record_at = self.clock()
+            return False
         return self.clock() - last >= idle
 
     def _busy(self) -> bool:

@@ -147,3 +147,40 @@ def test_rebuild_events_bounds_the_rebuild_and_zero_starts_afresh(
     final = state_of(local_checkpoint(state_dir, topic_name, 0, key=KEY.encode()))
     # The last rebuild_events records before the resume offset hold no dead letter.
     assert final.learner.learned == REST + rebuild_events
+
+
+def test_a_long_rebuild_keeps_the_group_membership(
+    kafka_bootstrap: str, topic_name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rebuild of several seconds (10,000 events into a random forest) under a 1 s
+    max.poll.interval: the loop keeps polling between replay slices, so the member is
+    never dropped from the group nor the partition moved."""
+    create_topic(kafka_bootstrap, topic_name)
+    feeder = Feeder(kafka_bootstrap, topic_name, generator="stagger", seed=12)
+    feeder.send(10_000)
+    state_dir = tmp_path / "state"
+    run_until_idle(kafka_bootstrap, topic_name, state_dir=state_dir, **SETTINGS)
+    store = LocalDirectoryStore(state_dir)
+    blob = store.load(topic_name, 0)
+    assert blob is not None
+    store.save(topic_name, 0, _flipped(blob, pytest.MonkeyPatch()))
+    feeder.send(100)
+    feeder.close()
+
+    caplog.clear()  # the first run's lines are not this one's
+    with caplog.at_level("INFO"):
+        registry = run_until_idle(
+            kafka_bootstrap, topic_name, state_dir=state_dir, max_poll_interval_ms=1000,
+            model="forest.ARFClassifier(n_models=5, seed=1)", **SETTINGS,
+        )  # fmt: skip
+
+    messages = [r.getMessage() for r in caplog.records]
+    assigned = [m for m in messages if m.startswith(f"assigned {topic_name}[0]")]
+    assert len(assigned) == 1, "the partition moved during the rebuild"
+    assert not [m for m in messages if "leaving group" in m.lower()]
+    assert sample(registry, "streamlearn_rebuild_events_total") == 10_000
+    final = state_of(local_checkpoint(state_dir, topic_name, 0, key=KEY.encode()))
+    assert final.learner.learned == 10_100
+    seconds = sample(registry, "streamlearn_rebuild_seconds_sum")
+    if seconds < 1.0:  # not a timing assertion: without a long rebuild this proves nothing
+        pytest.skip(f"the rebuild took {seconds:.2f} s, under max.poll.interval on this machine")
