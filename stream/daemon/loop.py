@@ -57,7 +57,10 @@ class Daemon:
         timing: LoopTiming,
         clock: Callable[[], float] = time.monotonic,
         model_errors: ModelErrors | None = None,
+        cycle_clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """``clock`` times intervals (commits, idle, outage); ``cycle_clock`` the cycle
+        budget and processing times. Tests pass fakes of both."""
         self.consumer = consumer
         self.topic = topic
         self.partitions = partitions
@@ -68,6 +71,8 @@ class Daemon:
         self.run_log = run_log
         self.timing = timing
         self.clock = clock
+        # Bound once: read per batch and every 64 records, as cheap as time.perf_counter.
+        self._cycle_clock = cycle_clock
         self._stopping = False
         # None until the first assignment: joining a group can take longer than the idle limit.
         self._last_record_at: float | None = None
@@ -135,13 +140,8 @@ class Daemon:
 
     def _idle_too_long(self) -> bool:
         idle, last = self.timing.stop_after_idle_s, self._last_record_at
-        if idle is None or last is None:
-            return False
-        if self._busy():
-            # Held-back records or a replay are work, not idleness; idleness counts from
-            # the end of the work (a rebuilt partition's records are fetched only then).
-            self._last_record_at = self.clock()
-            return False
+        if idle is None or last is None or self._busy():
+            return False  # held-back records or a replay are work, not idleness
         return self.clock() - last >= idle
 
     def _busy(self) -> bool:
@@ -160,7 +160,7 @@ class Daemon:
         refused = self.partitions.verify_ends()
         # A rebuild sends its partition back to the resume offset: what was polled goes.
         refused |= self.partitions.start_rebuilds()
-        deadline = time.perf_counter() + self.timing.cycle_budget_s
+        deadline = self._cycle_clock() + self.timing.cycle_budget_s
         for tp, records in batches.items():
             slot = self.slots.get(tp)
             if slot is not None and tp not in refused:
@@ -212,7 +212,7 @@ class Daemon:
         while records and slot.halted is None:  # a halted partition's records stay unhandled
             # Records behind a backlog join it: order within a partition is the contract.
             held = slot.replaying or slot.rebuild is not None
-            if held or slot.backlog or time.perf_counter() > deadline:
+            if held or slot.backlog or self._cycle_clock() > deadline:
                 # Pausing the partition bounds the backlog to one poll's worth of records.
                 slot.backlog.extend(records)
                 self.consumer.pause(slot.tp)
@@ -229,7 +229,7 @@ class Daemon:
         limit = self.timing.live_slice_during_replay if slot.replaying else len(slot.backlog)
         records = slot.backlog[:limit]
         del slot.backlog[:limit]
-        while records and time.perf_counter() <= deadline:
+        while records and self._cycle_clock() <= deadline:
             records = records[self._handle(slot, records, deadline) :]
             if slot.replaying:
                 break  # one slice per cycle while the candidate catches up
@@ -238,6 +238,8 @@ class Daemon:
             slot.backlog.clear()  # never handled, never committed; the partition stays paused
         elif not slot.backlog:
             self.consumer.resume(slot.tp)
+            # A paused partition could bring nothing: idleness counts from its resumption.
+            self._last_record_at = self.clock()
 
     def _handle(self, slot: PartitionSlot, records: Sequence[Record], deadline: float) -> int:
         """Test-then-train ``records`` in order; stop early after the record at which the
@@ -246,7 +248,8 @@ class Daemon:
 
         An event the model raises on is dead-lettered and undone (``model_errors.py``):
         the try costs nothing while nothing raises, the journal one append per event."""
-        started = time.perf_counter()
+        now = self._cycle_clock
+        started = now()
         journal = slot.journal or self.model_errors.open(slot)
         keep = journal.kept.append
         learner, sequence, publisher = slot.learner, slot.sequence, self.publisher
@@ -279,7 +282,7 @@ class Daemon:
             if publish:
                 publisher.prediction(record, event, y_pred, proba, learner.model_version)  # type: ignore[arg-type]
             newest_timestamp = event.timestamp  # type: ignore[union-attr]
-            if learner.outcomes or (handled & 63 == 0 and time.perf_counter() > deadline):
+            if learner.outcomes or (handled & 63 == 0 and now() > deadline):
                 break
         publisher.ship()
         slot.next_offset = records[handled - 1].offset + 1
@@ -303,7 +306,7 @@ class Daemon:
             m.set_accuracy(learner.cumulative.get(), learner.rolling.get())
         m.adwin_width.set(learner.detector.width)
         m.model_version.set(learner.model_version)
-        m.processing.observe((time.perf_counter() - started) / count)
+        m.processing.observe((self._cycle_clock() - started) / count)
         if newest is not None:
             m.latency.observe(max(time.time() - newest, 0.0))
         highwater = self.consumer.highwater(slot.tp)
@@ -326,6 +329,9 @@ class Daemon:
 
     def _advance_retrains(self) -> None:
         self.replayer.advance(self.timing.retrain_budget_s)
+        if not self.replayer.busy:
+            # A rebuilt partition was paused until now: idleness counts from its resumption.
+            self._last_record_at = self.clock()
         for slot in self.slots.values():
             if slot.learner.retrain is not None:
                 slot.learner.settle_retrain()
@@ -338,10 +344,23 @@ class Daemon:
     def assigned(self, partitions: list[TopicPartition]) -> None:
         # Idle time counts from when there is something to consume, not from the join.
         self._last_record_at = self.clock()
+        new = [tp for tp in partitions if tp not in self.slots]
         self.partitions.assign(partitions)
+        for tp in new:
+            slot = self.slots[tp]
+            self._log_partition("assigned", slot, restored=slot.checkpointed_offset is not None)
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp in self.slots:
+                self._log_partition("revoked", self.slots[tp])
         self.partitions.revoke(partitions, keep_metrics=self._stopping)
+
+    def _log_partition(self, kind: str, slot: PartitionSlot, **fields: object) -> None:
+        """A partition arrived or left; ``offset`` is the last one its state covers."""
+        last = -1 if slot.next_offset is None else slot.next_offset - 1
+        tp = slot.tp
+        self.run_log.write(kind, tp.topic, tp.partition, last, slot.learner.learned, **fields)
 
     def _log_accuracy(self) -> None:
         self._last_accuracy_at = self.clock()

@@ -28,7 +28,6 @@ from tests.integration.daemon_process import (
     daemons,
     local_checkpoint,
     state_of,
-    wait_for,
 )
 from tests.integration.kafka_helpers import create_topic
 
@@ -115,7 +114,7 @@ def test_bad_checkpoints_are_refused_counted_and_never_unpickled(
     )
     with daemons(daemon):
         daemon.start()
-        wait_for(
+        daemon.wait_until(
             lambda: (
                 daemon.metric_sum("streamlearn_events_total", outcome="learned") == feeder.total
             ),
@@ -130,7 +129,6 @@ def test_bad_checkpoints_are_refused_counted_and_never_unpickled(
 
     assert failures == {reason: 1 for reason, _ in planted.values()}
     assert not trap_path.exists(), "a refused checkpoint was unpickled"
-    assert daemon.log().count("REFUSED") == len(planted)
     for partition in planted:
         # Started afresh from the log's start, and checkpointed over the bad one.
         final = state_of(local_checkpoint(state_dir, topic_name, partition, key=KEY))

@@ -25,9 +25,9 @@ from tests.integration.daemon_process import (
     daemons,
     local_checkpoint,
     state_of,
-    wait_for,
 )
 from tests.integration.kafka_helpers import create_topic, read_all, run_until_idle, sample, send_raw
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -182,10 +182,10 @@ def test_a_model_that_raises_on_every_event_halts_its_partition_without_spinning
         process.start()
         process.wait_assigned()
         labels = {"topic": topic_name, "partition": 0}
-        wait_for(lambda: process.metric_sum("streamlearn_partition_halted", **labels) == 1,
+        wait_until(lambda: process.metric_sum("streamlearn_partition_halted", **labels) == 1,
                  60, "the partition halted")
         assert process.healthz() == 503
-        wait_for(lambda: process.metric("streamlearn_ready") == 0, 10, "streamlearn_ready 0")
+        wait_until(lambda: process.metric("streamlearn_ready") == 0, 10, "streamlearn_ready 0")
         dead = process.metric("streamlearn_events_total", **labels, outcome="dead_lettered")
         assert dead == HALT_AFTER
         time.sleep(3)  # the daemon keeps running its loop; nothing more is handled

@@ -1,3 +1,4 @@
+# Over 400 lines: every promote/reject/abandon path of a retrain, on one shared plain-list log.
 """Retraining with plain lists: which offsets a retrain asks for, when a candidate is promoted
 or rejected (with the figures it reports), and a learner pickled in the middle of a retrain.
 

@@ -14,25 +14,24 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
 from monitoring.dashboard import PROMETHEUS_CONFIG, RULE_FILES
 from stream.kafka.tansu import free_port
+from tests.waiting import wait_until
 
 PROMETHEUS = "/usr/bin/prometheus"
 # One second: rates over the dashboard's 1m windows have many samples within seconds.
 INTERVAL = "1s"
-T = TypeVar("T")
 
 
 def prometheus_binary() -> str:
@@ -121,19 +120,17 @@ class PrometheusServer:
         return self
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self._process is not None and self._process.poll() is not None:
                 raise PrometheusError(f"prometheus exited at start-up:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
+                    return bool(response.status == 200)
             except (urllib.error.URLError, OSError):
-                pass  # not listening yet, or 503 while the TSDB opens
-            time.sleep(0.2)
-        raise PrometheusError(f"prometheus not ready in {self.start_timeout_s} s:\n"
-                              f"{self.log_tail()}")
+                return False  # not listening yet, or 503 while the TSDB opens
+
+        wait_until(ready, self.start_timeout_s, "prometheus to be ready", every_s=0.2,
+                   details=self.log_tail)
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -204,14 +201,4 @@ class PrometheusServer:
         """Active scrape targets with their health."""
         targets: list[dict[str, Any]] = self.api("targets")["data"]["activeTargets"]
         return targets
-
-
-def wait_for(check: Callable[[], T | None], timeout_s: float, interval_s: float = 0.5) -> T | None:
-    """Call ``check`` until it returns something truthy or ``timeout_s`` passed; the last value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval_s)
 

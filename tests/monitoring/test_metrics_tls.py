@@ -19,7 +19,8 @@ from monitoring.exporter import MetricsServer, TlsFiles
 from monitoring.metrics import StreamlearnMetrics
 from tests.integration.daemon_process import DaemonProcess, Feeder
 from tests.integration.kafka_helpers import create_topic
-from tests.monitoring.prometheus_server import PrometheusServer, free_port, wait_for
+from tests.monitoring.prometheus_server import PrometheusServer, free_port
+from tests.waiting import wait_until
 
 
 def _openssl(*args: str) -> None:
@@ -119,11 +120,13 @@ def test_prometheus_scrapes_the_daemon_over_https(
         "tls_config": {"ca_file": str(certificate.certfile), "server_name": "localhost"},
     }
     with daemon, PrometheusServer(tmp_path / "prometheus", [daemon.target], scrape=scrape) as prom:
-        learned = wait_for(
-            lambda: prom.series(f'streamlearn_learned_events{{topic="{topic_name}"}}'), 60
+        query = f'streamlearn_learned_events{{topic="{topic_name}"}}'
+        wait_until(
+            lambda: [float(s["value"][1]) for s in prom.series(query)] == [200.0],
+            60,
+            "Prometheus to scrape the 200 learned events over https",
+            details=lambda: f"{prom.targets_up()}\n{daemon.log_tail()}",
         )
-        assert learned, f"nothing scraped over https:\n{prom.targets_up()}\n{daemon.log_tail()}"
-        assert float(learned[0]["value"][1]) == 200
         (target,) = prom.targets_up()
         assert target["health"] == "up" and target["scrapeUrl"].startswith("https://")
         assert f"metrics on https://127.0.0.1:{daemon.port}/metrics" in daemon.log()

@@ -29,7 +29,8 @@ from monitoring.dashboard import (
 from stream.tools.produce import ProduceOptions, produce
 from tests.integration.daemon_process import DaemonProcess
 from tests.integration.kafka_helpers import create_topic, send_raw
-from tests.monitoring.prometheus_server import PrometheusServer, free_port, wait_for
+from tests.monitoring.prometheus_server import PrometheusServer, free_port
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus, pytest.mark.timeout(150)]
 
@@ -134,8 +135,9 @@ def test_every_expression_evaluates_against_live_daemons(
             daemon.wait_assigned()
         # Every partition's counters scraped at zero first, so their rise shows in rates.
         assigned = 'count(streamlearn_events_total{outcome="dead_lettered"} == 0)'
-        assert wait_for(lambda: scalar(prometheus, assigned) == len(daemons), 30), (
-            prometheus.targets_up())
+        wait_until(lambda: scalar(prometheus, assigned) == len(daemons), 30,
+                   "every daemon's partitions scraped at zero", every_s=0.5,
+                   details=prometheus.targets_up)
         produced: dict[str, int] = {}
         producers = [
             threading.Thread(target=produce_stream, args=(kafka_bootstrap, topic, seed, produced))
@@ -164,9 +166,8 @@ def check_every_expression(prometheus: PrometheusServer, daemons: dict[str, Daem
         found += problems(evaluate(prometheus, rules), need_data=False)
         return found
 
-    wait_for(lambda: not all_answered(), SETTLE_S, interval_s=1.0)
-    failures = all_answered()
-    assert not failures, "\n".join(failures) + "\n" + logs(daemons)
+    wait_until(lambda: not all_answered(), SETTLE_S, "every expression to answer", every_s=1.0,
+               details=lambda: "\n".join(all_answered()) + "\n" + logs(daemons))
     check_things_happened(prometheus, list(daemons))
 
 
@@ -209,8 +210,8 @@ def check_rules_loaded(prometheus: PrometheusServer) -> None:
                 for g in groups for r in g["rules"] if r["health"] != "ok"]
         return bad
 
-    wait_for(lambda: not unhealthy(), 15)
-    assert not unhealthy(), unhealthy()
+    wait_until(lambda: not unhealthy(), 15, "every rule group loaded and healthy", every_s=0.5,
+               details=unhealthy)
 
 
 def logs(daemons: dict[str, DaemonProcess]) -> str:

@@ -1,3 +1,4 @@
+# Over 400 lines: one simulated daemon run feeds the tests of every report module.
 """Tests of monitoring.report: event log, /metrics sampling, report data, PNG and CLI.
 
 The event log is produced by a real prequential River run over SEA with an abrupt

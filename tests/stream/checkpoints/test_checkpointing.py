@@ -19,7 +19,7 @@ from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoints.checkpointer import Checkpointer
 from stream.checkpoints.stores import LocalDirectoryStore
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "checkpoints"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "checkpoints"
 TP = TopicPartition("events", 0)
 NOW = Origin("events", 0, cluster_id="c1", topic_id="t1", partitions=2)
 
