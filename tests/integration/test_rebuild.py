@@ -174,8 +174,9 @@ def test_a_long_rebuild_keeps_the_group_membership(
     )  # fmt: skip
 
     kinds = [json.loads(line)["kind"] for line in events.read_text().splitlines()]
-    # Assigned once, revoked once (at shutdown): the member never left the group.
-    assert (kinds.count("assigned"), kinds.count("revoked")) == (1, 1)
+    # Assigned once, never revoked while running (the shutdown's revocation comes after
+    # the run log is closed): the member never left the group.
+    assert (kinds.count("assigned"), kinds.count("revoked")) == (1, 0)
     assert sample(registry, "streamlearn_rebuild_events_total") == 10_000
     final = state_of(local_checkpoint(state_dir, topic_name, 0, key=KEY.encode()))
     assert final.learner.learned == 10_100
