@@ -9,6 +9,10 @@ computed over everything before it, matches; without the key nobody can forge on
 Run without a key only where the store is writable by nobody but the daemon. Either
 way the payload is unpickled through an allow-list (:mod:`learners.unpickling`).
 
+Keys rotate: :func:`decode_checkpoint` takes one key or several, and accepts a
+checkpoint signed with any of them; the writer signs with one (the daemon: the first
+of ``STREAMLEARN_CHECKPOINT_KEY``'s comma-separated list).
+
 Layout of a format-2 checkpoint (all integers big-endian)::
 
     MAGIC (8 bytes, "SLCKPT\\0\\2") | header length (4 bytes) | header (JSON, UTF-8)
@@ -25,13 +29,18 @@ Format 1 (releases up to 0.1.0) is the same without the CRC and the origin, unde
 magic "SLCKPT\\0\\1"; it is still read. :func:`decode_checkpoint` checks, in order:
 magic, checksum, header, format version, length, signature, Python and River versions,
 origin; then it unpickles. It refuses with a :class:`~learners.exceptions.CheckpointError`
-whose ``reason`` is one of :data:`REFUSAL_REASONS`. :func:`encode_checkpoint` raises
-one with reason ``pickle_failed`` when the state itself cannot be pickled.
+whose ``reason`` is one of :data:`REFUSAL_REASONS`. A refusal that comes after the
+signature checked out (versions, class allow-list, unpickling) carries the recorded
+``next_offset`` too, unless the header names another partition's log: a position in
+this log that a rebuild can use. :func:`encode_checkpoint` raises one with reason
+``pickle_failed`` when the state itself cannot be pickled.
 
 >>> blob = encode_checkpoint({"learned": 3}, next_offset=42, key=b"secret")
 >>> checkpoint = decode_checkpoint(blob, key=b"secret")
 >>> checkpoint.state, checkpoint.next_offset, checkpoint.format_version
 ({'learned': 3}, 42, 2)
+>>> decode_checkpoint(blob, key=[b"new", b"secret"]).next_offset  # a rotated key ring
+42
 >>> damaged = blob[:20] + bytes([blob[20] ^ 1]) + blob[21:]
 >>> decode_checkpoint(damaged, key=b"secret")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
@@ -50,6 +59,7 @@ import pickle
 import struct
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import river
@@ -64,8 +74,10 @@ __all__ = [
     "MAGIC",
     "REFUSAL_REASONS",
     "Checkpoint",
+    "Keys",
     "decode_checkpoint",
     "encode_checkpoint",
+    "key_ring",
 ]
 
 FORMAT_VERSION = 2
@@ -87,6 +99,9 @@ REFUSAL_REASONS = (
     "forbidden_class",
     "unpickle_failed",
 )
+
+#: What verifies a checkpoint: no key, one key, or several (any of them may have signed it).
+Keys = bytes | Sequence[bytes] | None
 
 _LENGTH = struct.Struct(">I")
 _CRC = struct.Struct(">I")
@@ -152,15 +167,14 @@ def encode_checkpoint(
     return body + _CRC.pack(crc32c(body))
 
 
-def decode_checkpoint(
-    data: bytes, *, key: bytes | None, origin: Origin | None = None
-) -> Checkpoint:
+def decode_checkpoint(data: bytes, *, key: Keys, origin: Origin | None = None) -> Checkpoint:
     """Check ``data`` completely, then unpickle it; refuse with ``CheckpointError`` otherwise.
 
-    With ``origin`` (the partition being restored), a checkpoint that records another
-    cluster, topic incarnation or partition is refused before it is unpickled.
+    ``key`` is the verification key, or several: a checkpoint signed with any of them is
+    authentic. With ``origin`` (the partition being restored), a checkpoint that records
+    another cluster, topic incarnation or partition is refused before it is unpickled.
     """
-    _check_key(key)
+    keys = key_ring(key)
     version = _format_of(data)
     if version != 1:
         data = _verified_body(data)
@@ -175,14 +189,19 @@ def decode_checkpoint(
     _check_length(data, payload_end, header["signed"])
     # Authenticity before believing any other header field: with a key, a forged
     # header must fail as a bad signature, not pass as the "right" versions.
-    _check_signature(data, payload_end, header["signed"], key)
-    _check_versions(header)
-    recorded = _origin_of(header)
-    if origin is not None and recorded is not None:
-        foreign = foreign_reason(recorded, origin)
-        if foreign is not None:
-            raise CheckpointError(*foreign)
-    state = _unpickle(data[payload_start:payload_end])
+    _check_signature(data, payload_end, header["signed"], keys)
+    try:
+        _check_versions(header)
+        recorded = _origin_of(header)
+        if origin is not None and recorded is not None:
+            foreign = foreign_reason(recorded, origin)
+            if foreign is not None:
+                raise CheckpointError(*foreign)
+        state = _unpickle(data[payload_start:payload_end])
+    except CheckpointError as error:
+        # The header is authentic from here on: say where the refused state stood.
+        error.next_offset = _position_in_this_log(header, origin)
+        raise
     return Checkpoint(
         state=state,
         next_offset=header["next_offset"],
@@ -198,6 +217,29 @@ def _check_key(key: bytes | None) -> None:
     # An empty key would make the HMAC forgeable by anyone; treat it as a mistake.
     if key is not None and (not isinstance(key, bytes) or not key):
         raise ValueError("checkpoint key must be non-empty bytes or None")
+
+
+def key_ring(key: Keys) -> tuple[bytes, ...]:
+    """``key`` as a tuple of keys (empty: none); each must be non-empty bytes."""
+    if key is None:
+        return ()
+    keys = (key,) if isinstance(key, bytes) else tuple(key)
+    for one in keys:
+        _check_key(one)
+    return keys
+
+
+def _position_in_this_log(header: dict[str, Any], origin: Origin | None) -> int | None:
+    """The authentic header's ``next_offset`` unless it records another partition's log
+    (then that offset means nothing here)."""
+    try:
+        recorded = _origin_of(header)
+    except CheckpointError:
+        return None
+    if origin is not None and recorded is not None and foreign_reason(recorded, origin):
+        return None
+    offset: int = header["next_offset"]
+    return offset
 
 
 def _mac(key: bytes, body: bytes) -> bytes:
@@ -291,8 +333,10 @@ def _check_length(data: bytes, payload_end: int, signed: bool) -> None:
         )
 
 
-def _check_signature(data: bytes, payload_end: int, signed: bool, key: bytes | None) -> None:
-    if key is None:
+def _check_signature(
+    data: bytes, payload_end: int, signed: bool, keys: tuple[bytes, ...]
+) -> None:
+    if not keys:
         if signed:
             # We cannot verify it, and the header's "signed" flag proves its writer
             # expected verification: this instance most likely lost its key setting.
@@ -308,9 +352,11 @@ def _check_signature(data: bytes, payload_end: int, signed: bool, key: bytes | N
             "unsigned", "checkpoint is unsigned but a checkpoint key is configured; refusing it"
         )
     body, mac = data[:payload_end], data[payload_end:]
-    if not hmac.compare_digest(mac, _mac(key, body)):
+    if not any(hmac.compare_digest(mac, _mac(key, body)) for key in keys):
         raise CheckpointError(
-            "bad_signature", "checkpoint HMAC does not match: tampered with, or another key"
+            "bad_signature",
+            f"checkpoint HMAC does not match any of the {len(keys)} configured key(s): "
+            "tampered with, or signed with a key no longer configured",
         )
 
 

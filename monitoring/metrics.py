@@ -37,6 +37,8 @@ OUTCOMES = ("learned", "predicted", "dead_lettered")
 PER_EVENT_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.1)
 #: Event to label: from a click (seconds) to a chargeback (weeks).
 LABEL_DELAY_BUCKETS = (0.1, 1.0, 10.0, 60.0, 600.0, 3600.0, 6 * 3600.0, 86_400.0, 7 * 86_400.0)
+#: A rebuild replays up to 100,000 events by default: seconds to minutes.
+REBUILD_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -168,6 +170,24 @@ class StreamlearnMetrics:
             ("reason",),
             registry=registry,
         )
+        self.rebuilds = Counter(
+            "streamlearn_rebuilds",
+            "Partition learners rebuilt from the log because their checkpoint was refused, "
+            "by refusal reason.",
+            ("reason",),
+            registry=registry,
+        )
+        self.rebuild_seconds = Histogram(
+            "streamlearn_rebuild_seconds",
+            "Time a partition's rebuild took, from its start to live processing.",
+            buckets=REBUILD_BUCKETS,
+            registry=registry,
+        )
+        self.rebuild_events = Counter(
+            "streamlearn_rebuild_events",
+            "Events of the log replayed into rebuilt learners.",
+            registry=registry,
+        )
         self.sequence_gaps = Counter(
             "streamlearn_sequence_gaps",
             "Events skipped, by per-partition sequence number.",
@@ -232,6 +252,7 @@ class StreamlearnMetrics:
             self.dead_letters.labels(reason)
         for reason in checkpoint_reasons:
             self.checkpoint_load_failures.labels(reason)
+            self.rebuilds.labels(reason)
 
     def partition(self, topic: str, partition: int) -> PartitionMetrics:
         return PartitionMetrics(self, topic, str(partition))

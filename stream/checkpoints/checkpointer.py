@@ -16,7 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from learners.checkpoint import REFUSAL_REASONS, decode_checkpoint, encode_checkpoint
+from learners.checkpoint import (
+    REFUSAL_REASONS,
+    Keys,
+    decode_checkpoint,
+    encode_checkpoint,
+    key_ring,
+)
 from learners.exceptions import CheckpointError
 from learners.origin import Origin, unverified
 from learners.state import PartitionState
@@ -24,7 +30,7 @@ from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoints.stores import CheckpointStore
 from stream.ports import TopicPartition
 
-__all__ = ["CHECKPOINT_REFUSALS", "Checkpointer", "PartitionState", "Restored"]
+__all__ = ["CHECKPOINT_REFUSALS", "Checkpointer", "PartitionState", "Refused", "Restored"]
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +45,34 @@ class Restored:
     next_offset: int
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A checkpoint that was there but is not applied (counted and logged already)."""
+
+    reason: str
+    #: Where the refused state stood in this partition's log, when its header is
+    #: authentic and names this partition; else None (see ``CheckpointError``).
+    next_offset: int | None = None
+
+
 class Checkpointer:
-    """Saves and restores partition states through a store; ``store=None`` disables it."""
+    """Saves and restores partition states through a store; ``store=None`` disables it.
+
+    ``key`` is the signing key, or a ring of keys: checkpoints are signed with the first
+    and accepted when signed with any of them (key rotation).
+    """
 
     def __init__(
         self,
         store: CheckpointStore | None,
-        key: bytes | None,
+        key: Keys,
         metrics: StreamlearnMetrics,
         every_events: int = 10_000,
         interval_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
-        self.key = key
+        self.keys = key_ring(key)
         self.metrics = metrics
         self.every_events = every_events
         self.interval_s = interval_s
@@ -62,8 +82,11 @@ class Checkpointer:
     def enabled(self) -> bool:
         return self.store is not None
 
-    def restore(self, tp: TopicPartition, origin: Origin | None = None) -> Restored | None:
-        """The partition's checkpoint, or None when there is none or it was refused.
+    def restore(
+        self, tp: TopicPartition, origin: Origin | None = None
+    ) -> Restored | Refused | None:
+        """The partition's checkpoint, :class:`Refused` when it is not applied, or None
+        when there is none.
 
         ``origin`` is the partition as the broker describes it now; a checkpoint that
         records another one is refused before it is unpickled.
@@ -74,15 +97,15 @@ class Checkpointer:
         if blob is None:
             return None
         try:
-            checkpoint = decode_checkpoint(blob, key=self.key, origin=origin)
+            checkpoint = decode_checkpoint(blob, key=self.keys, origin=origin)
         except CheckpointError as exc:
             self.refused(tp, exc.reason, str(exc))
-            return None
+            return Refused(exc.reason, exc.next_offset)
         state = checkpoint.state
         if not isinstance(state, PartitionState):
             kind = type(state).__name__
             self.refused(tp, "bad_state", f"it holds a {kind}, not a partition state")
-            return None
+            return Refused("bad_state", checkpoint.next_offset)
         _log_identity(tp, checkpoint.origin, origin)
         return Restored(state, checkpoint.next_offset)
 
@@ -90,8 +113,8 @@ class Checkpointer:
         """Count and log a checkpoint that is not applied; the partition starts afresh."""
         self.metrics.checkpoint_load_failures.labels(reason).inc()
         log.error(
-            "checkpoint of %s[%d] REFUSED (%s): %s; starting a fresh model at the "
-            "group's committed offset",
+            "checkpoint of %s[%d] REFUSED (%s): %s; the partition starts a fresh model "
+            "(rebuilt from the log when --rebuild-events allows)",
             tp.topic,
             tp.partition,
             reason,
@@ -115,7 +138,8 @@ class Checkpointer:
         """Write the checkpoint and return its size in bytes (the model size metric);
         raises CheckpointStoreError when the store failed."""
         assert self.store is not None
-        blob = encode_checkpoint(state, next_offset=next_offset, key=self.key, origin=origin)
+        signing_key = self.keys[0] if self.keys else None
+        blob = encode_checkpoint(state, next_offset=next_offset, key=signing_key, origin=origin)
         self.store.save(tp.topic, tp.partition, blob)
         return len(blob)
 

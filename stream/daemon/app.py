@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from learners.prequential import PartitionLearner
 from learners.spec import describe_model, parse_model_spec
-from monitoring.exporter import MetricsServer
+from monitoring.exporter import MetricsServer, TlsFiles
 from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoints.checkpointer import CHECKPOINT_REFUSALS, Checkpointer
 from stream.checkpoints.stores import CheckpointStore, LocalDirectoryStore
@@ -26,6 +26,7 @@ from stream.daemon.loop import Daemon, LoopTiming
 from stream.daemon.model_errors import ModelErrors
 from stream.daemon.partitions import LearnerFactory, PartitionTable
 from stream.daemon.publisher import Publisher
+from stream.daemon.rebuild import Rebuilder
 from stream.daemon.replay import Replayer
 from stream.daemon.run_log import RunLog
 from stream.events import DEAD_LETTER_REASONS
@@ -104,6 +105,7 @@ def _build_and_run(
     status_interval_s: float,
 ) -> int:
     new_learner = learner_factory(settings)
+    keys = _checkpoint_keys(settings)  # its warnings come first, before any connection
     disable_created_metrics()  # *_created series only double what Prometheus scrapes
     registry = CollectorRegistry() if registry is None else registry
     metrics = StreamlearnMetrics(registry, package_version(), settings.max_model_bytes)
@@ -115,11 +117,18 @@ def _build_and_run(
         # the publisher and the store, which must still be open then.
         resources.callback(log.info, "stopped")
         readiness = _Readiness()
-        server = MetricsServer(registry, readiness, settings.metrics_host, settings.metrics_port)
+        server = MetricsServer(
+            registry,
+            readiness,
+            settings.metrics_host,
+            settings.metrics_port,
+            tls=_metrics_tls(settings),
+        )
         server.start()
         resources.callback(server.stop)
         log.info(
-            "metrics on http://%s:%d/metrics, health on /healthz",
+            "metrics on %s://%s:%d/metrics, health on /healthz",
+            server.scheme,
             _display_host(settings.metrics_host),
             server.port,
         )
@@ -128,15 +137,24 @@ def _build_and_run(
             log.info("stopped while waiting for the broker")
             return 0
         try:
-            publisher, checkpointer, replayer = _outputs_and_state(settings, metrics, resources)
+            publisher, checkpointer, replayer = _outputs_and_state(
+                settings, keys, metrics, resources
+            )
         except BaseException:
             consumer.close()
             raise
         resources.callback(consumer.close)
         if settings.drift_action == "retrain":
             replayer.warm_up()
+        rebuilder = Rebuilder(
+            replayer,
+            metrics,
+            max_events=settings.rebuild_events,
+            max_features=settings.max_features,
+            snapshot_every=settings.checkpoint_every_events,  # as ModelErrors' journal
+        )
         partitions = PartitionTable(
-            consumer, new_learner, checkpointer, publisher, metrics, replayer
+            consumer, new_learner, checkpointer, publisher, metrics, replayer, rebuilder=rebuilder
         )
         daemon = Daemon(
             consumer,
@@ -178,14 +196,17 @@ class _Readiness:
 
 
 def _outputs_and_state(
-    settings: RunSettings, metrics: StreamlearnMetrics, resources: ExitStack
+    settings: RunSettings,
+    keys: tuple[bytes, ...],
+    metrics: StreamlearnMetrics,
+    resources: ExitStack,
 ) -> tuple[Publisher, Checkpointer, Replayer]:
     """The publisher, the checkpointer and the replayer, each closed by ``resources``."""
     publisher = _make_publisher(settings)
     resources.callback(publisher.close)
     checkpointer = Checkpointer(
         make_checkpoint_store(settings),
-        _checkpoint_key(settings),
+        keys,
         metrics,
         settings.checkpoint_every_events,
         settings.checkpoint_interval,
@@ -235,15 +256,36 @@ def make_checkpoint_store(settings: RunSettings) -> CheckpointStore | None:
     return None
 
 
-def _checkpoint_key(settings: RunSettings) -> bytes | None:
-    if settings.checkpoint_key is None:
-        if settings.checkpoint_store != "none":
-            log.warning(
-                "no STREAMLEARN_CHECKPOINT_KEY: checkpoints are not signed, so whoever "
-                "can write the checkpoint store can run code in this daemon"
-            )
+def _checkpoint_keys(settings: RunSettings) -> tuple[bytes, ...]:
+    """The checkpoint key ring (signing key first); says so when there is none."""
+    keys = settings.checkpoint_keys()
+    if keys:
+        log.info(
+            "checkpoints signed with the first of %d key(s), accepted when signed by any",
+            len(keys),
+        )
+    elif settings.checkpoint_store == "kafka":
+        # Only with --allow-unsigned-checkpoints (settings refuse it otherwise): said at
+        # every start, so the risk taken never goes unnoticed.
+        log.warning(
+            "--allow-unsigned-checkpoints: checkpoints in topic %r are NOT signed; whoever "
+            "can produce to that topic can run code in every daemon of the group. Set "
+            "STREAMLEARN_CHECKPOINT_KEY",
+            settings.checkpoint_topic,
+        )
+    elif settings.checkpoint_store != "none":
+        log.warning(
+            "no STREAMLEARN_CHECKPOINT_KEY: checkpoints are not signed, so whoever "
+            "can write the checkpoint store can run code in this daemon"
+        )
+    return keys
+
+
+def _metrics_tls(settings: RunSettings) -> TlsFiles | None:
+    certfile, keyfile = settings.metrics_tls_certfile, settings.metrics_tls_keyfile
+    if certfile is None or keyfile is None:
         return None
-    return settings.checkpoint_key.get_secret_value().encode()
+    return TlsFiles(certfile, keyfile)
 
 
 def _connect(settings: RunSettings, stop: threading.Event) -> Source | None:

@@ -159,6 +159,8 @@ class Daemon:
         # Records of a partition whose restored offset proved past the log's end came
         # from the wrong place; it starts afresh and reads them again from there.
         refused = self.partitions.verify_ends()
+        # A rebuild sends its partition back to the resume offset: what was polled goes.
+        refused |= self.partitions.start_rebuilds()
         deadline = self._cycle_clock() + self.timing.cycle_budget_s
         for tp, records in batches.items():
             slot = self.slots.get(tp)
@@ -207,10 +209,11 @@ class Daemon:
 
     def _feed(self, slot: PartitionSlot, records: Sequence[Record], deadline: float) -> None:
         """Handle records in order until ``deadline``; hold the rest back (and while the
-        partition's retrain replays, hold everything back)."""
+        partition's retrain replays or its learner is rebuilt, hold everything back)."""
         while records and slot.halted is None:  # a halted partition's records stay unhandled
             # Records behind a backlog join it: order within a partition is the contract.
-            if slot.replaying or slot.backlog or self._cycle_clock() > deadline:
+            held = slot.replaying or slot.rebuild is not None
+            if held or slot.backlog or self._cycle_clock() > deadline:
                 # Pausing the partition bounds the backlog to one poll's worth of records.
                 slot.backlog.extend(records)
                 self.consumer.pause(slot.tp)
@@ -220,7 +223,10 @@ class Daemon:
     def _drain_backlog(self, slot: PartitionSlot, deadline: float) -> None:
         """Serve held-back records until ``deadline``; while a replay runs, at most a slice
         per cycle (consumption goes on, but does not outrun the candidate). Once the
-        backlog is empty the partition is resumed."""
+        backlog is empty the partition is resumed. Nothing is served while the learner is
+        rebuilt: it must learn the past first."""
+        if slot.rebuild is not None:
+            return
         limit = self.timing.live_slice_during_replay if slot.replaying else len(slot.backlog)
         records = slot.backlog[:limit]
         del slot.backlog[:limit]
@@ -356,6 +362,9 @@ class Daemon:
 
     def _advance_retrains(self) -> None:
         self.replayer.advance(self.timing.retrain_budget_s)
+        if not self.replayer.busy:
+            # A rebuilt partition was paused until now: idleness counts from its resumption.
+            self._last_record_at = self.clock()
         for slot in self.slots.values():
             if slot.learner.retrain is not None:
                 slot.learner.settle_retrain()

@@ -30,8 +30,9 @@ from learners.retraining import REPLAYING
 from learners.sequence import SequenceTracker
 from learners.state import PartitionState
 from monitoring.metrics import PartitionMetrics, StreamlearnMetrics
-from stream.checkpoints.checkpointer import Checkpointer
+from stream.checkpoints.checkpointer import Checkpointer, Refused
 from stream.daemon.publisher import Publisher
+from stream.daemon.rebuild import Rebuilder, RebuildPlan, RebuildTask
 from stream.daemon.replay import Replayer
 from stream.exceptions import BrokerUnavailable, CommitRefused, PublishTimeout
 from stream.ports import Record, Source, TopicPartition
@@ -68,6 +69,9 @@ class PartitionSlot:
     journal: Journal | None = None
     # Why the partition is no longer handled (too many model errors in a row), else None.
     halted: str | None = None
+    # Set while the learner is to be, or is being, rebuilt from the log (daemon/rebuild.py):
+    # the partition's records are held back until it is done.
+    rebuild: RebuildPlan | None = None
 
     @property
     def learner(self) -> PartitionLearner:
@@ -96,6 +100,7 @@ class PartitionTable:
         replayer: Replayer,
         clock: Callable[[], float] = time.monotonic,
         identify: Identify | None = None,
+        rebuilder: Rebuilder | None = None,
     ) -> None:
         self.consumer = consumer
         self.learner_factory = learner_factory
@@ -105,6 +110,7 @@ class PartitionTable:
         self.replayer = replayer
         self.clock = clock
         self.identify = identify or consumer.origin
+        self.rebuilder = rebuilder
         self.slots: dict[TopicPartition, PartitionSlot] = {}
 
     # -- arrival ----------------------------------------------------------------------
@@ -117,8 +123,10 @@ class PartitionTable:
     def _open(self, tp: TopicPartition) -> PartitionSlot:
         origin = self.identify(tp)
         restored = self.checkpointer.restore(tp, origin)
-        if restored is None:
+        if restored is None or isinstance(restored, Refused):
             slot = self._fresh(tp, origin)
+            if isinstance(restored, Refused) and self.rebuilder is not None:
+                self.rebuilder.plan(slot, restored.reason, restored.next_offset)
             log.info("assigned %s[%d]: new learner", tp.topic, tp.partition)
             return slot
         slot = PartitionSlot(
@@ -188,7 +196,9 @@ class PartitionTable:
         self.replayer.cancel(tp)
         # Its gauges showed the refused state; the fresh slot binds and sets new ones.
         self.metrics.forget_partition(tp.topic, tp.partition)
-        self.slots[tp] = self._fresh(tp, slot.origin)
+        self.slots[tp] = fresh = self._fresh(tp, slot.origin)
+        if self.rebuilder is not None:  # from the committed offset (start_rebuilds)
+            self.rebuilder.plan(fresh, "offset_out_of_range", None)
         committed = self._committed(tp)
         if committed is not None and committed <= end:
             self.consumer.seek(tp, committed)
@@ -196,6 +206,75 @@ class PartitionTable:
         else:
             start_at = self.consumer.reset_position(tp)
         log.warning("%s[%d]: new learner, from %s", tp.topic, tp.partition, start_at)
+
+    def start_rebuilds(self) -> set[TopicPartition]:
+        """Main thread, each cycle: start the planned rebuilds whose partition's log end
+        is known (its first fetch answered); returns their partitions, whose polled
+        records must be dropped (the consumer is sent to the resume offset)."""
+        started = set()
+        for slot in list(self.slots.values()):
+            plan = slot.rebuild
+            if plan is None or plan.started:
+                continue
+            end = self.consumer.highwater(slot.tp)
+            if end is None:
+                continue
+            if self._begin_rebuild(slot, plan, end):
+                started.add(slot.tp)
+            else:
+                slot.rebuild = None
+        return started
+
+    def _begin_rebuild(self, slot: PartitionSlot, plan: RebuildPlan, end: int) -> bool:
+        assert self.rebuilder is not None
+        tp = slot.tp
+        resume = self._resume_offset(tp, plan, end)
+        task = None
+        if resume is not None:
+            task = self.rebuilder.begin(slot, resume, self.consumer.log_start(tp), self._rebuilt)
+        if resume is None or task is None:
+            log.warning(
+                "%s[%d]: nothing to rebuild the learner from (%s); it starts afresh",
+                tp.topic,
+                tp.partition,
+                "no committed offset" if resume is None else f"no event before offset {resume}",
+            )
+            return False
+        slot.backlog.clear()
+        self.consumer.seek(tp, resume)
+        self.consumer.pause(tp)
+        return True
+
+    def _resume_offset(self, tp: TopicPartition, plan: RebuildPlan, end: int) -> int | None:
+        """Where the partition resumes: the refused checkpoint's offset when it is a
+        position in this log, else the group's committed offset; never past ``end``."""
+        if plan.offset is not None:
+            if plan.offset <= end:
+                return plan.offset
+            log.warning(
+                "%s[%d]: the refused checkpoint's offset %d is past the end of the log (%d); "
+                "rebuilding up to the group's committed offset instead",
+                tp.topic,
+                tp.partition,
+                plan.offset,
+                end,
+            )
+        committed = self._committed(tp)
+        return committed if committed is not None and committed <= end else None
+
+    def _rebuilt(self, task: RebuildTask) -> None:
+        """The rebuild is done: the learner has learned everything before the resume
+        offset; checkpoint it there (a restart need not rebuild again) and go live."""
+        slot = task.slot
+        if self.slots.get(slot.tp) is not slot:
+            return  # revoked or replaced meanwhile
+        slot.rebuild = None
+        slot.next_offset = task.end_offset
+        slot.reported = lifetime_counts(slot)  # counted by the process that first handled them
+        show_state(slot)
+        self.checkpoint(slot)
+        if not slot.backlog:
+            self.consumer.resume(slot.tp)
 
     def verify_start(self, slot: PartitionSlot, first_offset: int) -> None:
         """On a partition's first batch: did events expire before we could learn them?

@@ -1,8 +1,10 @@
-"""Replay an offset range of a partition into a retrain candidate, a slice at a time.
+"""Replay an offset range of a partition, a slice at a time: into a retrain candidate,
+or into a partition's learner being rebuilt (``stream/daemon/rebuild.py``).
 
 The log is the retraining pool. One group-less consumer reads the range; the daemon
 calls :meth:`Replayer.advance` between live batches with a time budget, so a retrain
-over 20,000 events never stalls consumption for long nor costs group membership.
+over 20,000 events (or a rebuild over 100,000) never stalls consumption for long nor
+costs group membership. Tasks are served one after another, in the order submitted.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from learners.retraining import RetrainJob
 from stream.events import Event, LateLabel, decode
@@ -24,8 +26,28 @@ log = logging.getLogger(__name__)
 TRAIN_RUN = 200
 
 
+class RangeTask(Protocol):
+    """What the replayer serves: a range of a partition and what its records go into."""
+
+    tp: TopicPartition
+    start_offset: int
+    end_offset: int
+    started: bool
+    deadline: float
+    #: Fetched records not taken yet (the last slice ran out of time).
+    pending: list[Record]
+
+    def take(self, records: list[Record]) -> bool:
+        """Use ``records`` (in offset order); True once nothing more is wanted."""
+
+    def finish(self) -> None:
+        """The range was read (or reading it gave up); called once."""
+
+
 @dataclass
 class ReplayTask:
+    """A retrain's replay: the pool range trained into the job's candidate."""
+
     tp: TopicPartition
     start_offset: int
     end_offset: int
@@ -38,6 +60,52 @@ class ReplayTask:
     pending: list[Record] = field(default_factory=list)
     #: Features of unlabelled events read so far, by id, for labels later in the range.
     held: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def take(self, records: list[Record]) -> bool:
+        """Train the candidate on ``records``; True once the range's end was reached (or
+        the candidate raised: the job is abandoned, nothing more to train)."""
+        job, skip = self.job, self.skip
+        for record in records:
+            if record.offset >= self.end_offset:
+                return True
+            if record.offset in skip:
+                continue
+            event = decode(record.value)
+            if type(event) is Event:
+                if event.label is not None:
+                    job.train(event.features, event.label)
+                elif event.id is not None:
+                    self.held[event.id] = event.features
+                    continue
+            elif type(event) is LateLabel:
+                # Joined within the range as the live learner joined it; labels of events
+                # from before the range have nothing to join (older data stays out).
+                features = self.held.pop(event.id, None)
+                if features is None:
+                    continue
+                job.train(features, event.label)
+            if job.abandoned is not None:
+                return True
+        return records[-1].offset + 1 >= self.end_offset
+
+    def finish(self) -> None:
+        self.job.replay_finished()
+        if self.job.abandoned is not None:
+            log.warning(
+                "replay of %s offsets %d..%d abandoned: the candidate raised (%s)",
+                self.tp,
+                self.start_offset,
+                self.end_offset - 1,
+                self.job.abandoned,
+            )
+            return
+        log.info(
+            "replayed %s offsets %d..%d into a candidate (%d events)",
+            self.tp,
+            self.start_offset,
+            self.end_offset - 1,
+            self.job.trained_on,
+        )
 
 
 class Replayer:
@@ -53,7 +121,7 @@ class Replayer:
         self.give_up_after_s = give_up_after_s
         self.clock = clock
         self._consumer: LogReader | None = None
-        self._tasks: deque[ReplayTask] = deque()
+        self._tasks: deque[RangeTask] = deque()
 
     def warm_up(self) -> None:
         """Create the consumer now: its bootstrap takes hundreds of milliseconds, which
@@ -70,6 +138,10 @@ class Replayer:
         skip: frozenset[int] = frozenset(),
     ) -> None:
         self._tasks.append(ReplayTask(tp, start, end, job, skip))
+
+    def add(self, task: RangeTask) -> None:
+        """Serve ``task`` after those already submitted."""
+        self._tasks.append(task)
 
     def cancel(self, tp: TopicPartition) -> None:
         """The partition was revoked: its learner, and so its job, is gone."""
@@ -101,38 +173,11 @@ class Replayer:
                     return
                 task.deadline = self.clock() + self.give_up_after_s
             run, task.pending = task.pending[:TRAIN_RUN], task.pending[TRAIN_RUN:]
-            if self._train(task, run):
+            if task.take(run):
                 self._finish(task)
                 return
 
-    def _train(self, task: ReplayTask, records: list[Record]) -> bool:
-        """Train the candidate on ``records``; True once the range's end was reached (or
-        the candidate raised: the job is abandoned, nothing more to train)."""
-        job, skip = task.job, task.skip
-        for record in records:
-            if record.offset >= task.end_offset:
-                return True
-            if record.offset in skip:
-                continue
-            event = decode(record.value)
-            if type(event) is Event:
-                if event.label is not None:
-                    job.train(event.features, event.label)
-                elif event.id is not None:
-                    task.held[event.id] = event.features
-                    continue
-            elif type(event) is LateLabel:
-                # Joined within the range as the live learner joined it; labels of events
-                # from before the range have nothing to join (older data stays out).
-                features = task.held.pop(event.id, None)
-                if features is None:
-                    continue
-                job.train(features, event.label)
-            if job.abandoned is not None:
-                return True
-        return records[-1].offset + 1 >= task.end_offset
-
-    def _maybe_give_up(self, task: ReplayTask, consumer: LogReader) -> None:
+    def _maybe_give_up(self, task: RangeTask, consumer: LogReader) -> None:
         if self.clock() > task.deadline:
             log.warning(
                 "replay of %s gave up at offset %s; training on what was read",
@@ -141,7 +186,7 @@ class Replayer:
             )
             self._finish(task)
 
-    def _consumer_for(self, task: ReplayTask) -> LogReader:
+    def _consumer_for(self, task: RangeTask) -> LogReader:
         if self._consumer is None:
             self._consumer = self.consumer_factory()
         if not task.started:
@@ -150,25 +195,9 @@ class Replayer:
             task.deadline = self.clock() + self.give_up_after_s
         return self._consumer
 
-    def _finish(self, task: ReplayTask) -> None:
-        task.job.replay_finished()
+    def _finish(self, task: RangeTask) -> None:
         self._tasks.popleft()
-        if task.job.abandoned is not None:
-            log.warning(
-                "replay of %s offsets %d..%d abandoned: the candidate raised (%s)",
-                task.tp,
-                task.start_offset,
-                task.end_offset - 1,
-                task.job.abandoned,
-            )
-            return
-        log.info(
-            "replayed %s offsets %d..%d into a candidate (%d events)",
-            task.tp,
-            task.start_offset,
-            task.end_offset - 1,
-            task.job.trained_on,
-        )
+        task.finish()
 
     def close(self) -> None:
         if self._consumer is not None:

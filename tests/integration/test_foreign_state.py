@@ -95,8 +95,10 @@ def test_a_recreated_topic_refuses_the_old_state_and_learns_every_new_event(
     with caplog.at_level(logging.INFO):
         registry = run_until_idle(kafka_bootstrap, topic_name, state_dir=str(state_dir))
 
-    # Refused and counted; the new incarnation is learned from its first event.
+    # Refused and counted; the new incarnation is learned from its first event (the
+    # group's offsets went with the old topic: nothing to rebuild from).
     assert sample(registry, REFUSALS, reason="foreign_topic") == 1
+    assert sample(registry, "streamlearn_rebuilds_total", reason="foreign_topic") == 0
     assert sample(registry, LEARNED, topic=topic_name, partition=0, outcome="learned") == SECOND
     final = local_checkpoint(state_dir, topic_name, 0)
     assert final is not None and final.origin is not None
@@ -118,10 +120,12 @@ def test_a_checkpoint_of_another_cluster_is_refused(
         registry = run_until_idle(kafka_bootstrap, topic_name, state_dir=str(state_dir))
 
     assert sample(registry, REFUSALS, reason="foreign_cluster") == 1
-    # A fresh model from the group's committed offset: the new events only.
+    # Its offset is no position in this log: the learner is rebuilt from this log up to
+    # the group's committed offset (issue 16), then learns the new events live.
+    assert sample(registry, "streamlearn_rebuilds_total", reason="foreign_cluster") == 1
     assert sample(registry, LEARNED, topic=topic_name, partition=0, outcome="learned") == SECOND
     final = local_checkpoint(state_dir, topic_name, 0)
-    assert state_of(final).learner.learned == SECOND
+    assert state_of(final).learner.learned == FIRST + SECOND
     assert final is not None and final.origin == before
     refusal = next(r.getMessage() for r in caplog.records if "REFUSED" in r.getMessage())
     assert "another-cluster" in refusal and str(before.cluster_id) in refusal
@@ -139,11 +143,13 @@ def test_a_checkpoint_offset_past_the_end_of_the_log_is_refused(
         registry = run_until_idle(kafka_bootstrap, topic_name, state_dir=str(state_dir))
 
     assert sample(registry, REFUSALS, reason="offset_out_of_range") == 1
-    # Not a silent wait at offset 6500: fresh from the committed offset 1500.
+    # Not a silent wait at offset 6500: rebuilt up to the committed offset 1500 (issue
+    # 16), then the new events.
+    assert sample(registry, "streamlearn_rebuilds_total", reason="offset_out_of_range") == 1
     assert sample(registry, LEARNED, topic=topic_name, partition=0, outcome="learned") == SECOND
     final = local_checkpoint(state_dir, topic_name, 0)
     assert final is not None and final.next_offset == FIRST + SECOND
-    assert state_of(final).learner.learned == SECOND
+    assert state_of(final).learner.learned == FIRST + SECOND
     assert any(
         "REFUSED (offset_out_of_range)" in r.getMessage() and f"offset {FIRST + 5000}" in
         r.getMessage() for r in caplog.records

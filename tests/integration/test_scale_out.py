@@ -46,7 +46,14 @@ def test_partitions_move_with_their_state_when_instances_die_and_join(
     }
 
     def instance(name: str) -> DaemonProcess:
-        return DaemonProcess(kafka_bootstrap, topic_name, tmp_path / f"{name}.log", options)
+        return DaemonProcess(
+            kafka_bootstrap,
+            topic_name,
+            tmp_path / f"{name}.log",
+            options,
+            # The Kafka checkpoint store refuses to run unsigned (issue 16).
+            env={"STREAMLEARN_CHECKPOINT_KEY": "scale-out-key"},
+        )
 
     def learned(daemon: DaemonProcess) -> float:
         return daemon.metric_sum("streamlearn_events_total", outcome="learned")
@@ -81,7 +88,9 @@ def test_partitions_move_with_their_state_when_instances_die_and_join(
         assert c.wait(120) == 0
 
     for partition in range(PARTITIONS):
-        checkpoint = kafka_checkpoint(kafka_bootstrap, checkpoint_topic, topic_name, partition)
+        checkpoint = kafka_checkpoint(
+            kafka_bootstrap, checkpoint_topic, topic_name, partition, key=b"scale-out-key"
+        )
         state = state_of(checkpoint)
         produced = feeder.produced[partition]
         assert checkpoint is not None and checkpoint.next_offset == produced

@@ -42,8 +42,11 @@ def prometheus_binary() -> str:
     return path
 
 
-def derived_config(targets: Sequence[str], rule_files: Iterable[Path]) -> dict[str, Any]:
-    """The shipped config with ``targets`` scraped, ``rule_files`` loaded, 1 s intervals.
+def derived_config(
+    targets: Sequence[str], rule_files: Iterable[Path], scrape: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The shipped config with ``targets`` scraped, ``rule_files`` loaded, 1 s intervals;
+    ``scrape`` adds keys to the job (``scheme: https`` and its ``tls_config``).
 
     >>> config = derived_config(["127.0.0.1:9999"], RULE_FILES)
     >>> config["scrape_configs"][0]["static_configs"]
@@ -60,6 +63,7 @@ def derived_config(targets: Sequence[str], rule_files: Iterable[Path]) -> dict[s
     config["rule_files"] = [str(Path(path).resolve()) for path in rule_files]
     (job,) = config["scrape_configs"]  # the shipped config scrapes one job: streamlearn
     job["static_configs"] = [{"targets": list(targets)}]
+    job.update(scrape or {})
     return config
 
 
@@ -71,7 +75,7 @@ class PrometheusServer:
     """A Prometheus process scraping ``targets``, used as a context manager.
 
     ``rule_files`` defaults to the shipped recording and alerting rules; tests that
-    need a shortened rule pass a rewritten copy.
+    need a shortened rule pass a rewritten copy. ``scrape`` adds keys to the scrape job.
     """
 
     def __init__(
@@ -80,9 +84,11 @@ class PrometheusServer:
         targets: Sequence[str],
         rule_files: Iterable[Path] = RULE_FILES,
         start_timeout_s: float = 30.0,
+        scrape: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir
         self.targets = list(targets)
+        self.scrape = scrape
         self.rule_files = [Path(path) for path in rule_files]
         self.start_timeout_s = start_timeout_s
         self.port = 0
@@ -99,7 +105,8 @@ class PrometheusServer:
         binary = prometheus_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
         config_path = self.workdir / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(derived_config(self.targets, self.rule_files)))
+        config = derived_config(self.targets, self.rule_files, self.scrape)
+        config_path.write_text(yaml.safe_dump(config))
         self.port = free_port()
         command = [
             binary,
