@@ -25,9 +25,9 @@ from tests.integration.daemon_process import (
     daemons,
     local_checkpoint,
     state_of,
-    wait_for,
 )
 from tests.integration.kafka_helpers import create_topic, read_all
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ def test_kill_minus_9_joins_every_late_label_exactly_once(
     )
     with daemons(daemon):
         daemon.start()
-        wait_for(
+        wait_until(
             lambda: daemon.metric_sum("streamlearn_checkpoints_total") >= 2,
             60,
             "two checkpoints before the first kill",
@@ -98,10 +98,10 @@ def test_kill_minus_9_joins_every_late_label_exactly_once(
             time.sleep(rng.uniform(0.05, 2.0))  # mid-batch, mid-checkpoint, mid-join ...
             daemon.kill()
             daemon.start()
-            wait_for(lambda: "assigned" in daemon.log(), 60, "the restarted daemon's assignment")
+            wait_until(lambda: "assigned" in daemon.log(), 60, "the restarted daemon's assignment")
         live.join(120)
         assert not live.is_alive()
-        wait_for(
+        wait_until(
             lambda: checkpointed_offset(state_dir, topic_name) == TOTAL_RECORDS,
             90,
             "the last run to checkpoint the end of the log",
