@@ -100,9 +100,13 @@ class WindowedClassifier(base.Classifier):
             if column < self._fit_width:
                 vector[0, column] = value
         fitted = self._fitted
-        if not hasattr(fitted, "predict_proba"):  # e.g. LinearSVC: the class is all it says
-            return {self._label(fitted.predict(vector)[0]): 1.0}
-        proba = fitted.predict_proba(vector)[0]
+        from sklearn import config_context
+
+        # _encode let only finite numbers in: scikit-learn's own check would double the cost.
+        with config_context(assume_finite=True):
+            if not hasattr(fitted, "predict_proba"):  # e.g. LinearSVC: the class is all it says
+                return {self._label(fitted.predict(vector)[0]): 1.0}
+            proba = fitted.predict_proba(vector)[0]
         return {self._label(c): float(p) for c, p in zip(fitted.classes_, proba, strict=True)}
 
     @property

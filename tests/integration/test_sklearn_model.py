@@ -1,0 +1,71 @@
+"""An ``sklearn:`` model through the daemon on the real broker: its predictions and accuracy
+equal River's progressive validation of the same wrapper, across a restart from its
+checkpoint (restored through the restricted unpickler)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from river import evaluate, metrics
+
+from learners.spec import parse_model_spec
+from stream.events import Event, decode
+from stream.tools.produce import ProduceOptions, produce
+from tests.integration.kafka_helpers import read_all, run_until_idle, sample
+
+pytestmark = pytest.mark.integration
+
+SPEC = (
+    "sklearn(window=1000, refit_every=250):"
+    "preprocessing.StandardScaler | linear_model.LogisticRegression(C=1.0)"
+)
+
+
+def test_sklearn_model_is_exact_across_a_restart(
+    kafka_bootstrap: str, topic_name: str, tmp_path: Path
+) -> None:
+    warnings.simplefilter("ignore")  # lbfgs convergence, in the daemon and the reference
+    predictions = f"{topic_name}-predictions"
+    settings: dict[str, Any] = {
+        "model": SPEC,
+        "drift_action": "none",
+        "predictions_topic": predictions,
+        "state_dir": tmp_path,  # both runs: the second restores the first one's checkpoint
+    }
+    for seed in (5, 6):
+        produce(
+            ProduceOptions(
+                kafka_bootstrap, topic_name, count=1500, seed=seed, generator="agrawal",
+                partitions=1,
+            )
+        )  # fmt: skip
+        registry = run_until_idle(kafka_bootstrap, topic_name, **settings)
+
+    events = [decode(record.value) for record in read_all(kafka_bootstrap, topic_name)]
+    dataset = [(e.features, e.label) for e in events if isinstance(e, Event)]
+    assert len(dataset) == 3000
+    expected = evaluate.progressive_val_score(dataset, parse_model_spec(SPEC), metrics.Accuracy())
+    labels = {"topic": topic_name, "partition": 0}
+    cumulative = sample(registry, "streamlearn_accuracy", **labels, window="cumulative")
+    assert cumulative == pytest.approx(expected.get(), abs=1e-12, rel=0)
+    assert sample(registry, "streamlearn_events_total", **labels, outcome="learned") == 1500
+    assert sample(registry, "streamlearn_learned_events", **labels) == 3000  # restored
+    refusals = [
+        s.value
+        for metric in registry.collect()
+        if metric.name == "streamlearn_checkpoint_load_failures"
+        for s in metric.samples
+    ]
+    assert sum(refusals) == 0  # restored, not rebuilt from the log
+
+    published = {
+        r["offset"]: r["prediction"]
+        for r in map(json.loads, (rec.value for rec in read_all(kafka_bootstrap, predictions)))
+    }
+    assert [published[i] for i in range(250)] == [None] * 250  # nothing before the first fit
+    # From then on the class, with the label's JSON type, before and after the restart.
+    assert all(type(published[i]) is type(dataset[i][1]) for i in range(250, 3000))
