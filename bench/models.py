@@ -52,7 +52,8 @@ def run(spec: str, generator: str, count: int, drift_at: Sequence[int], action: 
         learner.step(x, y, offset)
         longest = max(longest, time.perf_counter() - before)
     elapsed = time.perf_counter() - started
-    return Run(learner.cumulative.get(), count / elapsed, longest, getattr(learner.model, "fits", 0))
+    fits = getattr(learner.model, "fits", 0)
+    return Run(learner.cumulative.get(), count / elapsed, longest, fits)
 
 
 def pause(count: int) -> None:

@@ -17,9 +17,10 @@ treat a batch model like any River classifier:
   probability 1; labels of one Python type are given to scikit-learn as they are (so a fit
   equals a plain ``estimator.fit`` on the same rows), mixed types as codes.
 
-With ``screen=True`` a refit leaves out exact duplicates (same features and label: one
-copy is kept) and contradictions (the same features with different labels: all are left
-out); ``screened`` counts them, by reason, over the model's life.
+With ``screen=True`` (``--screen-pool``) a refit leaves out exact duplicates (same
+features and label: one copy is kept) and contradictions (the same features with
+different labels: all are left out); ``drain_screened`` says how many, by reason, since
+it was last called (an event left out of several refits counts in each).
 
 >>> from sklearn.linear_model import LogisticRegression
 >>> model = WindowedClassifier(LogisticRegression(), window=4, refit_every=2)
@@ -163,6 +164,11 @@ class WindowedClassifier(base.Classifier):
                 seen.add((key, label))
                 kept.append(i)
         return rows[kept], [labels[i] for i in kept]
+
+    def drain_screened(self) -> Counter[str]:
+        """Events the refits left out since the last call, by reason."""
+        counts, self.screened = self.screened, Counter()
+        return counts
 
     def _label(self, target: Any) -> Any:
         value = target.item() if isinstance(target, np.generic) else target

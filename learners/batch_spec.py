@@ -3,14 +3,15 @@
 The grammar (parsed with :mod:`ast`, like River specs)::
 
     sklearn:ESTIMATOR
-    sklearn(window=N, refit_every=M, screen=True|False):ESTIMATOR
+    sklearn(window=N, refit_every=M):ESTIMATOR
 
 ``ESTIMATOR`` is ``module.Class`` or ``module.Class(arguments)`` naming a public class of
 one of the scikit-learn modules in :data:`SKLEARN_MODULES` (a leading ``sklearn.`` is
 optional), or several joined by ``|`` into a scikit-learn pipeline whose last step is a
 classifier (``preprocessing.StandardScaler | linear_model.LogisticRegression``).
 Arguments are literals, tuples/lists/dicts of them, or nested estimators. The wrapper's
-own arguments, all optional, are those of :class:`learners.batch.WindowedClassifier`.
+own arguments, both optional, are those of :class:`learners.batch.WindowedClassifier`
+(screening is the daemon's ``--screen-pool``, not part of the spec).
 
 >>> model = parse_sklearn_spec("sklearn(window=500):linear_model.LogisticRegression(C=0.5)")
 >>> model.window, model.refit_every, model.estimator
@@ -42,11 +43,11 @@ SKLEARN_MODULES = frozenset(
     }
 )  # fmt: skip
 
-_WRAPPER_ARGS = {"window": int, "refit_every": int, "screen": bool}
+_WRAPPER_ARGS = {"window": int, "refit_every": int}
 _PREFIX = re.compile(r"\s*sklearn\s*(\((?P<args>[^)]*)\))?\s*:(?P<estimator>.*)\Z", re.DOTALL)
 _ALLOWED = (
     "An sklearn spec is 'sklearn:module.Class(arguments)' or "
-    "'sklearn(window=N, refit_every=M, screen=True):module.Class(arguments)', steps joined "
+    "'sklearn(window=N, refit_every=M):module.Class(arguments)', steps joined "
     f"by | into a pipeline ending in a classifier; modules: {', '.join(sorted(SKLEARN_MODULES))}."
 )
 
@@ -89,7 +90,7 @@ def parse_sklearn_spec(text: str) -> WindowedClassifier:
 
 
 def _wrapper_args(text: str) -> dict[str, Any]:
-    """``window=N, refit_every=M, screen=B``: keyword literals of the right type only."""
+    """``window=N, refit_every=M``: keyword literals of the right type only."""
     if not text.strip():
         return {}
     try:

@@ -20,6 +20,7 @@ from learners.batch import WindowedClassifier
 from learners.checkpoint import decode_checkpoint, encode_checkpoint
 from learners.exceptions import CheckpointError, ModelSpecError
 from learners.prequential import PartitionLearner
+from learners.screening import screening
 from learners.sequence import SequenceTracker
 from learners.spec import parse_model_spec
 from learners.state import PartitionState
@@ -125,7 +126,7 @@ FAMILIES = [
     "sklearn(window=200, refit_every=50):linear_model.LogisticRegression(C=1.0)",
     "sklearn(window=200, refit_every=50):neural_network.MLPClassifier("
     "hidden_layer_sizes=(8,), max_iter=30, random_state=1)",
-    "sklearn(window=200, refit_every=50, screen=True):"
+    "sklearn(window=200, refit_every=50):"
     "preprocessing.StandardScaler | linear_model.SGDClassifier(loss='log_loss', random_state=1)",
     "sklearn(window=200, refit_every=50):ensemble.RandomForestClassifier(n_estimators=3, "
     "random_state=1)",
@@ -143,7 +144,7 @@ def test_checkpoint_round_trip_restores_the_model_exactly(
     warnings.simplefilter("ignore")
     monkeypatch.setattr(unpickling, "ALLOWED_PACKAGES", ("river", "learners"))
     events = list(itertools.islice(EVENTS, 400))
-    learner = PartitionLearner(parse_model_spec(spec), drift_action="retrain")
+    learner = PartitionLearner(screening(parse_model_spec(spec)), drift_action="retrain")
     for offset, (x, y) in enumerate(events[:230]):
         learner.step(x, y, offset)
     learner._request_retrain(100)  # a retrain in flight (its candidate) travels too
