@@ -1,6 +1,7 @@
 """An ``sklearn:`` model through the daemon on the real broker: its predictions and accuracy
 equal River's progressive validation of the same wrapper, across a restart from its
-checkpoint (restored through the restricted unpickler)."""
+checkpoint (restored through the restricted unpickler); with ``--screen-pool`` its refits
+leave out what a plain loop leaves out, and the metric counts it."""
 
 from __future__ import annotations
 
@@ -12,10 +13,19 @@ from typing import Any
 import pytest
 from river import evaluate, metrics
 
+from learners.prequential import PartitionLearner
+from learners.screening import drain_screened, screening
 from learners.spec import parse_model_spec
 from stream.events import Event, decode
-from stream.tools.produce import ProduceOptions, produce
-from tests.integration.kafka_helpers import read_all, run_until_idle, sample
+from stream.tools.produce import ProduceOptions, encode_event, produce
+from tests.integration.kafka_helpers import (
+    create_topic,
+    read_all,
+    run_until_idle,
+    sample,
+    send_raw,
+)
+from tests.learners.test_screening import noisy_stream
 
 pytestmark = pytest.mark.integration
 
@@ -69,3 +79,33 @@ def test_sklearn_model_is_exact_across_a_restart(
     assert [published[i] for i in range(250)] == [None] * 250  # nothing before the first fit
     # From then on the class, with the label's JSON type, before and after the restart.
     assert all(type(published[i]) is type(dataset[i][1]) for i in range(250, 3000))
+
+
+def test_screen_pool_counts_what_the_refits_leave_out(
+    kafka_bootstrap: str, topic_name: str
+) -> None:
+    warnings.simplefilter("ignore")
+    stream, _, _, _ = noisy_stream(seed=3)
+    create_topic(kafka_bootstrap, topic_name, 1)
+    send_raw(
+        kafka_bootstrap,
+        topic_name,
+        ((None, encode_event(f"e{i}", x, y, seq=i)) for i, (x, y) in enumerate(stream)),
+    )
+    spec = "sklearn(window=600, refit_every=300):tree.DecisionTreeClassifier(random_state=0)"
+    registry = run_until_idle(
+        kafka_bootstrap, topic_name, model=spec, drift_action="none", screen_pool=True
+    )
+
+    # The same screened model on the same events, in a plain loop: what it left out.
+    reference = PartitionLearner(screening(parse_model_spec(spec)), drift_action="none")
+    for offset, (x, y) in enumerate(stream):
+        reference.step(x, y, offset)
+    expected = drain_screened(reference)
+    assert expected["duplicate"] > 0 and expected["contradiction"] > 0
+    labels = {"topic": topic_name, "partition": 0}
+    for reason in ("duplicate", "contradiction"):
+        screened = sample(registry, "streamlearn_screened_events_total", **labels, reason=reason)
+        assert screened == expected[reason], reason
+    cumulative = sample(registry, "streamlearn_accuracy", **labels, window="cumulative")
+    assert cumulative == reference.cumulative.get()
