@@ -19,6 +19,7 @@ from learners import unpickling
 from learners.batch import WindowedClassifier
 from learners.checkpoint import decode_checkpoint, encode_checkpoint
 from learners.exceptions import CheckpointError, ModelSpecError
+from learners.outcomes import RetrainDecided
 from learners.prequential import PartitionLearner
 from learners.screening import screening
 from learners.sequence import SequenceTracker
@@ -228,3 +229,29 @@ def test_a_spec_builds_the_wrapper_with_its_arguments() -> None:
 def test_unknown_private_or_wrong_estimators_are_refused_at_start(spec: str, message: str) -> None:
     with pytest.raises(ModelSpecError, match=message.replace("(", r"\(")):
         parse_model_spec(spec)
+
+
+def test_a_window_model_is_a_retrain_candidate_like_any_other() -> None:
+    """A retrain's candidate is a fresh clone of the wrapper: it refits from the replayed
+    pool and is judged on the holdout like a River candidate."""
+    learner = PartitionLearner(
+        parse_model_spec("sklearn(window=400, refit_every=100):linear_model.LogisticRegression"),
+        drift_action="retrain",
+        holdout_events=50,
+    )
+    stream = EVENTS[:600] + [(x, not y) for x, y in EVENTS[600:1200]]  # labels flip at 600
+    outcomes = []
+    for offset, (x, y) in enumerate(stream):
+        learner.step(x, y, offset)
+        job = learner.retrain
+        if job is not None and job.state == "replaying":
+            assert isinstance(job.candidate, WindowedClassifier) and job.candidate.fits == 0
+            start, end = job.pool
+            for x_, y_ in stream[start:end]:  # the replay the daemon would feed it
+                job.train(x_, y_)
+            job.replay_finished()
+        outcomes += learner.drain_outcomes()
+    decided = [o for o in outcomes if isinstance(o, RetrainDecided)]
+    assert len(decided) == 1 and decided[0].promoted
+    assert decided[0].candidate_accuracy > decided[0].serving_accuracy
+    assert learner.model_version == 2
