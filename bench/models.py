@@ -56,15 +56,24 @@ def run(spec: str, generator: str, count: int, drift_at: Sequence[int], action: 
     return Run(learner.cumulative.get(), count / elapsed, longest, fits)
 
 
+PAUSE_MODELS = {
+    "LogisticRegression": "linear_model.LogisticRegression",
+    "StandardScaler | LogisticRegression": "preprocessing.StandardScaler | "
+    "linear_model.LogisticRegression",
+}
+
+
 def pause(count: int) -> None:
-    spec = "sklearn(window=20000, refit_every=2000):linear_model.LogisticRegression"
-    for generator in ("agrawal", "hyperplane"):
-        result = run(spec, generator, count, (), "none")
-        print(
-            f"{generator}: LogisticRegression, 20,000-event window, {result.refits} refits: "
-            f"longest step {result.longest_step_s * 1000:.0f} ms, "
-            f"{result.events_per_s:,.0f} events/s, accuracy {result.accuracy:.4f}"
-        )
+    for name, estimator in PAUSE_MODELS.items():
+        spec = f"sklearn(window=20000, refit_every=2000):{estimator}"
+        for generator in ("agrawal", "hyperplane"):
+            result = run(spec, generator, count, (), "none")
+            print(
+                f"{generator}: {name}, 20,000-event window, {result.refits} refits: "
+                f"longest step {result.longest_step_s * 1000:.0f} ms, "
+                f"{result.events_per_s:,.0f} events/s, accuracy {result.accuracy:.4f}",
+                flush=True,
+            )
 
 
 def compare(count: int, action: str) -> None:

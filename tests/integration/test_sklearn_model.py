@@ -109,3 +109,31 @@ def test_screen_pool_counts_what_the_refits_leave_out(
         assert screened == expected[reason], reason
     cumulative = sample(registry, "streamlearn_accuracy", **labels, window="cumulative")
     assert cumulative == reference.cumulative.get()
+
+
+def test_screen_pool_leaves_copies_out_of_a_retrain_replay(
+    kafka_bootstrap: str, topic_name: str
+) -> None:
+    # 1,000 events labelled a > b, then 500 of them again with the opposite label, each
+    # twice in a row: the drift's pool takes in some of those copies.
+    _, clean, _, _ = noisy_stream(seed=4)
+    flipped = [(x, not y) for x, y in clean[:500] for _ in range(2)]
+    create_topic(kafka_bootstrap, topic_name, 1)
+    send_raw(
+        kafka_bootstrap,
+        topic_name,
+        ((None, encode_event(f"e{i}", x, y, seq=i)) for i, (x, y) in enumerate(clean + flipped)),
+    )
+    registry = run_until_idle(
+        kafka_bootstrap, topic_name, model="tree.HoeffdingTreeClassifier(grace_period=50)",
+        drift_action="retrain", screen_pool=True, retrain_holdout_events=50,
+    )  # fmt: skip
+    labels = {"topic": topic_name, "partition": 0}
+    decided = sum(
+        sample(registry, "streamlearn_retrains_total", **labels, result=result)
+        for result in ("promoted", "rejected")
+    )
+    assert decided >= 1
+    # The replay covers part of the doubled stretch: its second copies are left out.
+    duplicates = sample(registry, "streamlearn_screened_events_total", **labels, reason="duplicate")
+    assert duplicates > 0
