@@ -18,6 +18,9 @@ looking up a public name on it, so ``os.system``, ``__import__('os')`` or
 ``river.__builtins__`` are refused with a :class:`ModelSpecError` before anything runs.
 The final step must be a classifier, because the daemon scores accuracy.
 
+A spec starting ``sklearn:`` or ``sklearn(...):`` is a scikit-learn classifier refitted on
+a window of recent events instead (``learners.batch_spec``, ``docs/models.md``).
+
 >>> model = parse_model_spec(
 ...     "preprocessing.StandardScaler | linear_model.LogisticRegression(optimizer=optim.SGD(0.05))"
 ... )
@@ -65,6 +68,11 @@ def parse_model_spec(text: str) -> base.Estimator:
     """
     if not text.strip():
         raise ModelSpecError(f"the model spec is empty. {_ALLOWED}")
+    if text.lstrip().startswith("sklearn"):
+        from learners import batch_spec  # scikit-learn is an optional extra
+
+        if batch_spec.is_sklearn_spec(text):
+            return batch_spec.parse_sklearn_spec(text)
     # The brackets let a spec span lines (e.g. a TOML multi-line string) and carry comments;
     # the source keeps their offsets right for quoting offending parts.
     source = f"(\n{text.strip()}\n)"
@@ -78,7 +86,7 @@ def parse_model_spec(text: str) -> base.Estimator:
     except (ValueError, RecursionError) as exc:  # null bytes; absurd nesting
         raise ModelSpecError(f"the model spec cannot be parsed ({exc}). {_ALLOWED}") from None
     try:
-        model = _Compiler(source).model(tree.body)
+        model = Compiler(source).model(tree.body)
     except RecursionError:
         raise ModelSpecError(f"the model spec is nested too deeply. {_ALLOWED}") from None
     final = final_step(model)
@@ -106,8 +114,10 @@ def describe_model(model: Any) -> str:
     return " ".join(repr(model).split())
 
 
-class _Compiler:
-    """Walks the parsed spec and builds objects; ``text`` is kept to quote offending parts."""
+class Compiler:
+    """Walks the parsed spec and builds objects; ``text`` is kept to quote offending parts.
+
+    ``learners.batch_spec`` resolves scikit-learn names with a subclass of it."""
 
     def __init__(self, text: str) -> None:
         self.text = text

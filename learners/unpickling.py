@@ -7,6 +7,9 @@ unpickling imports and calls them. :func:`restricted_loads` resolves a name only
   project's own classes are part of every checkpoint), mapped to where it lives now;
 - or it is a class or function *defined* in one of :data:`ALLOWED_PACKAGES` (River and
   this package: what a model and its learner are made of);
+- or it is a *class* defined in one of :data:`SKLEARN_PACKAGES` (the scikit-learn modules a
+  ``sklearn:`` model is made of: its estimators, pipelines, losses, trees); scikit-learn's
+  functions are refused, save the object constructors listed in :data:`ALLOWED_NAMES`;
 - or it is one of the few members of the standard library and NumPy listed in
   :data:`ALLOWED_NAMES` (containers, ``functools.partial``, ``random.Random``, array and
   random-generator reconstructors). ``builtins.getattr``, which pickle uses to rebuild
@@ -39,7 +42,7 @@ from typing import Any
 
 from learners.exceptions import CheckpointError
 
-__all__ = ["ALIASES", "ALLOWED_NAMES", "ALLOWED_PACKAGES", "restricted_loads"]
+__all__ = ["ALIASES", "ALLOWED_NAMES", "ALLOWED_PACKAGES", "SKLEARN_PACKAGES", "restricted_loads"]
 
 #: Old class paths -> where the class lives now. Add a line whenever a pickled class moves.
 ALIASES: dict[tuple[str, str], tuple[str, str]] = {
@@ -49,6 +52,17 @@ ALIASES: dict[tuple[str, str], tuple[str, str]] = {
 
 #: Packages whose classes and functions may appear in a checkpoint.
 ALLOWED_PACKAGES: tuple[str, ...] = ("river", "learners")
+
+#: scikit-learn packages whose *classes* (never functions) may appear in a checkpoint: the
+#: modules ``learners.batch_spec`` may name, and what their fitted estimators hold.
+SKLEARN_PACKAGES: tuple[str, ...] = tuple(
+    "sklearn." + name
+    for name in (
+        "discriminant_analysis", "dummy", "ensemble", "linear_model", "naive_bayes",
+        "neighbors", "neural_network", "preprocessing", "svm", "tree", "pipeline", "_loss",
+        "metrics._dist_metrics",
+    )
+)  # fmt: skip
 
 _NUMPY_CORE = {"_reconstruct", "scalar", "_frombuffer"}
 #: Single names from modules that also hold things a checkpoint must never call.
@@ -77,6 +91,12 @@ ALLOWED_NAMES: dict[str, frozenset[str]] = {
         "numpy.random._sfc64": {"SFC64"},
         "numpy.random._generator": {"Generator"},
         "numpy.random.mtrand": {"RandomState"},
+        # A generator's seed sequence (scikit-learn's gradient boosting keeps one).
+        "numpy.random.bit_generator": {"SeedSequence", "__pyx_unpickle_SeedSequence"},
+        # Cython objects' constructors (``cls.__new__(cls)``) in fitted nearest neighbours.
+        "sklearn.neighbors._kd_tree": {"newObj"},
+        "sklearn.neighbors._ball_tree": {"newObj"},
+        "sklearn.metrics._dist_metrics": {"newObj"},
     }.items()
 }  # fmt: skip
 
@@ -89,12 +109,14 @@ def restricted_loads(payload: bytes) -> object:
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         module, name = ALIASES.get((module, name), (module, name))
-        if module in ALLOWED_NAMES:
-            if name not in ALLOWED_NAMES[module]:
-                raise _forbidden(module, name)
+        if name in ALLOWED_NAMES.get(module, ()):
             found = super().find_class(module, name)
             return _bound_method if found is getattr else found
-        if not _in_packages(module) or any(part.startswith("__") for part in name.split(".")):
+        if any(part.startswith("__") for part in name.split(".")):
+            raise _forbidden(module, name)
+        if _in_packages(module, SKLEARN_PACKAGES):
+            return _sklearn_class(super().find_class(module, name), module, name)
+        if not _in_packages(module):
             raise _forbidden(module, name)
         found = super().find_class(module, name)
         # A dotted name can walk out of the package (river.x.os.system): judge the result.
@@ -114,13 +136,21 @@ def _bound_method(obj: object, name: str) -> Callable[..., Any]:
     return method
 
 
-def _in_packages(module: str) -> bool:
-    return any(module == p or module.startswith(p + ".") for p in ALLOWED_PACKAGES)
+def _sklearn_class(found: object, module: str, name: str) -> object:
+    """A class defined in the allowed scikit-learn packages (a dotted name may walk out)."""
+    if not inspect.isclass(found) or not _in_packages(found.__module__, SKLEARN_PACKAGES):
+        raise _forbidden(module, name)
+    return found
+
+
+def _in_packages(module: str, packages: tuple[str, ...] | None = None) -> bool:
+    packages = ALLOWED_PACKAGES if packages is None else packages  # read now: tests patch it
+    return any(module == p or module.startswith(p + ".") for p in packages)
 
 
 def _forbidden(module: str, name: str) -> CheckpointError:
     return CheckpointError(
         "forbidden_class",
         f"checkpoint names {module}.{name}, which is not allowed in a checkpoint "
-        f"(only River and learners classes, and a few containers, are)",
+        f"(only River, learners and scikit-learn estimator classes, and a few containers, are)",
     )

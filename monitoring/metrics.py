@@ -9,7 +9,7 @@ The hot path updates plain counters per *batch* through pre-bound children.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import assert_never
 
 from prometheus_client import (
@@ -200,6 +200,12 @@ class StreamlearnMetrics:
             pl,
             registry=registry,
         )
+        self.screened_events = Counter(
+            "streamlearn_screened_events",
+            "Pool events left out of a refit or a retrain replay (--screen-pool), by reason.",
+            (*pl, "reason"),
+            registry=registry,
+        )
         self.offsets_expired = Counter(
             "streamlearn_offsets_expired",
             "Events that expired from the log before they were learned.",
@@ -305,6 +311,7 @@ class PartitionMetrics:
         self.sequence_gaps = m.sequence_gaps.labels(*labels)
         self.sequence_duplicates = m.sequence_duplicates.labels(*labels)
         self.offsets_expired = m.offsets_expired.labels(*labels)
+        self._screened_events = m.screened_events
         self.labels = {outcome: m.labels.labels(*labels, outcome) for outcome in LABEL_OUTCOMES}
         self._pending = m.pending_labels.labels(*labels)
         self._label_delay = m.label_delay.labels(*labels)
@@ -315,6 +322,13 @@ class PartitionMetrics:
         observe = self._label_delay.observe
         for delay in delays:
             observe(delay)
+
+    def screened(self, counts: Mapping[str, int]) -> None:
+        """Pool events left out by ``--screen-pool``, by reason (``duplicate``,
+        ``contradiction``)."""
+        for reason, count in counts.items():
+            if count:
+                self._screened_events.labels(*self._labels, reason).inc(count)
 
     def set_accuracy(self, cumulative: float, rolling: float) -> None:
         """Bound on first use: a partition that has scored nothing exports no accuracy

@@ -63,6 +63,11 @@ class RunSettings(BaseSettings):
     retrain_holdout_events: int = Field(
         300, ge=1, description="live events both models are scored on before a promotion"
     )
+    screen_pool: bool = Field(
+        False,
+        description="leave exact duplicates and contradictory labels (same features, another "
+        "label) out of what a retrain replay and an sklearn: model's refit learn from",
+    )
     max_model_errors: int = Field(
         100,
         ge=1,

@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from learners.prequential import PartitionLearner
+from learners.screening import screening
 from learners.spec import describe_model, parse_model_spec
 from monitoring.exporter import MetricsServer, TlsFiles
 from monitoring.metrics import StreamlearnMetrics
@@ -58,6 +59,8 @@ def configure_logging(level: str) -> None:
 
 def learner_factory(settings: RunSettings) -> LearnerFactory:
     blueprint = parse_model_spec(settings.model)  # a bad spec fails here, at start-up
+    if settings.screen_pool:
+        blueprint = screening(blueprint)
 
     def new_learner(tp: TopicPartition) -> PartitionLearner:
         return PartitionLearner(
@@ -212,7 +215,11 @@ def _outputs_and_state(
         settings.checkpoint_interval,
     )
     resources.callback(checkpointer.close)
-    replayer = Replayer(lambda: make_range_reader(settings))
+    replayer = Replayer(
+        lambda: make_range_reader(settings),
+        screen_pool=settings.screen_pool,
+        on_screened=lambda tp, counts: metrics.partition(tp.topic, tp.partition).screened(counts),
+    )
     resources.callback(replayer.close)
     return publisher, checkpointer, replayer
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from learners.outcomes import Outcome, RetrainRequested
+from learners.screening import drain_screened
 from monitoring.metrics import StreamlearnMetrics
 from stream.daemon.model_errors import ModelErrors
 from stream.daemon.partitions import PartitionSlot, PartitionTable, report_counts
@@ -332,6 +333,8 @@ class Daemon:
         report_counts(slot)
         if dead:
             m.dead_lettered.inc(dead)
+        if screened := drain_screened(learner):  # --screen-pool's refits
+            m.screened(screened)
         if learner.cumulative.total:
             m.set_accuracy(learner.cumulative.get(), learner.rolling.get())
         m.adwin_width.set(learner.detector.width)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from learners.retraining import RetrainJob
+from learners.screening import PoolScreen
 from stream.events import Event, LateLabel, decode
 from stream.ports import LogReader, Record, TopicPartition
 
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 #: Records trained between two looks at the clock.
 TRAIN_RUN = 200
+
+#: Told, when a screened replay ends, how many of its events were left out, by reason.
+Screened = Callable[[TopicPartition, Counter[str]], None]
 
 
 class RangeTask(Protocol):
@@ -54,6 +58,9 @@ class ReplayTask:
     job: RetrainJob
     #: Offsets in the range the serving learner never saw (poison, refused events).
     skip: frozenset[int] = frozenset()
+    #: ``--screen-pool``: duplicates and contradictions left out, told to ``on_screened``.
+    screen: PoolScreen | None = None
+    on_screened: Screened | None = None
     started: bool = False
     deadline: float = 0.0
     #: Fetched records not trained yet (the last slice ran out of time).
@@ -64,7 +71,7 @@ class ReplayTask:
     def take(self, records: list[Record]) -> bool:
         """Train the candidate on ``records``; True once the range's end was reached (or
         the candidate raised: the job is abandoned, nothing more to train)."""
-        job, skip = self.job, self.skip
+        job, skip, screen = self.job, self.skip, self.screen
         for record in records:
             if record.offset >= self.end_offset:
                 return True
@@ -73,7 +80,8 @@ class ReplayTask:
             event = decode(record.value)
             if type(event) is Event:
                 if event.label is not None:
-                    job.train(event.features, event.label)
+                    if screen is None or screen.admit(event.features, event.label) is None:
+                        job.train(event.features, event.label)
                 elif event.id is not None:
                     self.held[event.id] = event.features
                     continue
@@ -83,12 +91,15 @@ class ReplayTask:
                 features = self.held.pop(event.id, None)
                 if features is None:
                     continue
-                job.train(features, event.label)
+                if screen is None or screen.admit(features, event.label) is None:
+                    job.train(features, event.label)
             if job.abandoned is not None:
                 return True
         return records[-1].offset + 1 >= self.end_offset
 
     def finish(self) -> None:
+        if self.screen is not None and self.on_screened is not None:
+            self.on_screened(self.tp, self.screen.drain())
         self.job.replay_finished()
         if self.job.abandoned is not None:
             log.warning(
@@ -116,10 +127,14 @@ class Replayer:
         consumer_factory: Callable[[], LogReader],
         give_up_after_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        screen_pool: bool = False,
+        on_screened: Screened | None = None,
     ) -> None:
         self.consumer_factory = consumer_factory
         self.give_up_after_s = give_up_after_s
         self.clock = clock
+        self.screen_pool = screen_pool
+        self.on_screened = on_screened
         self._consumer: LogReader | None = None
         self._tasks: deque[RangeTask] = deque()
 
@@ -137,7 +152,8 @@ class Replayer:
         job: RetrainJob,
         skip: frozenset[int] = frozenset(),
     ) -> None:
-        self._tasks.append(ReplayTask(tp, start, end, job, skip))
+        screen = PoolScreen() if self.screen_pool else None
+        self._tasks.append(ReplayTask(tp, start, end, job, skip, screen, self.on_screened))
 
     def add(self, task: RangeTask) -> None:
         """Serve ``task`` after those already submitted."""
