@@ -17,18 +17,19 @@ from typing import Any
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from learners.prequential import PartitionLearner
-from learners.spec import describe_model, parse_model_spec
+from learners.regression import learner_for
+from learners.spec import describe_model, parse_model_spec, task_of
 from monitoring.exporter import MetricsServer
 from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoints.checkpointer import CHECKPOINT_REFUSALS, Checkpointer
 from stream.checkpoints.stores import CheckpointStore, LocalDirectoryStore
 from stream.daemon.loop import Daemon, LoopTiming
 from stream.daemon.model_errors import ModelErrors
-from stream.daemon.partitions import LearnerFactory, PartitionTable
+from stream.daemon.partitions import PartitionTable
 from stream.daemon.publisher import Publisher
 from stream.daemon.replay import Replayer
 from stream.daemon.run_log import RunLog
-from stream.events import DEAD_LETTER_REASONS
+from stream.events import DEAD_LETTER_REASONS, Decoder, decoder_for
 from stream.exceptions import BrokerUnavailable, StreamError
 from stream.kafka.admin import ensure_topics
 from stream.kafka.batch_producer import BatchProducer
@@ -55,12 +56,20 @@ def configure_logging(level: str) -> None:
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def learner_factory(settings: RunSettings) -> LearnerFactory:
-    blueprint = parse_model_spec(settings.model)  # a bad spec fails here, at start-up
+class _NewLearner:
+    """Makes each partition's learner from the model parsed once (a bad spec fails at
+    start-up); ``task`` tells the rest of the daemon how to read labels."""
 
-    def new_learner(tp: TopicPartition) -> PartitionLearner:
-        return PartitionLearner(
-            blueprint.clone(),  # type: ignore[arg-type]
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
+        self.blueprint = parse_model_spec(settings.model)
+        self.task = task_of(self.blueprint)
+
+    def __call__(self, tp: TopicPartition) -> PartitionLearner:
+        settings = self.settings
+        # A classifier's learner or a regressor's: the task is chosen here, once.
+        return learner_for(
+            self.blueprint.clone(),
             drift_action=settings.drift_action,
             adwin_delta=settings.adwin_delta,
             rolling_window=settings.rolling_window,
@@ -71,7 +80,15 @@ def learner_factory(settings: RunSettings) -> LearnerFactory:
             label_ttl_s=settings.label_ttl,
         )
 
-    log.info("model: %s; drift action: %s", describe_model(blueprint), settings.drift_action)
+
+def learner_factory(settings: RunSettings) -> _NewLearner:
+    new_learner = _NewLearner(settings)
+    log.info(
+        "model: %s (%s); drift action: %s",
+        describe_model(new_learner.blueprint),
+        new_learner.task,
+        settings.drift_action,
+    )
     return new_learner
 
 
@@ -104,6 +121,7 @@ def _build_and_run(
     status_interval_s: float,
 ) -> int:
     new_learner = learner_factory(settings)
+    decode = decoder_for(new_learner.task)  # a regression's labels are numbers
     disable_created_metrics()  # *_created series only double what Prometheus scrapes
     registry = CollectorRegistry() if registry is None else registry
     metrics = StreamlearnMetrics(registry, package_version(), settings.max_model_bytes)
@@ -128,7 +146,9 @@ def _build_and_run(
             log.info("stopped while waiting for the broker")
             return 0
         try:
-            publisher, checkpointer, replayer = _outputs_and_state(settings, metrics, resources)
+            publisher, checkpointer, replayer = _outputs_and_state(
+                settings, metrics, resources, decode
+            )
         except BaseException:
             consumer.close()
             raise
@@ -146,6 +166,7 @@ def _build_and_run(
             metrics,
             RunLog(settings.event_log),
             _timing(settings, status_interval_s),
+            decode=decode,
             model_errors=ModelErrors(
                 publisher,
                 metrics,
@@ -178,7 +199,7 @@ class _Readiness:
 
 
 def _outputs_and_state(
-    settings: RunSettings, metrics: StreamlearnMetrics, resources: ExitStack
+    settings: RunSettings, metrics: StreamlearnMetrics, resources: ExitStack, decode: Decoder
 ) -> tuple[Publisher, Checkpointer, Replayer]:
     """The publisher, the checkpointer and the replayer, each closed by ``resources``."""
     publisher = _make_publisher(settings)
@@ -191,7 +212,7 @@ def _outputs_and_state(
         settings.checkpoint_interval,
     )
     resources.callback(checkpointer.close)
-    replayer = Replayer(lambda: make_range_reader(settings))
+    replayer = Replayer(lambda: make_range_reader(settings), decode=decode)
     resources.callback(replayer.close)
     return publisher, checkpointer, replayer
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from learners.retraining import RetrainJob
-from stream.events import Event, LateLabel, decode
+from stream.events import Decoder, Event, LateLabel, decode
 from stream.ports import LogReader, Record, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,12 @@ class Replayer:
         consumer_factory: Callable[[], LogReader],
         give_up_after_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        decode: Decoder = decode,
     ) -> None:
+        """``decode`` reads the records as the loop reads them (number labels for a
+        regression: ``stream.events.decoder_for``)."""
         self.consumer_factory = consumer_factory
+        self.decode = decode
         self.give_up_after_s = give_up_after_s
         self.clock = clock
         self._consumer: LogReader | None = None
@@ -108,7 +112,7 @@ class Replayer:
     def _train(self, task: ReplayTask, records: list[Record]) -> bool:
         """Train the candidate on ``records``; True once the range's end was reached (or
         the candidate raised: the job is abandoned, nothing more to train)."""
-        job, skip = task.job, task.skip
+        job, skip, decode = task.job, task.skip, self.decode
         for record in records:
             if record.offset >= task.end_offset:
                 return True
