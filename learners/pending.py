@@ -53,6 +53,9 @@ class Pending(NamedTuple):
     #: Arrival time of the event, in seconds (its Kafka record time).
     at: float
     offset: int
+    #: The no-change baseline's prediction: the last label seen when the event came
+    #: (None before any, and in entries pickled before the baseline existed).
+    baseline: Any = None
 
 
 class PendingLabels:
@@ -91,6 +94,7 @@ class PendingLabels:
         model_version: int,
         at: float,
         offset: int,
+        baseline: Any = None,
     ) -> None:
         """Keep a prediction until its label comes; an id already waiting is replaced
         (the older entry is dropped: its label would now join the newer one)."""
@@ -98,7 +102,7 @@ class PendingLabels:
         entries = self._entries
         if entries.pop(event_id, None) is not None:
             self.dropped += 1
-        entries[event_id] = Pending(features, prediction, model_version, at, offset)
+        entries[event_id] = Pending(features, prediction, model_version, at, offset, baseline)
         if len(entries) > self.max_pending:
             self._drop_oldest()
 

@@ -1,7 +1,9 @@
 """One partition's learner: predict, score, watch the error with ADWIN, learn, act on drift.
 
 Test-then-train: every labelled event is predicted *before* the model learns it, so
-the cumulative accuracy equals River's ``evaluate.progressive_val_score`` exactly.
+the cumulative accuracy equals River's ``evaluate.progressive_val_score`` exactly. This
+is the classification learner; a regressor's is ``learners.regression.RegressionLearner``
+(``learner_for`` picks the one a model needs, once).
 
 >>> from river import datasets, linear_model, preprocessing
 >>> learner = PartitionLearner(preprocessing.StandardScaler() | linear_model.LogisticRegression())
@@ -19,19 +21,22 @@ from typing import Any
 from river import base, drift
 
 from learners.accuracy import CumulativeAccuracy, RollingAccuracy
+from learners.baseline import NoChangeAccuracy
 from learners.exceptions import FeatureBudgetExceeded
 from learners.features import FeatureBudget
 from learners.outcomes import (
+    ACCURACY,
     DriftDetected,
     ModelReset,
     Outcome,
     RetrainAbandoned,
     RetrainDecided,
     RetrainRequested,
+    Scores,
 )
 from learners.pending import PendingLabels
 from learners.retraining import RetrainJob
-from learners.spec import final_step
+from learners.spec import CLASSIFICATION, final_step, task_of
 
 DRIFT_ACTIONS = ("none", "reset", "retrain")
 
@@ -41,6 +46,12 @@ Step = Callable[[dict[Any, Any], Any, int], Prediction]
 
 class PartitionLearner:
     """The whole learning state of one partition; picklable, so it can be checkpointed."""
+
+    #: The task this learner serves, and what its predictions are scored by.
+    task = CLASSIFICATION
+    metric = ACCURACY
+    #: The retrain job this task's candidates are judged by.
+    retrain_job: type[RetrainJob] = RetrainJob
 
     #: The feature names taken in, when they are bounded (``limit_features``). A class
     #: attribute too, so learners pickled before it existed read None.
@@ -63,6 +74,11 @@ class PartitionLearner:
     ) -> None:
         if drift_action not in DRIFT_ACTIONS:
             raise ValueError(f"drift_action must be one of {DRIFT_ACTIONS}, got {drift_action!r}")
+        if task_of(model) != self.task:
+            raise ValueError(
+                f"{type(self).__name__} serves {self.task}, not a model for {task_of(model)} "
+                f"(learners.regression.learner_for picks the learner a model needs)"
+            )
         self.model = model
         self.drift_action = drift_action
         self.adwin_delta = adwin_delta
@@ -76,8 +92,7 @@ class PartitionLearner:
         self._blueprint = model.clone()
         self._argmax_of_proba = _predict_is_argmax_of_proba(model)
         self.detector = drift.ADWIN(delta=adwin_delta)
-        self.cumulative = CumulativeAccuracy()
-        self.rolling = RollingAccuracy(rolling_window)
+        self._new_scores(rolling_window)
         self.model_version = 1
         self.learned = 0
         self.predicted = 0
@@ -92,6 +107,36 @@ class PartitionLearner:
         ring = max_retrain_events if drift_action == "retrain" else 0
         self._recent_offsets: list[int] = [0] * ring
         self._recent_count = 0
+
+    def _new_scores(self, window: int) -> None:
+        """The task's scores: the model's since it started and over ``window``, and the
+        no-change baseline's."""
+        self.cumulative = CumulativeAccuracy()
+        self.rolling = RollingAccuracy(window)
+        self.baseline = self._new_baseline()
+
+    def _new_baseline(self) -> Any:
+        return NoChangeAccuracy(self.rolling_window)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "baseline" not in state:  # a learner pickled before the baseline existed
+            self.baseline = self._new_baseline()
+
+    def scores(self) -> Scores | None:
+        """The scores to export; None until a prediction was scored."""
+        cumulative = self.cumulative
+        if not cumulative.total:
+            return None
+        baseline = self.baseline
+        scored = baseline.total > 0
+        return Scores(
+            self.metric,
+            cumulative.get(),
+            self.rolling.get(),
+            baseline.cumulative() if scored else None,
+            baseline.rolling() if scored else None,
+        )
 
     # -- the hot path -----------------------------------------------------------------
 
@@ -142,14 +187,26 @@ class PartitionLearner:
         if y is None:
             self.predicted += 1
             return y_pred, proba
-        self._learn(x, y, y_pred, offset, offset)
+        self._learn(x, y, y_pred, offset, offset, self.baseline.last, True)
         return y_pred, proba
 
-    def _learn(self, x: dict[Any, Any], y: Any, y_pred: Any, offset: int, origin: int) -> None:
-        """Score ``y_pred`` against ``y``, feed ADWIN its error, learn ``(x, y)``.
+    def _learn(
+        self,
+        x: dict[Any, Any],
+        y: Any,
+        y_pred: Any,
+        offset: int,
+        origin: int,
+        baseline: Any,
+        watch: bool,
+    ) -> None:
+        """Score ``y_pred`` (and the baseline's prediction) against ``y``, feed ADWIN the
+        error when ``watch``, learn ``(x, y)``.
 
         ``offset`` is where the label came, ``origin`` where the features came (the same
         offset unless the label came later): a retrain replays from the features on.
+        ``RegressionLearner`` has its own copy of this method with the absolute error in
+        place of the hit: the task is chosen once, by the class, never per event.
         """
         hit = y_pred == y
         if self.drift_action == "retrain":
@@ -160,13 +217,15 @@ class PartitionLearner:
         detected = False
         error_before = 0.0
         if y_pred is not None:
-            detector = self.detector
-            width = detector.width  # the estimation before this error, read cheaply
-            error_before = detector.total / width if width else 0.0
             self.cumulative.update(hit)
             self.rolling.update(hit)
-            detector.update(0.0 if hit else 1.0)
-            detected = detector.drift_detected
+            if watch:
+                detector = self.detector
+                width = detector.width  # the estimation before this error, read cheaply
+                error_before = detector.total / width if width else 0.0
+                detector.update(0.0 if hit else 1.0)
+                detected = detector.drift_detected
+        self.baseline.score(baseline, y)
         self.model.learn_one(x, y)
         self.learned += 1
         self.last_offset = offset
@@ -192,7 +251,7 @@ class PartitionLearner:
         pending = self.pending
         if pending is None:  # a learner from a checkpoint older than late labels
             pending = self.pending = PendingLabels(self.max_pending, self.label_ttl_s)
-        pending.add(event_id, x, y_pred, self.model_version, at, offset)
+        pending.add(event_id, x, y_pred, self.model_version, at, offset, self.baseline.last)
         return y_pred, proba
 
     def join(self, event_id: str, y: Any, at: float, offset: int) -> bool:
@@ -208,22 +267,9 @@ class PartitionLearner:
         entry = pending.take(event_id, at) if pending is not None else None
         if entry is None:
             return False
-        if entry.model_version == self.model_version:
-            self._learn(entry.features, y, entry.prediction, offset, entry.offset)
-            return True
-        # Same as _learn, less the detector (there is no drift to act on either).
-        hit = entry.prediction == y
-        if self.drift_action == "retrain":
-            self._recent_offsets[self._recent_count % self.max_retrain_events] = entry.offset
-            self._recent_count += 1
-        if entry.prediction is not None:
-            self.cumulative.update(hit)
-            self.rolling.update(hit)
-        self.model.learn_one(entry.features, y)
-        self.learned += 1
-        self.last_offset = offset
-        if self.retrain is not None and self.retrain.observe_live(entry.features, y, hit):
-            self._finish_retrain()
+        watch = entry.model_version == self.model_version
+        x, y_pred = entry.features, entry.prediction
+        self._learn(x, y, y_pred, offset, entry.offset, entry.baseline, watch)
         return True
 
     def bound_pending(self, max_pending: int, label_ttl_s: float) -> None:
@@ -258,7 +304,7 @@ class PartitionLearner:
         # The last label learned, which may have come after the features recorded above.
         end = self.last_offset + 1
         start = self._recent_offsets[(self._recent_count - size) % self.max_retrain_events]
-        self.retrain = RetrainJob(
+        self.retrain = self.retrain_job(
             self.fresh_model(), self.holdout_events, self.max_retrain_events, pool=(start, end)
         )
         self.outcomes.append(RetrainRequested(start, end))
@@ -284,11 +330,12 @@ class PartitionLearner:
                 offset,
                 self.learned,
                 verdict.promoted,
-                verdict.candidate_accuracy,
-                verdict.serving_accuracy,
+                verdict.candidate_score,
+                verdict.serving_score,
                 verdict.trained_on,
                 verdict.evaluated_on,
                 self.model_version,
+                verdict.metric,
             )
         )
 

@@ -16,7 +16,8 @@ The text is parsed with :mod:`ast` and only a small language is accepted:
 Nothing is ever evaluated: a class is found only by importing ``river.<module>`` and
 looking up a public name on it, so ``os.system``, ``__import__('os')`` or
 ``river.__builtins__`` are refused with a :class:`ModelSpecError` before anything runs.
-The final step must be a classifier, because the daemon scores accuracy.
+The final step must be a classifier (the daemon scores accuracy) or a regressor (it
+scores the mean absolute error); :func:`task_of` tells which.
 
 A spec starting ``sklearn:`` or ``sklearn(...):`` is a scikit-learn classifier refitted on
 a window of recent events instead (``learners.batch_spec``, ``docs/models.md``).
@@ -44,7 +45,11 @@ from river import base, compose
 
 from learners.exceptions import ModelSpecError
 
-__all__ = ["describe_model", "parse_model_spec"]
+__all__ = ["CLASSIFICATION", "REGRESSION", "describe_model", "parse_model_spec", "task_of"]
+
+#: The two kinds of task a model can serve, told by its final step (:func:`task_of`).
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
 
 _ALLOWED = (
     "A model spec is River classes written module.Class or module.Class(arguments), "
@@ -55,7 +60,7 @@ _ALLOWED = (
 
 
 def parse_model_spec(text: str) -> base.Estimator:
-    """Build a fresh River classifier (or pipeline ending in one) from ``text``.
+    """Build a fresh River classifier or regressor (or pipeline ending in one) from ``text``.
 
     Raises :class:`ModelSpecError`, quoting the offending part, for anything that is not
     in the small language described in the module docstring.
@@ -90,13 +95,26 @@ def parse_model_spec(text: str) -> base.Estimator:
     except RecursionError:
         raise ModelSpecError(f"the model spec is nested too deeply. {_ALLOWED}") from None
     final = final_step(model)
-    if not isinstance(final, base.Classifier):
+    if not isinstance(final, base.Classifier | base.Regressor):
         what = "an empty pipeline" if final is None else type(final).__name__
         raise ModelSpecError(
-            f"the model must end in a classifier (the daemon scores accuracy), but "
-            f"{text.strip()!r} ends in {what}, which is not a River classifier"
+            f"the model must end in a classifier (the daemon scores accuracy) or a regressor "
+            f"(it scores the mean absolute error), but {text.strip()!r} ends in {what}, "
+            f"which is neither a River classifier nor a River regressor"
         )
     return model
+
+
+def task_of(model: base.Estimator) -> str:
+    """``REGRESSION`` when the final step is a River regressor, else ``CLASSIFICATION``.
+
+    >>> from river import linear_model, preprocessing
+    >>> task_of(preprocessing.StandardScaler() | linear_model.LinearRegression())
+    'regression'
+    >>> task_of(linear_model.LogisticRegression())
+    'classification'
+    """
+    return REGRESSION if isinstance(final_step(model), base.Regressor) else CLASSIFICATION
 
 
 def describe_model(model: Any) -> str:

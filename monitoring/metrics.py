@@ -29,11 +29,13 @@ from learners.outcomes import (
     RetrainAbandoned,
     RetrainDecided,
     RetrainRequested,
+    Scores,
 )
 from learners.pending import LABEL_OUTCOMES
 from monitoring.model_size import ModelSizeWatch
 
 OUTCOMES = ("learned", "predicted", "dead_lettered")
+WINDOWS = ("cumulative", "rolling")
 PER_EVENT_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.1)
 #: Event to label: from a click (seconds) to a chargeback (weeks).
 LABEL_DELAY_BUCKETS = (0.1, 1.0, 10.0, 60.0, 600.0, 3600.0, 6 * 3600.0, 86_400.0, 7 * 86_400.0)
@@ -77,8 +79,34 @@ class StreamlearnMetrics:
         )
         self.accuracy = Gauge(
             "streamlearn_accuracy",
-            "Prequential accuracy: cumulative since the learner started, "
+            "Prequential accuracy of a classifier: cumulative since the learner started, "
             "or rolling over the last labelled events.",
+            (*pl, "window"),
+            registry=registry,
+        )
+        self.mae = Gauge(
+            "streamlearn_mae",
+            "Prequential mean absolute error of a regressor, cumulative or rolling.",
+            (*pl, "window"),
+            registry=registry,
+        )
+        self.rmse = Gauge(
+            "streamlearn_rmse",
+            "Prequential root mean squared error of a regressor, cumulative or rolling.",
+            (*pl, "window"),
+            registry=registry,
+        )
+        self.baseline_accuracy = Gauge(
+            "streamlearn_baseline_accuracy",
+            "Accuracy the no-change baseline (predict the last label seen) would have "
+            "scored, cumulative or rolling; classification.",
+            (*pl, "window"),
+            registry=registry,
+        )
+        self.baseline_mae = Gauge(
+            "streamlearn_baseline_mae",
+            "Mean absolute error the no-change baseline (predict the last label seen) "
+            "would have scored, cumulative or rolling; regression.",
             (*pl, "window"),
             registry=registry,
         )
@@ -272,8 +300,11 @@ class StreamlearnMetrics:
         )  # fmt: skip
         for gauge in gauges:
             _remove(gauge, labels)
-        for window in ("cumulative", "rolling"):
-            _remove(self.accuracy, (*labels, window))
+        for windowed in (
+            self.accuracy, self.mae, self.rmse, self.baseline_accuracy, self.baseline_mae,
+        ):  # fmt: skip
+            for window in WINDOWS:
+                _remove(windowed, (*labels, window))
 
 
 def _remove(metric: Gauge, labels: tuple[str, ...]) -> None:
@@ -289,10 +320,9 @@ class PartitionMetrics:
         self.learned = m.events.labels(*labels, "learned")
         self.predicted = m.events.labels(*labels, "predicted")
         self.dead_lettered = m.events.labels(*labels, "dead_lettered")
-        self._accuracy = m.accuracy
+        self._metrics = m
         self._labels = labels
-        self._cumulative: Gauge | None = None
-        self._rolling: Gauge | None = None
+        self._scores: dict[Gauge, tuple[Gauge, Gauge]] = {}
         self.drifts = m.drifts.labels(*labels)
         self.resets = m.resets.labels(*labels)
         self.promoted = m.retrains.labels(*labels, "promoted")
@@ -330,14 +360,30 @@ class PartitionMetrics:
             if count:
                 self._screened_events.labels(*self._labels, reason).inc(count)
 
-    def set_accuracy(self, cumulative: float, rolling: float) -> None:
-        """Bound on first use: a partition that has scored nothing exports no accuracy
-        (a 0 would read as a collapse and fire the accuracy alert)."""
-        if self._cumulative is None or self._rolling is None:
-            self._cumulative = self._accuracy.labels(*self._labels, "cumulative")
-            self._rolling = self._accuracy.labels(*self._labels, "rolling")
-        self._cumulative.set(cumulative)
-        self._rolling.set(rolling)
+    def show_scores(self, scores: Scores) -> None:
+        """The model's scores and its baseline's: accuracy for a classifier, MAE and RMSE
+        for a regressor, each series only once it has a value. Bound on first use: a
+        partition that has scored nothing exports none (a 0 would read as a collapse and
+        fire the accuracy alert)."""
+        m = self._metrics
+        if scores.metric == "mae":
+            self._set(m.mae, scores.cumulative, scores.rolling)
+            self._set(m.rmse, scores.rmse_cumulative, scores.rmse_rolling)
+            self._set(m.baseline_mae, scores.baseline_cumulative, scores.baseline_rolling)
+        else:
+            self._set(m.accuracy, scores.cumulative, scores.rolling)
+            self._set(m.baseline_accuracy, scores.baseline_cumulative, scores.baseline_rolling)
+
+    def _set(self, gauge: Gauge, cumulative: float | None, rolling: float | None) -> None:
+        if cumulative is None or rolling is None:
+            return
+        children = self._scores.get(gauge)
+        if children is None:
+            labels = self._labels
+            children = (gauge.labels(*labels, "cumulative"), gauge.labels(*labels, "rolling"))
+            self._scores[gauge] = children
+        children[0].set(cumulative)
+        children[1].set(rolling)
 
     def record_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         for outcome in outcomes:

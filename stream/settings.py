@@ -53,7 +53,9 @@ class RunSettings(BaseSettings):
         "reset", description="what to do when ADWIN sees the error rate go up"
     )
     adwin_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence parameter")
-    rolling_window: int = Field(1000, ge=1, description="labelled events in the rolling accuracy")
+    rolling_window: int = Field(
+        1000, ge=1, description="labelled events in the rolling accuracy or MAE (and baseline)"
+    )
     max_retrain_events: int = Field(
         20_000, ge=1, description="at most this many events replayed into a retrain candidate"
     )

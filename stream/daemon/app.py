@@ -17,20 +17,21 @@ from typing import Any
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from learners.prequential import PartitionLearner
+from learners.regression import learner_for
 from learners.screening import screening
-from learners.spec import describe_model, parse_model_spec
+from learners.spec import describe_model, parse_model_spec, task_of
 from monitoring.exporter import MetricsServer, TlsFiles
 from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoints.checkpointer import CHECKPOINT_REFUSALS, Checkpointer
 from stream.checkpoints.stores import CheckpointStore, LocalDirectoryStore
 from stream.daemon.loop import Daemon, LoopTiming
 from stream.daemon.model_errors import ModelErrors
-from stream.daemon.partitions import LearnerFactory, PartitionTable
+from stream.daemon.partitions import PartitionTable
 from stream.daemon.publisher import Publisher
 from stream.daemon.rebuild import Rebuilder
 from stream.daemon.replay import Replayer
 from stream.daemon.run_log import RunLog
-from stream.events import DEAD_LETTER_REASONS
+from stream.events import DEAD_LETTER_REASONS, Decoder, decoder_for
 from stream.exceptions import BrokerUnavailable, StreamError
 from stream.kafka.admin import ensure_topics
 from stream.kafka.batch_producer import BatchProducer
@@ -57,14 +58,22 @@ def configure_logging(level: str) -> None:
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def learner_factory(settings: RunSettings) -> LearnerFactory:
-    blueprint = parse_model_spec(settings.model)  # a bad spec fails here, at start-up
-    if settings.screen_pool:
-        blueprint = screening(blueprint)
+class _NewLearner:
+    """Makes each partition's learner from the model parsed once (a bad spec fails at
+    start-up); ``task`` tells the rest of the daemon how to read labels."""
 
-    def new_learner(tp: TopicPartition) -> PartitionLearner:
-        return PartitionLearner(
-            blueprint.clone(),  # type: ignore[arg-type]
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
+        # A bad spec fails here, at start-up.
+        blueprint = parse_model_spec(settings.model)
+        self.task = task_of(blueprint)
+        self.blueprint = screening(blueprint) if settings.screen_pool else blueprint
+
+    def __call__(self, tp: TopicPartition) -> PartitionLearner:
+        settings = self.settings
+        # A classifier's learner or a regressor's: the task is chosen here, once.
+        return learner_for(
+            self.blueprint.clone(),
             drift_action=settings.drift_action,
             adwin_delta=settings.adwin_delta,
             rolling_window=settings.rolling_window,
@@ -75,7 +84,15 @@ def learner_factory(settings: RunSettings) -> LearnerFactory:
             label_ttl_s=settings.label_ttl,
         )
 
-    log.info("model: %s; drift action: %s", describe_model(blueprint), settings.drift_action)
+
+def learner_factory(settings: RunSettings) -> _NewLearner:
+    new_learner = _NewLearner(settings)
+    log.info(
+        "model: %s (%s); drift action: %s",
+        describe_model(new_learner.blueprint),
+        new_learner.task,
+        settings.drift_action,
+    )
     return new_learner
 
 
@@ -109,6 +126,7 @@ def _build_and_run(
 ) -> int:
     new_learner = learner_factory(settings)
     keys = _checkpoint_keys(settings)  # its warnings come first, before any connection
+    decode = decoder_for(new_learner.task)  # a regression's labels are numbers
     disable_created_metrics()  # *_created series only double what Prometheus scrapes
     registry = CollectorRegistry() if registry is None else registry
     metrics = StreamlearnMetrics(registry, package_version(), settings.max_model_bytes)
@@ -141,7 +159,7 @@ def _build_and_run(
             return 0
         try:
             publisher, checkpointer, replayer = _outputs_and_state(
-                settings, keys, metrics, resources
+                settings, keys, metrics, resources, decode
             )
         except BaseException:
             consumer.close()
@@ -155,6 +173,7 @@ def _build_and_run(
             max_events=settings.rebuild_events,
             max_features=settings.max_features,
             snapshot_every=settings.checkpoint_every_events,  # as ModelErrors' journal
+            decode=decode,
         )
         partitions = PartitionTable(
             consumer, new_learner, checkpointer, publisher, metrics, replayer, rebuilder=rebuilder
@@ -167,6 +186,7 @@ def _build_and_run(
             metrics,
             RunLog(settings.event_log),
             _timing(settings, status_interval_s),
+            decode=decode,
             model_errors=ModelErrors(
                 publisher,
                 metrics,
@@ -203,6 +223,7 @@ def _outputs_and_state(
     keys: tuple[bytes, ...],
     metrics: StreamlearnMetrics,
     resources: ExitStack,
+    decode: Decoder,
 ) -> tuple[Publisher, Checkpointer, Replayer]:
     """The publisher, the checkpointer and the replayer, each closed by ``resources``."""
     publisher = _make_publisher(settings)
@@ -217,6 +238,7 @@ def _outputs_and_state(
     resources.callback(checkpointer.close)
     replayer = Replayer(
         lambda: make_range_reader(settings),
+        decode=decode,
         screen_pool=settings.screen_pool,
         on_screened=lambda tp, counts: metrics.partition(tp.topic, tp.partition).screened(counts),
     )

@@ -22,7 +22,7 @@ from stream.daemon.partitions import PartitionSlot, PartitionTable, report_count
 from stream.daemon.publisher import Publisher
 from stream.daemon.run_log import RunLog
 from stream.daemon.status import StatusLine, log_outcome
-from stream.events import DeadLetter, Event, LateLabel, decode
+from stream.events import DeadLetter, Decoder, Event, LateLabel, decode
 from stream.exceptions import StreamError
 from stream.ports import Record, Source, TopicPartition
 
@@ -60,9 +60,12 @@ class Daemon:
         clock: Callable[[], float] = time.monotonic,
         model_errors: ModelErrors | None = None,
         cycle_clock: Callable[[], float] = time.perf_counter,
+        decode: Decoder = decode,
     ) -> None:
         """``clock`` times intervals (commits, idle, outage); ``cycle_clock`` the cycle
-        budget and processing times. Tests pass fakes of both."""
+        budget and processing times. Tests pass fakes of both. ``decode`` is the task's
+        (``stream.events.decoder_for``: a regression's labels are numbers)."""
+        self.decode = decode
         self.consumer = consumer
         self.topic = topic
         self.partitions = partitions
@@ -255,6 +258,7 @@ class Daemon:
         journal = slot.journal or self.model_errors.open(slot)
         keep = journal.kept.append
         learner, sequence, publisher = slot.learner, slot.sequence, self.publisher
+        decode = self.decode
         step = learner.stepper()
         publish = publisher.predictions_topic is not None
         dead = handled = 0
@@ -335,8 +339,9 @@ class Daemon:
             m.dead_lettered.inc(dead)
         if screened := drain_screened(learner):  # --screen-pool's refits
             m.screened(screened)
-        if learner.cumulative.total:
-            m.set_accuracy(learner.cumulative.get(), learner.rolling.get())
+        scores = learner.scores()
+        if scores is not None:
+            m.show_scores(scores)
         m.adwin_width.set(learner.detector.width)
         m.model_version.set(learner.model_version)
         pending = learner.pending
@@ -404,7 +409,7 @@ class Daemon:
             learner = slot.learner
             if slot.next_offset is not None:
                 self.run_log.write(
-                    "accuracy",
+                    learner.metric,  # "accuracy", or "mae" for a regression
                     tp.topic,
                     tp.partition,
                     slot.next_offset - 1,

@@ -418,8 +418,9 @@ def show_state(slot: PartitionSlot) -> None:
     """Set the partition's gauges from its learner: a restored partition shows its restored
     values before any new event arrives, a fresh one its model version 1."""
     m, learner = slot.metrics, slot.learner
-    if learner.cumulative.total:
-        m.set_accuracy(learner.cumulative.get(), learner.rolling.get())
+    scores = learner.scores()
+    if scores is not None:
+        m.show_scores(scores)
     m.adwin_width.set(learner.detector.width)
     m.model_version.set(learner.model_version)
     m.learned_events.set(learner.learned)

@@ -52,7 +52,7 @@ from learners.prequential import PartitionLearner
 from learners.retraining import REPLAYING
 from monitoring.metrics import StreamlearnMetrics
 from stream.daemon.replay import Replayer
-from stream.events import DeadLetter, Event, LateLabel, decode
+from stream.events import DeadLetter, Decoder, Event, LateLabel, decode
 from stream.ports import Record, TopicPartition
 
 if TYPE_CHECKING:
@@ -100,6 +100,8 @@ class RebuildTask:
     recent: deque[tuple[dict[Any, Any], Any, int, int]] | None = None
     #: Unlabelled events held, by id, with their offsets (``--drift-action retrain`` only).
     held: dict[str, tuple[dict[Any, Any], int]] = field(default_factory=dict)
+    #: Reads the records as the loop does (number labels for a regression).
+    read: Decoder = decode
 
     def __post_init__(self) -> None:
         self.began_at = self.clock()
@@ -118,7 +120,7 @@ class RebuildTask:
         """One record, as ``Daemon._handle`` takes it (a labelled event, an unlabelled
         one held for its label, or a late label joined), minus the outputs."""
         self.last_offset = record.offset
-        event = decode(record.value)
+        event = self.read(record.value)
         kind = type(event)
         if kind is DeadLetter:
             self.dead_letters += 1  # dead-lettered when it was first handled
@@ -251,13 +253,17 @@ class Rebuilder:
         max_features: int | None = None,
         snapshot_every: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        decode: Decoder = decode,
     ) -> None:
+        """``decode`` reads the records as the loop reads them (number labels for a
+        regression)."""
         self.replayer = replayer
         self.metrics = metrics
         self.max_events = max_events
         self.max_features = max_features
         self.snapshot_every = snapshot_every
         self.clock = clock
+        self.decode = decode
 
     def plan(self, slot: PartitionSlot, reason: str, offset: int | None) -> None:
         """Mark ``slot`` (fresh, its checkpoint refused) for a rebuild; safe in a
@@ -282,8 +288,9 @@ class Rebuilder:
         slot.learner.limit_features(self.max_features)
         journal = Journal(slot.learner, self.snapshot_every)
         task = RebuildTask(
-            slot.tp, start, resume, slot, plan.reason, journal, on_done, self.metrics, self.clock
-        )
+            slot.tp, start, resume, slot, plan.reason, journal, on_done, self.metrics, self.clock,
+            read=self.decode,
+        )  # fmt: skip
         self.replayer.add(task)
         plan.started = True
         log.info(

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from learners.retraining import RetrainJob
 from learners.screening import PoolScreen
-from stream.events import Event, LateLabel, decode
+from stream.events import Decoder, Event, LateLabel, decode
 from stream.ports import LogReader, Record, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -67,17 +67,19 @@ class ReplayTask:
     pending: list[Record] = field(default_factory=list)
     #: Features of unlabelled events read so far, by id, for labels later in the range.
     held: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Reads the records as the loop does (number labels for a regression).
+    read: Decoder = decode
 
     def take(self, records: list[Record]) -> bool:
         """Train the candidate on ``records``; True once the range's end was reached (or
         the candidate raised: the job is abandoned, nothing more to train)."""
-        job, skip, screen = self.job, self.skip, self.screen
+        job, skip, screen, read = self.job, self.skip, self.screen, self.read
         for record in records:
             if record.offset >= self.end_offset:
                 return True
             if record.offset in skip:
                 continue
-            event = decode(record.value)
+            event = read(record.value)
             if type(event) is Event:
                 if event.label is not None:
                     if screen is None or screen.admit(event.features, event.label) is None:
@@ -127,10 +129,14 @@ class Replayer:
         consumer_factory: Callable[[], LogReader],
         give_up_after_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        decode: Decoder = decode,
         screen_pool: bool = False,
         on_screened: Screened | None = None,
     ) -> None:
+        """``decode`` reads the records as the loop reads them (number labels for a
+        regression: ``stream.events.decoder_for``)."""
         self.consumer_factory = consumer_factory
+        self.decode = decode
         self.give_up_after_s = give_up_after_s
         self.clock = clock
         self.screen_pool = screen_pool
@@ -153,7 +159,9 @@ class Replayer:
         skip: frozenset[int] = frozenset(),
     ) -> None:
         screen = PoolScreen() if self.screen_pool else None
-        self._tasks.append(ReplayTask(tp, start, end, job, skip, screen, self.on_screened))
+        self._tasks.append(
+            ReplayTask(tp, start, end, job, skip, screen, self.on_screened, read=self.decode)
+        )
 
     def add(self, task: RangeTask) -> None:
         """Serve ``task`` after those already submitted."""

@@ -43,12 +43,13 @@ def log_outcome(tp: TopicPartition, outcome: Outcome) -> None:
             )
         case RetrainDecided():
             log.warning(
-                "retrain %s at %s: candidate %.3f vs serving %.3f on %d held-out events "
+                "retrain %s at %s: candidate %s %.3f vs serving %.3f on %d held-out events "
                 "(candidate trained on %d); model v%d",
                 outcome.result.upper(),
                 where,
-                outcome.candidate_accuracy,
-                outcome.serving_accuracy,
+                outcome.metric,
+                outcome.candidate_score,
+                outcome.serving_score,
                 outcome.evaluated_on,
                 outcome.trained_on,
                 outcome.model_version,
@@ -75,13 +76,15 @@ class StatusLine:
         handled = sum(slot.learner.learned + slot.learner.predicted for slot in slots)
         rate = (handled - self._handled) / elapsed_s if elapsed_s > 0 else 0.0
         self._handled = handled
-        accuracy = " ".join(f"p{s.tp.partition}={s.learner.rolling.get():.3f}" for s in slots)
+        scores = " ".join(
+            f"p{s.tp.partition}={s.learner.metric}:{s.learner.rolling.get():.3f}" for s in slots
+        )
         log.info(
-            "status: %.0f events/s, %d partition(s), rolling accuracy %s, drifts %d, "
+            "status: %.0f events/s, %d partition(s), rolling scores %s, drifts %d, "
             "model versions %s",
             rate,
             len(slots),
-            accuracy or "-",
+            scores or "-",
             sum(s.learner.drifts for s in slots),
             ",".join(str(s.learner.model_version) for s in slots) or "-",
         )

@@ -253,5 +253,5 @@ def test_a_window_model_is_a_retrain_candidate_like_any_other() -> None:
         outcomes += learner.drain_outcomes()
     decided = [o for o in outcomes if isinstance(o, RetrainDecided)]
     assert len(decided) == 1 and decided[0].promoted
-    assert decided[0].candidate_accuracy > decided[0].serving_accuracy
+    assert decided[0].candidate_score > decided[0].serving_score
     assert learner.model_version == 2

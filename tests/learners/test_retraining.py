@@ -175,11 +175,11 @@ def test_a_clearly_better_candidate_is_promoted_and_serves() -> None:
     decided, serving_hits = _live_until_decided(learner, live, trigger + 1)
 
     assert decided.promoted and decided.result == "promoted"
-    assert decided.candidate_accuracy > decided.serving_accuracy
+    assert decided.candidate_score > decided.serving_score
     assert (decided.evaluated_on, decided.trained_on) == (300, pool_size)
-    assert decided.serving_accuracy == sum(serving_hits) / 300
+    assert decided.serving_score == sum(serving_hits) / 300
     pool = [log[i] for i in _labelled_in(request)]
-    assert decided.candidate_accuracy == _candidate_score(pool, live[:300])
+    assert decided.candidate_score == _candidate_score(pool, live[:300])
     assert decided.model_version == learner.model_version == 2
     assert learner.model is job.candidate
     assert learner.retrain is None
@@ -199,11 +199,11 @@ def test_a_worse_candidate_is_rejected_and_the_serving_model_stays() -> None:
     decided, serving_hits = _live_until_decided(learner, true_concept, trigger + 1)
 
     assert not decided.promoted and decided.result == "rejected"
-    assert decided.candidate_accuracy < decided.serving_accuracy
+    assert decided.candidate_score < decided.serving_score
     assert (decided.evaluated_on, decided.trained_on) == (300, pool_size)
-    assert decided.serving_accuracy == sum(serving_hits) / 300
+    assert decided.serving_score == sum(serving_hits) / 300
     pool = list(_inverted(log[i] for i in _labelled_in(request)))
-    assert decided.candidate_accuracy == _candidate_score(pool, true_concept[:300])
+    assert decided.candidate_score == _candidate_score(pool, true_concept[:300])
     assert decided.model_version == learner.model_version == 1
     assert learner.model is serving
     assert learner.retrain is None
@@ -230,9 +230,9 @@ def test_live_events_kept_during_the_replay_can_decide_it_when_the_replay_ends()
     # Scored on the first 300 kept events, then it learned the other 100.
     assert decided.evaluated_on == 300
     assert decided.trained_on == pool_size + 100
-    assert decided.serving_accuracy == sum(serving_hits[:300]) / 300
+    assert decided.serving_score == sum(serving_hits[:300]) / 300
     pool = [log[i] for i in _labelled_in(request)]
-    assert decided.candidate_accuracy == _candidate_score(pool, live[:300])
+    assert decided.candidate_score == _candidate_score(pool, live[:300])
     assert learner.retrain is None
 
 
@@ -277,8 +277,8 @@ def test_the_job_promotes_only_a_candidate_that_scores_better(holdout_inverted: 
     assert ready == [False] * 199 + [True]
     verdict = job.decide()
     assert verdict.promoted is holdout_inverted
-    assert verdict.serving_accuracy == sum(hits) / 200
-    assert verdict.candidate_accuracy == _candidate_score(pool, holdout)
+    assert verdict.serving_score == sum(hits) / 200
+    assert verdict.candidate_score == _candidate_score(pool, holdout)
     assert (verdict.trained_on, verdict.evaluated_on) == (500, 200)
 
 
@@ -288,9 +288,9 @@ def test_a_tie_keeps_the_serving_model() -> None:
         job.train({"x": 1.0}, True)
     job.replay_finished()
     for _ in range(50):
-        job.observe_live({"x": 1.0}, True, serving_hit=True)
+        job.observe_live({"x": 1.0}, True, serving=True)
     verdict = job.decide()
-    assert verdict.candidate_accuracy == verdict.serving_accuracy == 1.0
+    assert verdict.candidate_score == verdict.serving_score == 1.0
     assert not verdict.promoted
 
 
@@ -300,13 +300,13 @@ def test_live_events_are_kept_in_order_while_replaying_and_scored_after() -> Non
         job.train({"x": 1.0}, True)
     # Eight live events while replaying: only the newest five are kept (all serving hits).
     for hit in (False, False, False, True, True, True, True, True):
-        assert job.observe_live({"x": 1.0}, True, serving_hit=hit) is False
+        assert job.observe_live({"x": 1.0}, True, serving=hit) is False
     assert job.trained_on == 20  # nothing learned from live events during the replay
     job.replay_finished()
     assert job.state == SHADOWING
     verdict = job.decide()
     assert verdict.evaluated_on == 5
-    assert verdict.serving_accuracy == 1.0
+    assert verdict.serving_score == 1.0
     assert verdict.trained_on == 20
     assert not job.ready
 
@@ -315,11 +315,11 @@ def test_events_after_the_holdout_are_learned_but_not_scored() -> None:
     job = RetrainJob(linear_model.LogisticRegression(), holdout_events=3)
     job.replay_finished()
     for _ in range(10):
-        job.observe_live({"x": 1.0}, True, serving_hit=False)
+        job.observe_live({"x": 1.0}, True, serving=False)
     verdict = job.decide()
     assert verdict.evaluated_on == 3
     assert verdict.trained_on == 7
-    assert verdict.serving_accuracy == 0.0
+    assert verdict.serving_score == 0.0
 
 
 def test_a_holdout_of_nothing_is_refused() -> None:
