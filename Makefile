@@ -19,9 +19,9 @@ $(STAMP)-base: pyproject.toml | $(PY)
 	touch $@
 
 # The tests run the benchmark's code paths too (bench/), so they need its extra, and
-# draw reports, so they need matplotlib (the report extra).
+# draw reports, so they need matplotlib (the report extra), and test `sklearn:` models.
 $(STAMP)-test: pyproject.toml | $(PY)
-	$(PIP) install --quiet -e '.[test,bench,report]'
+	$(PIP) install --quiet -e '.[test,bench,report,sklearn]'
 	touch $@
 
 $(STAMP)-bench: pyproject.toml | $(PY)

@@ -27,8 +27,9 @@ from learners.prequential import PartitionLearner
 from learners.spec import parse_model_spec
 from stream.daemon.publisher import Publisher
 from stream.events import Event, decode, judge
+from stream.kafka.admin import ensure_topics
 from stream.kafka.batch_producer import BatchProducer
-from stream.kafka.clients import FETCH_TUNING, ensure_topics, producer_config
+from stream.kafka.clients import FETCH_TUNING, producer_config
 from stream.kafka.fetched_records import speed_up_fetches
 from stream.kafka.process_producer import ProcessSink
 from stream.kafka.record_batch import Headers

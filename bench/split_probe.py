@@ -31,8 +31,9 @@ from bench.workload import Stream
 from learners.prequential import PartitionLearner
 from learners.spec import parse_model_spec
 from stream.events import Event, decode
+from stream.kafka.admin import ensure_topics
 from stream.kafka.batch_producer import BatchProducer
-from stream.kafka.clients import FETCH_TUNING, ensure_topics
+from stream.kafka.clients import FETCH_TUNING
 from stream.kafka.fetched_records import speed_up_fetches
 
 #: (offset, key, features, label, event id): what the child ships per event.

@@ -7,6 +7,28 @@ Nothing here knows about Kafka or Prometheus; ``stream`` forwards these to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
+
+#: What a task's predictions are scored by (``Scores.metric``, ``RetrainDecided.metric``).
+ACCURACY = "accuracy"
+MAE = "mae"
+
+
+class Scores(NamedTuple):
+    """How a partition's predictions scored so far, read once per batch for the metrics.
+
+    ``metric`` is ``"accuracy"`` (classification) or ``"mae"`` (regression, where the
+    ``rmse_*`` fields are set too); the baseline is the no-change one
+    (``learners/baseline.py``), None until it scored a label.
+    """
+
+    metric: str
+    cumulative: float
+    rolling: float
+    baseline_cumulative: float | None = None
+    baseline_rolling: float | None = None
+    rmse_cumulative: float | None = None
+    rmse_rolling: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,20 +62,33 @@ class RetrainRequested:
 
 @dataclass(frozen=True, slots=True)
 class RetrainDecided:
-    """A candidate was compared with the serving model on events neither had trained on."""
+    """A candidate was compared with the serving model on events neither had trained on;
+    the scores are accuracies (``metric`` ``"accuracy"``) or mean absolute errors
+    (``"mae"``)."""
 
     offset: int
     learned: int
     promoted: bool
-    candidate_accuracy: float
-    serving_accuracy: float
+    candidate_score: float
+    serving_score: float
     trained_on: int
     evaluated_on: int
     model_version: int
+    metric: str = ACCURACY
 
     @property
     def result(self) -> str:
         return "promoted" if self.promoted else "rejected"
 
 
-Outcome = DriftDetected | ModelReset | RetrainRequested | RetrainDecided
+@dataclass(frozen=True, slots=True)
+class RetrainAbandoned:
+    """The candidate raised while it trained or was scored; the serving model stays."""
+
+    offset: int
+    learned: int
+    reason: str
+    model_version: int
+
+
+Outcome = DriftDetected | ModelReset | RetrainRequested | RetrainDecided | RetrainAbandoned

@@ -1,7 +1,9 @@
 """One partition's learner: predict, score, watch the error with ADWIN, learn, act on drift.
 
 Test-then-train: every labelled event is predicted *before* the model learns it, so
-the cumulative accuracy equals River's ``evaluate.progressive_val_score`` exactly.
+the cumulative accuracy equals River's ``evaluate.progressive_val_score`` exactly. This
+is the classification learner; a regressor's is ``learners.regression.RegressionLearner``
+(``learner_for`` picks the one a model needs, once).
 
 >>> from river import datasets, linear_model, preprocessing
 >>> learner = PartitionLearner(preprocessing.StandardScaler() | linear_model.LogisticRegression())
@@ -13,28 +15,50 @@ the cumulative accuracy equals River's ``evaluate.progressive_val_score`` exactl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from river import base, drift
 
 from learners.accuracy import CumulativeAccuracy, RollingAccuracy
+from learners.baseline import NoChangeAccuracy
+from learners.exceptions import FeatureBudgetExceeded
+from learners.features import FeatureBudget
 from learners.outcomes import (
+    ACCURACY,
     DriftDetected,
     ModelReset,
     Outcome,
+    RetrainAbandoned,
     RetrainDecided,
     RetrainRequested,
+    Scores,
 )
+from learners.pending import PendingLabels
 from learners.retraining import RetrainJob
-from learners.spec import final_step
+from learners.spec import CLASSIFICATION, final_step, task_of
 
 DRIFT_ACTIONS = ("none", "reset", "retrain")
 
 Prediction = tuple[Any, dict[Any, float] | None]
+Step = Callable[[dict[Any, Any], Any, int], Prediction]
 
 
 class PartitionLearner:
     """The whole learning state of one partition; picklable, so it can be checkpointed."""
+
+    #: The task this learner serves, and what its predictions are scored by.
+    task = CLASSIFICATION
+    metric = ACCURACY
+    #: The retrain job this task's candidates are judged by.
+    retrain_job: type[RetrainJob] = RetrainJob
+
+    #: The feature names taken in, when they are bounded (``limit_features``). A class
+    #: attribute too, so learners pickled before it existed read None.
+    feature_budget: FeatureBudget | None = None
+    #: Predictions waiting for their label (``hold``, ``join``); None in learners pickled
+    #: before it existed, until their first ``hold``.
+    pending: PendingLabels | None = None
 
     def __init__(
         self,
@@ -45,9 +69,16 @@ class PartitionLearner:
         max_retrain_events: int = 20_000,
         min_retrain_events: int = 100,
         holdout_events: int = 300,
+        max_pending: int = 100_000,
+        label_ttl_s: float = 86_400.0,
     ) -> None:
         if drift_action not in DRIFT_ACTIONS:
             raise ValueError(f"drift_action must be one of {DRIFT_ACTIONS}, got {drift_action!r}")
+        if task_of(model) != self.task:
+            raise ValueError(
+                f"{type(self).__name__} serves {self.task}, not a model for {task_of(model)} "
+                f"(learners.regression.learner_for picks the learner a model needs)"
+            )
         self.model = model
         self.drift_action = drift_action
         self.adwin_delta = adwin_delta
@@ -55,18 +86,20 @@ class PartitionLearner:
         self.max_retrain_events = max_retrain_events
         self.min_retrain_events = min_retrain_events
         self.holdout_events = holdout_events
+        self.max_pending = max_pending
+        self.label_ttl_s = label_ttl_s
 
         self._blueprint = model.clone()
         self._argmax_of_proba = _predict_is_argmax_of_proba(model)
         self.detector = drift.ADWIN(delta=adwin_delta)
-        self.cumulative = CumulativeAccuracy()
-        self.rolling = RollingAccuracy(rolling_window)
+        self._new_scores(rolling_window)
         self.model_version = 1
         self.learned = 0
         self.predicted = 0
         self.drifts = 0
         self.last_offset = -1
         self.retrain: RetrainJob | None = None
+        self.pending = PendingLabels(max_pending, label_ttl_s)
         #: Outcomes since the caller last drained them (rare: drifts and decisions).
         self.outcomes: list[Outcome] = []
         # Offsets of recent labelled events, so a drift's window width (in labelled
@@ -74,6 +107,36 @@ class PartitionLearner:
         ring = max_retrain_events if drift_action == "retrain" else 0
         self._recent_offsets: list[int] = [0] * ring
         self._recent_count = 0
+
+    def _new_scores(self, window: int) -> None:
+        """The task's scores: the model's since it started and over ``window``, and the
+        no-change baseline's."""
+        self.cumulative = CumulativeAccuracy()
+        self.rolling = RollingAccuracy(window)
+        self.baseline = self._new_baseline()
+
+    def _new_baseline(self) -> Any:
+        return NoChangeAccuracy(self.rolling_window)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "baseline" not in state:  # a learner pickled before the baseline existed
+            self.baseline = self._new_baseline()
+
+    def scores(self) -> Scores | None:
+        """The scores to export; None until a prediction was scored."""
+        cumulative = self.cumulative
+        if not cumulative.total:
+            return None
+        baseline = self.baseline
+        scored = baseline.total > 0
+        return Scores(
+            self.metric,
+            cumulative.get(),
+            self.rolling.get(),
+            baseline.cumulative() if scored else None,
+            baseline.rolling() if scored else None,
+        )
 
     # -- the hot path -----------------------------------------------------------------
 
@@ -84,28 +147,85 @@ class PartitionLearner:
             return (max(proba, key=proba.__getitem__) if proba else None), proba
         return self.model.predict_one(x), None
 
+    def stepper(self) -> Step:
+        """The step to call per event: ``step`` itself unless features are bounded, so an
+        unbounded learner pays nothing for the bound."""
+        return self.step if self.feature_budget is None else self._step_within_budget
+
+    def _step_within_budget(self, x: dict[Any, Any], y: Any, offset: int) -> Prediction:
+        budget = self.feature_budget
+        assert budget is not None
+        self._admit(budget, x)
+        return self.step(x, y, offset)
+
+    @staticmethod
+    def _admit(budget: FeatureBudget, x: dict[Any, Any]) -> None:
+        if not budget.admit(x):
+            unknown = budget.unknown(x)
+            raise FeatureBudgetExceeded(
+                f"{len(unknown)} new feature name(s) ({', '.join(map(str, unknown[:5]))}"
+                f"{', ...' if len(unknown) > 5 else ''}) would pass the limit of "
+                f"{budget.limit}"
+            )
+
+    def limit_features(self, limit: int | None) -> None:
+        """Bound the distinct feature names this learner takes in (None: no bound).
+
+        Names are counted from the first bound on; a new limit keeps the names known,
+        and removing the bound forgets them.
+        """
+        if limit is None:
+            self.feature_budget = None
+        elif self.feature_budget is None:
+            self.feature_budget = FeatureBudget(limit)
+        else:
+            self.feature_budget.limit = limit
+
     def step(self, x: dict[Any, Any], y: Any, offset: int) -> Prediction:
         """Predict ``x``; when labelled (``y`` not None), score, watch for drift and learn."""
         y_pred, proba = self.predict(x)
         if y is None:
             self.predicted += 1
             return y_pred, proba
+        self._learn(x, y, y_pred, offset, offset, self.baseline.last, True)
+        return y_pred, proba
+
+    def _learn(
+        self,
+        x: dict[Any, Any],
+        y: Any,
+        y_pred: Any,
+        offset: int,
+        origin: int,
+        baseline: Any,
+        watch: bool,
+    ) -> None:
+        """Score ``y_pred`` (and the baseline's prediction) against ``y``, feed ADWIN the
+        error when ``watch``, learn ``(x, y)``.
+
+        ``offset`` is where the label came, ``origin`` where the features came (the same
+        offset unless the label came later): a retrain replays from the features on.
+        ``RegressionLearner`` has its own copy of this method with the absolute error in
+        place of the hit: the task is chosen once, by the class, never per event.
+        """
         hit = y_pred == y
         if self.drift_action == "retrain":
-            self._recent_offsets[self._recent_count % self.max_retrain_events] = offset
+            self._recent_offsets[self._recent_count % self.max_retrain_events] = origin
             self._recent_count += 1
         # An untrained model may have nothing to say; like River's progressive
         # validation, such an event is learned but not scored.
         detected = False
         error_before = 0.0
         if y_pred is not None:
-            detector = self.detector
-            width = detector.width  # the estimation before this error, read cheaply
-            error_before = detector.total / width if width else 0.0
             self.cumulative.update(hit)
             self.rolling.update(hit)
-            detector.update(0.0 if hit else 1.0)
-            detected = detector.drift_detected
+            if watch:
+                detector = self.detector
+                width = detector.width  # the estimation before this error, read cheaply
+                error_before = detector.total / width if width else 0.0
+                detector.update(0.0 if hit else 1.0)
+                detected = detector.drift_detected
+        self.baseline.score(baseline, y)
         self.model.learn_one(x, y)
         self.learned += 1
         self.last_offset = offset
@@ -113,7 +233,53 @@ class PartitionLearner:
             self._finish_retrain()
         if detected:
             self._on_detection(offset, error_before)
+
+    # -- labels that come later ---------------------------------------------------------
+
+    def hold(self, x: dict[Any, Any], event_id: str, at: float, offset: int) -> Prediction:
+        """Predict an unlabelled event and keep what its label will need (``join``).
+
+        Predicting changes nothing in the model, so holding many events before their
+        labels come scores and learns exactly as River's ``progressive_val_score`` with
+        ``delay`` does. ``at`` is the event's arrival time in seconds (its record time).
+        """
+        budget = self.feature_budget
+        if budget is not None:
+            self._admit(budget, x)
+        y_pred, proba = self.predict(x)
+        self.predicted += 1
+        pending = self.pending
+        if pending is None:  # a learner from a checkpoint older than late labels
+            pending = self.pending = PendingLabels(self.max_pending, self.label_ttl_s)
+        pending.add(event_id, x, y_pred, self.model_version, at, offset, self.baseline.last)
         return y_pred, proba
+
+    def join(self, event_id: str, y: Any, at: float, offset: int) -> bool:
+        """A label for event ``event_id`` came at ``offset``: score the prediction made
+        when the event came, and learn the features it was made on. False when no
+        prediction waits for it (counted by the pending store as expired, duplicate or
+        unknown).
+
+        ADWIN watches the error of the serving model: a prediction made by a model that
+        was reset or replaced since is scored, but not shown to the new model's detector.
+        """
+        pending = self.pending
+        entry = pending.take(event_id, at) if pending is not None else None
+        if entry is None:
+            return False
+        watch = entry.model_version == self.model_version
+        x, y_pred = entry.features, entry.prediction
+        self._learn(x, y, y_pred, offset, entry.offset, entry.baseline, watch)
+        return True
+
+    def bound_pending(self, max_pending: int, label_ttl_s: float) -> None:
+        """Apply this run's bounds on waiting predictions (a restored learner keeps the
+        entries it had, not the bounds it was created with)."""
+        self.max_pending, self.label_ttl_s = max_pending, label_ttl_s
+        if self.pending is None:
+            self.pending = PendingLabels(max_pending, label_ttl_s)
+        else:
+            self.pending.resize(max_pending, label_ttl_s)
 
     # -- drift ------------------------------------------------------------------------
 
@@ -135,21 +301,26 @@ class PartitionLearner:
     def _request_retrain(self, width: int) -> None:
         size = min(max(width, self.min_retrain_events), self.max_retrain_events)
         size = min(size, self._recent_count)
-        end = self._recent_offsets[(self._recent_count - 1) % self.max_retrain_events] + 1
+        # The last label learned, which may have come after the features recorded above.
+        end = self.last_offset + 1
         start = self._recent_offsets[(self._recent_count - size) % self.max_retrain_events]
-        self.retrain = RetrainJob(
+        self.retrain = self.retrain_job(
             self.fresh_model(), self.holdout_events, self.max_retrain_events, pool=(start, end)
         )
         self.outcomes.append(RetrainRequested(start, end))
 
     def settle_retrain(self) -> None:
         """Decide a retrain that became ready outside ``step`` (when its replay ended)."""
-        if self.retrain is not None and self.retrain.ready:
+        if self.retrain is not None and self.retrain.done:
             self._finish_retrain()
 
     def _finish_retrain(self) -> None:
         assert self.retrain is not None
         offset = self.last_offset
+        if self.retrain.abandoned is not None:
+            reason, self.retrain = self.retrain.abandoned, None
+            self.outcomes.append(RetrainAbandoned(offset, self.learned, reason, self.model_version))
+            return
         verdict = self.retrain.decide()
         if verdict.promoted:
             self._replace_model(self.retrain.candidate)
@@ -159,11 +330,12 @@ class PartitionLearner:
                 offset,
                 self.learned,
                 verdict.promoted,
-                verdict.candidate_accuracy,
-                verdict.serving_accuracy,
+                verdict.candidate_score,
+                verdict.serving_score,
                 verdict.trained_on,
                 verdict.evaluated_on,
                 self.model_version,
+                verdict.metric,
             )
         )
 

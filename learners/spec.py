@@ -16,7 +16,11 @@ The text is parsed with :mod:`ast` and only a small language is accepted:
 Nothing is ever evaluated: a class is found only by importing ``river.<module>`` and
 looking up a public name on it, so ``os.system``, ``__import__('os')`` or
 ``river.__builtins__`` are refused with a :class:`ModelSpecError` before anything runs.
-The final step must be a classifier, because the daemon scores accuracy.
+The final step must be a classifier (the daemon scores accuracy) or a regressor (it
+scores the mean absolute error); :func:`task_of` tells which.
+
+A spec starting ``sklearn:`` or ``sklearn(...):`` is a scikit-learn classifier refitted on
+a window of recent events instead (``learners.batch_spec``, ``docs/models.md``).
 
 >>> model = parse_model_spec(
 ...     "preprocessing.StandardScaler | linear_model.LogisticRegression(optimizer=optim.SGD(0.05))"
@@ -41,7 +45,11 @@ from river import base, compose
 
 from learners.exceptions import ModelSpecError
 
-__all__ = ["describe_model", "parse_model_spec"]
+__all__ = ["CLASSIFICATION", "REGRESSION", "describe_model", "parse_model_spec", "task_of"]
+
+#: The two kinds of task a model can serve, told by its final step (:func:`task_of`).
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
 
 _ALLOWED = (
     "A model spec is River classes written module.Class or module.Class(arguments), "
@@ -52,7 +60,7 @@ _ALLOWED = (
 
 
 def parse_model_spec(text: str) -> base.Estimator:
-    """Build a fresh River classifier (or pipeline ending in one) from ``text``.
+    """Build a fresh River classifier or regressor (or pipeline ending in one) from ``text``.
 
     Raises :class:`ModelSpecError`, quoting the offending part, for anything that is not
     in the small language described in the module docstring.
@@ -65,6 +73,11 @@ def parse_model_spec(text: str) -> base.Estimator:
     """
     if not text.strip():
         raise ModelSpecError(f"the model spec is empty. {_ALLOWED}")
+    if text.lstrip().startswith("sklearn"):
+        from learners import batch_spec  # scikit-learn is an optional extra
+
+        if batch_spec.is_sklearn_spec(text):
+            return batch_spec.parse_sklearn_spec(text)
     # The brackets let a spec span lines (e.g. a TOML multi-line string) and carry comments;
     # the source keeps their offsets right for quoting offending parts.
     source = f"(\n{text.strip()}\n)"
@@ -78,17 +91,30 @@ def parse_model_spec(text: str) -> base.Estimator:
     except (ValueError, RecursionError) as exc:  # null bytes; absurd nesting
         raise ModelSpecError(f"the model spec cannot be parsed ({exc}). {_ALLOWED}") from None
     try:
-        model = _Compiler(source).model(tree.body)
+        model = Compiler(source).model(tree.body)
     except RecursionError:
         raise ModelSpecError(f"the model spec is nested too deeply. {_ALLOWED}") from None
     final = final_step(model)
-    if not isinstance(final, base.Classifier):
+    if not isinstance(final, base.Classifier | base.Regressor):
         what = "an empty pipeline" if final is None else type(final).__name__
         raise ModelSpecError(
-            f"the model must end in a classifier (the daemon scores accuracy), but "
-            f"{text.strip()!r} ends in {what}, which is not a River classifier"
+            f"the model must end in a classifier (the daemon scores accuracy) or a regressor "
+            f"(it scores the mean absolute error), but {text.strip()!r} ends in {what}, "
+            f"which is neither a River classifier nor a River regressor"
         )
     return model
+
+
+def task_of(model: base.Estimator) -> str:
+    """``REGRESSION`` when the final step is a River regressor, else ``CLASSIFICATION``.
+
+    >>> from river import linear_model, preprocessing
+    >>> task_of(preprocessing.StandardScaler() | linear_model.LinearRegression())
+    'regression'
+    >>> task_of(linear_model.LogisticRegression())
+    'classification'
+    """
+    return REGRESSION if isinstance(final_step(model), base.Regressor) else CLASSIFICATION
 
 
 def describe_model(model: Any) -> str:
@@ -106,8 +132,10 @@ def describe_model(model: Any) -> str:
     return " ".join(repr(model).split())
 
 
-class _Compiler:
-    """Walks the parsed spec and builds objects; ``text`` is kept to quote offending parts."""
+class Compiler:
+    """Walks the parsed spec and builds objects; ``text`` is kept to quote offending parts.
+
+    ``learners.batch_spec`` resolves scikit-learn names with a subclass of it."""
 
     def __init__(self, text: str) -> None:
         self.text = text

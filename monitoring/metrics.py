@@ -9,7 +9,7 @@ The hot path updates plain counters per *batch* through pre-bound children.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import assert_never
 
 from prometheus_client import (
@@ -26,13 +26,21 @@ from learners.outcomes import (
     DriftDetected,
     ModelReset,
     Outcome,
+    RetrainAbandoned,
     RetrainDecided,
     RetrainRequested,
+    Scores,
 )
+from learners.pending import LABEL_OUTCOMES
 from monitoring.model_size import ModelSizeWatch
 
 OUTCOMES = ("learned", "predicted", "dead_lettered")
+WINDOWS = ("cumulative", "rolling")
 PER_EVENT_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.1)
+#: Event to label: from a click (seconds) to a chargeback (weeks).
+LABEL_DELAY_BUCKETS = (0.1, 1.0, 10.0, 60.0, 600.0, 3600.0, 6 * 3600.0, 86_400.0, 7 * 86_400.0)
+#: A rebuild replays up to 100,000 events by default: seconds to minutes.
+REBUILD_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -71,8 +79,34 @@ class StreamlearnMetrics:
         )
         self.accuracy = Gauge(
             "streamlearn_accuracy",
-            "Prequential accuracy: cumulative since the learner started, "
+            "Prequential accuracy of a classifier: cumulative since the learner started, "
             "or rolling over the last labelled events.",
+            (*pl, "window"),
+            registry=registry,
+        )
+        self.mae = Gauge(
+            "streamlearn_mae",
+            "Prequential mean absolute error of a regressor, cumulative or rolling.",
+            (*pl, "window"),
+            registry=registry,
+        )
+        self.rmse = Gauge(
+            "streamlearn_rmse",
+            "Prequential root mean squared error of a regressor, cumulative or rolling.",
+            (*pl, "window"),
+            registry=registry,
+        )
+        self.baseline_accuracy = Gauge(
+            "streamlearn_baseline_accuracy",
+            "Accuracy the no-change baseline (predict the last label seen) would have "
+            "scored, cumulative or rolling; classification.",
+            (*pl, "window"),
+            registry=registry,
+        )
+        self.baseline_mae = Gauge(
+            "streamlearn_baseline_mae",
+            "Mean absolute error the no-change baseline (predict the last label seen) "
+            "would have scored, cumulative or rolling; regression.",
             (*pl, "window"),
             registry=registry,
         )
@@ -123,6 +157,13 @@ class StreamlearnMetrics:
             pl,
             registry=registry,
         )
+        self.learned_events = Gauge(
+            "streamlearn_learned_events",
+            "Labelled events the partition's learner has learned in its whole life, "
+            "restored from its checkpoint across restarts.",
+            pl,
+            registry=registry,
+        )
         self.model_version = Gauge(
             "streamlearn_model_version",
             "Serving model version; increments on each reset or promotion.",
@@ -157,6 +198,24 @@ class StreamlearnMetrics:
             ("reason",),
             registry=registry,
         )
+        self.rebuilds = Counter(
+            "streamlearn_rebuilds",
+            "Partition learners rebuilt from the log because their checkpoint was refused, "
+            "by refusal reason.",
+            ("reason",),
+            registry=registry,
+        )
+        self.rebuild_seconds = Histogram(
+            "streamlearn_rebuild_seconds",
+            "Time a partition's rebuild took, from its start to live processing.",
+            buckets=REBUILD_BUCKETS,
+            registry=registry,
+        )
+        self.rebuild_events = Counter(
+            "streamlearn_rebuild_events",
+            "Events of the log replayed into rebuilt learners.",
+            registry=registry,
+        )
         self.sequence_gaps = Counter(
             "streamlearn_sequence_gaps",
             "Events skipped, by per-partition sequence number.",
@@ -169,9 +228,42 @@ class StreamlearnMetrics:
             pl,
             registry=registry,
         )
+        self.screened_events = Counter(
+            "streamlearn_screened_events",
+            "Pool events left out of a refit or a retrain replay (--screen-pool), by reason.",
+            (*pl, "reason"),
+            registry=registry,
+        )
         self.offsets_expired = Counter(
             "streamlearn_offsets_expired",
             "Events that expired from the log before they were learned.",
+            pl,
+            registry=registry,
+        )
+        self.labels = Counter(
+            "streamlearn_labels",
+            "Labels that came after their event, by outcome: joined to the waiting "
+            "prediction, expired (it waited too long), unknown id, duplicate.",
+            (*pl, "outcome"),
+            registry=registry,
+        )
+        self.pending_labels = Gauge(
+            "streamlearn_pending_labels",
+            "Predictions of unlabelled events waiting for their label.",
+            pl,
+            registry=registry,
+        )
+        self.label_delay = Histogram(
+            "streamlearn_label_delay_seconds",
+            "From an unlabelled event to its label (Kafka record times), per joined label.",
+            pl,
+            buckets=LABEL_DELAY_BUCKETS,
+            registry=registry,
+        )
+        self.partition_halted = Gauge(
+            "streamlearn_partition_halted",
+            "1 when the partition is no longer handled: its model raised on too many "
+            "events in a row.",
             pl,
             registry=registry,
         )
@@ -200,6 +292,7 @@ class StreamlearnMetrics:
             self.dead_letters.labels(reason)
         for reason in checkpoint_reasons:
             self.checkpoint_load_failures.labels(reason)
+            self.rebuilds.labels(reason)
 
     def partition(self, topic: str, partition: int) -> PartitionMetrics:
         return PartitionMetrics(self, topic, str(partition))
@@ -208,16 +301,16 @@ class StreamlearnMetrics:
         """Drop a revoked partition's gauges so another instance's values are not shadowed."""
         labels = (topic, str(partition))
         gauges = (
-            self.adwin_width,
-            self.lag,
-            self.model_version,
-            self.last_checkpoint,
-            self.model_bytes,
-        )
+            self.adwin_width, self.lag, self.model_version, self.last_checkpoint,
+            self.model_bytes, self.partition_halted, self.learned_events, self.pending_labels,
+        )  # fmt: skip
         for gauge in gauges:
             _remove(gauge, labels)
-        for window in ("cumulative", "rolling"):
-            _remove(self.accuracy, (*labels, window))
+        for windowed in (
+            self.accuracy, self.mae, self.rmse, self.baseline_accuracy, self.baseline_mae,
+        ):  # fmt: skip
+            for window in WINDOWS:
+                _remove(windowed, (*labels, window))
 
 
 def _remove(metric: Gauge, labels: tuple[str, ...]) -> None:
@@ -233,34 +326,70 @@ class PartitionMetrics:
         self.learned = m.events.labels(*labels, "learned")
         self.predicted = m.events.labels(*labels, "predicted")
         self.dead_lettered = m.events.labels(*labels, "dead_lettered")
-        self._accuracy = m.accuracy
+        self._metrics = m
         self._labels = labels
-        self._cumulative: Gauge | None = None
-        self._rolling: Gauge | None = None
+        self._scores: dict[Gauge, tuple[Gauge, Gauge]] = {}
         self.drifts = m.drifts.labels(*labels)
         self.resets = m.resets.labels(*labels)
         self.promoted = m.retrains.labels(*labels, "promoted")
         self.rejected = m.retrains.labels(*labels, "rejected")
+        self.abandoned = m.retrains.labels(*labels, "abandoned")
+        self.halted = m.partition_halted.labels(*labels)
         self.adwin_width = m.adwin_width.labels(*labels)
         self.processing = m.processing.labels(*labels)
         self.latency = m.latency.labels(*labels)
         self.lag = m.lag.labels(*labels)
         self.model_version = m.model_version.labels(*labels)
+        self.learned_events = m.learned_events.labels(*labels)
         self.last_checkpoint = m.last_checkpoint.labels(*labels)
         self.checkpoints = m.checkpoints.labels(*labels)
         self.model_size = ModelSizeWatch(m.model_bytes, labels, m.max_model_bytes)
         self.sequence_gaps = m.sequence_gaps.labels(*labels)
         self.sequence_duplicates = m.sequence_duplicates.labels(*labels)
         self.offsets_expired = m.offsets_expired.labels(*labels)
+        self._screened_events = m.screened_events
+        self.labels = {outcome: m.labels.labels(*labels, outcome) for outcome in LABEL_OUTCOMES}
+        self._pending = m.pending_labels.labels(*labels)
+        self._label_delay = m.label_delay.labels(*labels)
 
-    def set_accuracy(self, cumulative: float, rolling: float) -> None:
-        """Bound on first use: a partition that has scored nothing exports no accuracy
-        (a 0 would read as a collapse and fire the accuracy alert)."""
-        if self._cumulative is None or self._rolling is None:
-            self._cumulative = self._accuracy.labels(*self._labels, "cumulative")
-            self._rolling = self._accuracy.labels(*self._labels, "rolling")
-        self._cumulative.set(cumulative)
-        self._rolling.set(rolling)
+    def show_pending(self, waiting: int, delays: Iterable[float]) -> None:
+        """The predictions waiting for labels, and the delays of the labels joined since."""
+        self._pending.set(waiting)
+        observe = self._label_delay.observe
+        for delay in delays:
+            observe(delay)
+
+    def screened(self, counts: Mapping[str, int]) -> None:
+        """Pool events left out by ``--screen-pool``, by reason (``duplicate``,
+        ``contradiction``)."""
+        for reason, count in counts.items():
+            if count:
+                self._screened_events.labels(*self._labels, reason).inc(count)
+
+    def show_scores(self, scores: Scores) -> None:
+        """The model's scores and its baseline's: accuracy for a classifier, MAE and RMSE
+        for a regressor, each series only once it has a value. Bound on first use: a
+        partition that has scored nothing exports none (a 0 would read as a collapse and
+        fire the accuracy alert)."""
+        m = self._metrics
+        if scores.metric == "mae":
+            self._set(m.mae, scores.cumulative, scores.rolling)
+            self._set(m.rmse, scores.rmse_cumulative, scores.rmse_rolling)
+            self._set(m.baseline_mae, scores.baseline_cumulative, scores.baseline_rolling)
+        else:
+            self._set(m.accuracy, scores.cumulative, scores.rolling)
+            self._set(m.baseline_accuracy, scores.baseline_cumulative, scores.baseline_rolling)
+
+    def _set(self, gauge: Gauge, cumulative: float | None, rolling: float | None) -> None:
+        if cumulative is None or rolling is None:
+            return
+        children = self._scores.get(gauge)
+        if children is None:
+            labels = self._labels
+            children = (gauge.labels(*labels, "cumulative"), gauge.labels(*labels, "rolling"))
+            self._scores[gauge] = children
+        children[0].set(cumulative)
+        children[1].set(rolling)
 
     def record_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         for outcome in outcomes:
@@ -273,5 +402,7 @@ class PartitionMetrics:
                     pass  # counted when decided
                 case RetrainDecided():
                     (self.promoted if outcome.promoted else self.rejected).inc()
+                case RetrainAbandoned():
+                    self.abandoned.inc()
                 case _:
                     assert_never(outcome)

@@ -95,11 +95,14 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         if name in SECRET_FIELDS:
             continue
         default = "" if info.is_required() else f" (default: {info.default})"
+        # A yes/no setting is a flag: given alone it means true ("--x false" still works).
+        flag = {"nargs": "?", "const": "true"} if info.annotation is bool else {}
         run.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
             default=None,
             help=f"{info.description}{default}",
+            **flag,  # type: ignore[arg-type]
         )
     run.set_defaults(handler=_run_daemon)
 

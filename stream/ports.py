@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol
 
+from learners.origin import Origin
+
 #: Record headers as Kafka carries them: (name, value) pairs, names may repeat.
 Headers = list[tuple[str, bytes]] | None
 
@@ -78,6 +80,13 @@ class Source(Protocol):
 
     def committed(self, tp: TopicPartition) -> int | None:
         """The group's committed offset; None when there is none or no answer."""
+
+    def reset_position(self, tp: TopicPartition) -> str:
+        """Seek where the reset policy (``auto_offset_reset``) says; returns where, in words."""
+
+    def origin(self, tp: TopicPartition) -> Origin:
+        """Who the partition is (cluster, topic incarnation, partition count), from the
+        client's cached metadata: no broker round trip, so safe in a rebalance callback."""
 
     def commit(self, offsets: Mapping[TopicPartition, int], blocking: bool = True) -> None:
         """Commit; raises :class:`~stream.exceptions.CommitRefused` after a rebalance and

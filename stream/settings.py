@@ -58,7 +58,9 @@ class RunSettings(BaseSettings):
         "reset", description="what to do when ADWIN sees the error rate go up"
     )
     adwin_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence parameter")
-    rolling_window: int = Field(1000, ge=1, description="labelled events in the rolling accuracy")
+    rolling_window: int = Field(
+        1000, ge=1, description="labelled events in the rolling accuracy or MAE (and baseline)"
+    )
     max_retrain_events: int = Field(
         20_000, ge=1, description="at most this many events replayed into a retrain candidate"
     )
@@ -67,6 +69,36 @@ class RunSettings(BaseSettings):
     )
     retrain_holdout_events: int = Field(
         300, ge=1, description="live events both models are scored on before a promotion"
+    )
+    screen_pool: bool = Field(
+        False,
+        description="leave exact duplicates and contradictory labels (same features, another "
+        "label) out of what a retrain replay and an sklearn: model's refit learn from",
+    )
+    max_model_errors: int = Field(
+        100,
+        ge=1,
+        description="halt a partition after this many events in a row on which the model "
+        "raised (each is dead-lettered as model_error)",
+    )
+    max_features: int | None = Field(
+        None,
+        ge=1,
+        description="dead-letter (too_many_features) an event that would take a partition's "
+        "model past this many distinct feature names; unset: no bound",
+    )
+
+    label_ttl: float = Field(
+        86_400.0,
+        gt=0,
+        description="seconds an unlabelled event's prediction waits for its label "
+        "(by Kafka record times); a label that comes later counts as expired",
+    )
+    max_pending: int = Field(
+        100_000,
+        ge=1,
+        description="predictions waiting for labels per partition at most; the oldest "
+        "beyond it are dropped (their labels count as expired)",
     )
 
     max_model_bytes: int = Field(
@@ -100,12 +132,31 @@ class RunSettings(BaseSettings):
         30.0, gt=0, description="checkpoint a partition at least every this many seconds"
     )
     checkpoint_key: SecretStr | None = Field(
-        None, description="HMAC key signing and verifying checkpoints (environment only)"
+        None,
+        description="HMAC key(s) signing and verifying checkpoints, comma-separated: the "
+        "first signs, any of them verifies (key rotation); environment or config file only",
+    )
+    allow_unsigned_checkpoints: bool = Field(
+        False,
+        description="run the Kafka checkpoint store without a checkpoint key (refused "
+        "otherwise: whoever can produce to the checkpoint topic could run code here)",
+    )
+    rebuild_events: int = Field(
+        100_000,
+        ge=0,
+        description="when a partition's checkpoint is refused, rebuild its model from at "
+        "most this many events of the log before its resume offset; 0: start afresh",
     )
 
     # -- running ----------------------------------------------------------------------
     metrics_host: str = Field("0.0.0.0", description="address the metrics endpoint binds")
     metrics_port: int = Field(9464, ge=0, le=65535, description="/metrics and /healthz; 0 = any")
+    metrics_tls_certfile: Path | None = Field(
+        None, description="serve /metrics and /healthz over HTTPS with this certificate (PEM)"
+    )
+    metrics_tls_keyfile: Path | None = Field(
+        None, description="private key (PEM, unencrypted) of --metrics-tls-certfile"
+    )
     stop_after_idle: float | None = Field(
         None, gt=0, description="exit 0 after this many seconds without new records"
     )
@@ -153,7 +204,56 @@ class RunSettings(BaseSettings):
         if self.min_retrain_events > self.max_retrain_events:
             raise ValueError("min_retrain_events is larger than max_retrain_events")
         self._check_security()
+        self._check_checkpoint_keys()
+        self._check_metrics_tls()
         return self
+
+    def _check_checkpoint_keys(self) -> None:
+        keys = self.checkpoint_keys()  # raises on a malformed list
+        if keys and self.allow_unsigned_checkpoints:
+            raise ValueError(
+                "allow_unsigned_checkpoints contradicts the checkpoint key that is set: "
+                "with a key every checkpoint is signed, and unsigned ones are refused"
+            )
+        if self.checkpoint_store == "kafka" and not keys and not self.allow_unsigned_checkpoints:
+            raise ValueError(
+                "checkpoint_store kafka needs a checkpoint key: without one, whoever can "
+                f"produce to the checkpoint topic {self.checkpoint_topic!r} can run code in "
+                "every daemon of the group (a checkpoint is a pickle). Set "
+                f"{ENV_PREFIX}CHECKPOINT_KEY in the environment, or accept that risk "
+                "explicitly with --allow-unsigned-checkpoints"
+            )
+
+    def checkpoint_keys(self) -> tuple[bytes, ...]:
+        """The checkpoint keys, the signing one first; empty when none is set."""
+        if self.checkpoint_key is None:
+            return ()
+        parts = self.checkpoint_key.get_secret_value().split(",")
+        for number, part in enumerate(parts, 1):
+            # Never echo a key: say which one of the list is wrong, and how.
+            if not part:
+                raise ValueError(f"checkpoint key {number} of {len(parts)} is empty")
+            if part != part.strip():
+                raise ValueError(
+                    f"checkpoint key {number} of {len(parts)} has leading or trailing "
+                    "whitespace; separate the keys with commas only"
+                )
+        if len(set(parts)) != len(parts):
+            raise ValueError("the checkpoint key list names a key twice")
+        return tuple(part.encode() for part in parts)
+
+    def _check_metrics_tls(self) -> None:
+        files = {"metrics_tls_certfile": self.metrics_tls_certfile,
+                 "metrics_tls_keyfile": self.metrics_tls_keyfile}
+        given = [name for name, path in files.items() if path is not None]
+        if len(given) == 1:
+            raise ValueError(
+                "metrics_tls_certfile and metrics_tls_keyfile go together; only "
+                f"{given[0]} is set"
+            )
+        for name, path in files.items():
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name} {path} is not a file")
 
     def _check_security(self) -> None:
         sasl = self.security_protocol.startswith("SASL")

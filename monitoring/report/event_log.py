@@ -88,12 +88,14 @@ def _add_retrain(series: PartitionSeries, record: dict[str, Any], base: dict[str
     result = _get(record, "result", _text)
     if result not in RETRAIN_RESULTS:
         raise _BadRecord(f"field 'result': expected one of {RETRAIN_RESULTS}, got {result!r}")
+    # A regressor's decision carries MAEs (candidate_mae, serving_mae), no accuracies.
+    accuracies = "candidate_mae" not in record
     series.retrains.append(
         RetrainPoint(
             **base,
             result=result,
-            candidate_accuracy=_get(record, "candidate_accuracy", _number),
-            serving_accuracy=_get(record, "serving_accuracy", _number),
+            candidate_accuracy=_get(record, "candidate_accuracy", _number) if accuracies else None,
+            serving_accuracy=_get(record, "serving_accuracy", _number) if accuracies else None,
             trained_on=_get(record, "trained_on", _integer),
             evaluated_on=_get(record, "evaluated_on", _integer),
             model_version=_get(record, "model_version", _integer),

@@ -17,21 +17,26 @@ from typing import Any
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from learners.prequential import PartitionLearner
-from learners.spec import describe_model, parse_model_spec
-from monitoring.exporter import MetricsServer
+from learners.regression import learner_for
+from learners.screening import screening
+from learners.spec import describe_model, parse_model_spec, task_of
+from monitoring.exporter import MetricsServer, TlsFiles
 from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoints.checkpointer import CHECKPOINT_REFUSALS, Checkpointer
 from stream.checkpoints.stores import CheckpointStore, LocalDirectoryStore
 from stream.daemon.loop import Daemon, LoopTiming
-from stream.daemon.partitions import LearnerFactory, PartitionTable
+from stream.daemon.model_errors import ModelErrors
+from stream.daemon.partitions import PartitionTable
 from stream.daemon.publisher import Publisher
+from stream.daemon.rebuild import Rebuilder
 from stream.daemon.replay import Replayer
 from stream.daemon.run_log import RunLog
-from stream.events import DEAD_LETTER_REASONS
+from stream.events import DEAD_LETTER_REASONS, Decoder, decoder_for
 from stream.exceptions import BrokerUnavailable, StreamError
+from stream.kafka.admin import ensure_topics
 from stream.kafka.batch_producer import BatchProducer
 from stream.kafka.checkpoint_topic import KafkaTopicStore
-from stream.kafka.clients import ensure_topics, make_range_reader, make_source, producer_config
+from stream.kafka.clients import make_range_reader, make_source, producer_config
 from stream.kafka.process_producer import ProcessSink
 from stream.ports import Sink, Source, TopicPartition
 from stream.settings import RunSettings
@@ -53,21 +58,41 @@ def configure_logging(level: str) -> None:
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def learner_factory(settings: RunSettings) -> LearnerFactory:
-    blueprint = parse_model_spec(settings.model)  # a bad spec fails here, at start-up
+class _NewLearner:
+    """Makes each partition's learner from the model parsed once (a bad spec fails at
+    start-up); ``task`` tells the rest of the daemon how to read labels."""
 
-    def new_learner(tp: TopicPartition) -> PartitionLearner:
-        return PartitionLearner(
-            blueprint.clone(),  # type: ignore[arg-type]
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
+        # A bad spec fails here, at start-up.
+        blueprint = parse_model_spec(settings.model)
+        self.task = task_of(blueprint)
+        self.blueprint = screening(blueprint) if settings.screen_pool else blueprint
+
+    def __call__(self, tp: TopicPartition) -> PartitionLearner:
+        settings = self.settings
+        # A classifier's learner or a regressor's: the task is chosen here, once.
+        return learner_for(
+            self.blueprint.clone(),
             drift_action=settings.drift_action,
             adwin_delta=settings.adwin_delta,
             rolling_window=settings.rolling_window,
             max_retrain_events=settings.max_retrain_events,
             min_retrain_events=settings.min_retrain_events,
             holdout_events=settings.retrain_holdout_events,
+            max_pending=settings.max_pending,
+            label_ttl_s=settings.label_ttl,
         )
 
-    log.info("model: %s; drift action: %s", describe_model(blueprint), settings.drift_action)
+
+def learner_factory(settings: RunSettings) -> _NewLearner:
+    new_learner = _NewLearner(settings)
+    log.info(
+        "model: %s (%s); drift action: %s",
+        describe_model(new_learner.blueprint),
+        new_learner.task,
+        settings.drift_action,
+    )
     return new_learner
 
 
@@ -100,6 +125,8 @@ def _build_and_run(
     status_interval_s: float,
 ) -> int:
     new_learner = learner_factory(settings)
+    keys = _checkpoint_keys(settings)  # its warnings come first, before any connection
+    decode = decoder_for(new_learner.task)  # a regression's labels are numbers
     disable_created_metrics()  # *_created series only double what Prometheus scrapes
     registry = CollectorRegistry() if registry is None else registry
     metrics = StreamlearnMetrics(registry, package_version(), settings.max_model_bytes)
@@ -111,11 +138,18 @@ def _build_and_run(
         # the publisher and the store, which must still be open then.
         resources.callback(log.info, "stopped")
         readiness = _Readiness()
-        server = MetricsServer(registry, readiness, settings.metrics_host, settings.metrics_port)
+        server = MetricsServer(
+            registry,
+            readiness,
+            settings.metrics_host,
+            settings.metrics_port,
+            tls=_metrics_tls(settings),
+        )
         server.start()
         resources.callback(server.stop)
         log.info(
-            "metrics on http://%s:%d/metrics, health on /healthz",
+            "metrics on %s://%s:%d/metrics, health on /healthz",
+            server.scheme,
             _display_host(settings.metrics_host),
             server.port,
         )
@@ -124,15 +158,25 @@ def _build_and_run(
             log.info("stopped while waiting for the broker")
             return 0
         try:
-            publisher, checkpointer, replayer = _outputs_and_state(settings, metrics, resources)
+            publisher, checkpointer, replayer = _outputs_and_state(
+                settings, keys, metrics, resources, decode
+            )
         except BaseException:
             consumer.close()
             raise
         resources.callback(consumer.close)
         if settings.drift_action == "retrain":
             replayer.warm_up()
+        rebuilder = Rebuilder(
+            replayer,
+            metrics,
+            max_events=settings.rebuild_events,
+            max_features=settings.max_features,
+            snapshot_every=settings.checkpoint_every_events,  # as ModelErrors' journal
+            decode=decode,
+        )
         partitions = PartitionTable(
-            consumer, new_learner, checkpointer, publisher, metrics, replayer
+            consumer, new_learner, checkpointer, publisher, metrics, replayer, rebuilder=rebuilder
         )
         daemon = Daemon(
             consumer,
@@ -142,6 +186,18 @@ def _build_and_run(
             metrics,
             RunLog(settings.event_log),
             _timing(settings, status_interval_s),
+            decode=decode,
+            model_errors=ModelErrors(
+                publisher,
+                metrics,
+                replayer,
+                max_consecutive=settings.max_model_errors,
+                # A rebuild re-steps at most this many events; a snapshot costs one pickle.
+                snapshot_every=settings.checkpoint_every_events,
+                max_features=settings.max_features,
+                max_pending=settings.max_pending,
+                label_ttl_s=settings.label_ttl,
+            ),
         )
         readiness.bind(daemon.ready)
         switch.bind(daemon.stop)
@@ -163,14 +219,18 @@ class _Readiness:
 
 
 def _outputs_and_state(
-    settings: RunSettings, metrics: StreamlearnMetrics, resources: ExitStack
+    settings: RunSettings,
+    keys: tuple[bytes, ...],
+    metrics: StreamlearnMetrics,
+    resources: ExitStack,
+    decode: Decoder,
 ) -> tuple[Publisher, Checkpointer, Replayer]:
     """The publisher, the checkpointer and the replayer, each closed by ``resources``."""
     publisher = _make_publisher(settings)
     resources.callback(publisher.close)
     checkpointer = Checkpointer(
         make_checkpoint_store(settings),
-        _checkpoint_key(settings),
+        keys,
         metrics,
         settings.checkpoint_every_events,
         settings.checkpoint_interval,
@@ -178,6 +238,9 @@ def _outputs_and_state(
     resources.callback(checkpointer.close)
     replayer = Replayer(
         lambda: make_range_reader(settings),
+        decode=decode,
+        screen_pool=settings.screen_pool,
+        on_screened=lambda tp, counts: metrics.partition(tp.topic, tp.partition).screened(counts),
         on_expired=lambda tp, n: metrics.replay_expired.labels(tp.topic, str(tp.partition)).inc(n),
     )
     resources.callback(replayer.close)
@@ -226,15 +289,36 @@ def make_checkpoint_store(settings: RunSettings) -> CheckpointStore | None:
     return None
 
 
-def _checkpoint_key(settings: RunSettings) -> bytes | None:
-    if settings.checkpoint_key is None:
-        if settings.checkpoint_store != "none":
-            log.warning(
-                "no STREAMLEARN_CHECKPOINT_KEY: checkpoints are not signed, so whoever "
-                "can write the checkpoint store can run code in this daemon"
-            )
+def _checkpoint_keys(settings: RunSettings) -> tuple[bytes, ...]:
+    """The checkpoint key ring (signing key first); says so when there is none."""
+    keys = settings.checkpoint_keys()
+    if keys:
+        log.info(
+            "checkpoints signed with the first of %d key(s), accepted when signed by any",
+            len(keys),
+        )
+    elif settings.checkpoint_store == "kafka":
+        # Only with --allow-unsigned-checkpoints (settings refuse it otherwise): said at
+        # every start, so the risk taken never goes unnoticed.
+        log.warning(
+            "--allow-unsigned-checkpoints: checkpoints in topic %r are NOT signed; whoever "
+            "can produce to that topic can run code in every daemon of the group. Set "
+            "STREAMLEARN_CHECKPOINT_KEY",
+            settings.checkpoint_topic,
+        )
+    elif settings.checkpoint_store != "none":
+        log.warning(
+            "no STREAMLEARN_CHECKPOINT_KEY: checkpoints are not signed, so whoever "
+            "can write the checkpoint store can run code in this daemon"
+        )
+    return keys
+
+
+def _metrics_tls(settings: RunSettings) -> TlsFiles | None:
+    certfile, keyfile = settings.metrics_tls_certfile, settings.metrics_tls_keyfile
+    if certfile is None or keyfile is None:
         return None
-    return settings.checkpoint_key.get_secret_value().encode()
+    return TlsFiles(certfile, keyfile)
 
 
 def _connect(settings: RunSettings, stop: threading.Event) -> Source | None:

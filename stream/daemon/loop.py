@@ -12,14 +12,17 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from learners.outcomes import Outcome, RetrainRequested
+from learners.screening import drain_screened
 from monitoring.metrics import StreamlearnMetrics
+from stream.daemon.model_errors import ModelErrors
 from stream.daemon.partitions import PartitionSlot, PartitionTable, report_counts
 from stream.daemon.publisher import Publisher
 from stream.daemon.run_log import RunLog
 from stream.daemon.status import StatusLine, log_outcome
-from stream.events import DeadLetter, decode
+from stream.events import DeadLetter, Decoder, Event, LateLabel, decode
 from stream.exceptions import StreamError
 from stream.ports import Record, Source, TopicPartition
 
@@ -55,16 +58,26 @@ class Daemon:
         run_log: RunLog,
         timing: LoopTiming,
         clock: Callable[[], float] = time.monotonic,
+        model_errors: ModelErrors | None = None,
+        cycle_clock: Callable[[], float] = time.perf_counter,
+        decode: Decoder = decode,
     ) -> None:
+        """``clock`` times intervals (commits, idle, outage); ``cycle_clock`` the cycle
+        budget and processing times. Tests pass fakes of both. ``decode`` is the task's
+        (``stream.events.decoder_for``: a regression's labels are numbers)."""
+        self.decode = decode
         self.consumer = consumer
         self.topic = topic
         self.partitions = partitions
         self.publisher = publisher
         self.metrics = metrics
         self.replayer = partitions.replayer
+        self.model_errors = model_errors or ModelErrors(publisher, metrics, self.replayer)
         self.run_log = run_log
         self.timing = timing
         self.clock = clock
+        # Bound once: read per batch and every 64 records, as cheap as time.perf_counter.
+        self._cycle_clock = cycle_clock
         self._stopping = False
         # None until the first assignment: joining a group can take longer than the idle limit.
         self._last_record_at: float | None = None
@@ -87,7 +100,17 @@ class Daemon:
             return False, "stopping"
         if self._unreachable_since is not None:
             return False, f"broker unreachable for {self.clock() - self._unreachable_since:.0f} s"
+        halted = self._halted()
+        if halted:
+            return False, halted
         return True, f"consuming {len(self.slots)} partition(s) of {self.topic}"
+
+    def _halted(self) -> str | None:
+        """Why a partition is halted, if one is (it needs a person: readiness says so)."""
+        for slot in list(self.slots.values()):  # list(): called from the HTTP thread too
+            if slot.halted is not None:
+                return f"{slot.tp.topic}[{slot.tp.partition}] halted: {slot.halted}"
+        return None
 
     def run(self) -> int:
         self.consumer.subscribe(self.topic, self)
@@ -122,13 +145,8 @@ class Daemon:
 
     def _idle_too_long(self) -> bool:
         idle, last = self.timing.stop_after_idle_s, self._last_record_at
-        if idle is None or last is None:
-            return False
-        if self._busy():
-            # Held-back records or a replay are work, not idleness, and a paused partition
-            # fetches nothing meanwhile: idleness counts from the end of that work.
-            self._last_record_at = self.clock()
-            return False
+        if idle is None or last is None or self._busy():
+            return False  # held-back records or a replay are work, not idleness
         return self.clock() - last >= idle
 
     def _busy(self) -> bool:
@@ -142,10 +160,15 @@ class Daemon:
         if batches:
             self._last_record_at = self.clock()
         self._watch_broker(bool(batches))
-        deadline = time.perf_counter() + self.timing.cycle_budget_s
+        # Records of a partition whose restored offset proved past the log's end came
+        # from the wrong place; it starts afresh and reads them again from there.
+        refused = self.partitions.verify_ends()
+        # A rebuild sends its partition back to the resume offset: what was polled goes.
+        refused |= self.partitions.start_rebuilds()
+        deadline = self._cycle_clock() + self.timing.cycle_budget_s
         for tp, records in batches.items():
             slot = self.slots.get(tp)
-            if slot is not None:
+            if slot is not None and tp not in refused:
                 if not slot.start_verified:
                     self.partitions.verify_start(slot, records[0].offset)
                 self._feed(slot, records, deadline)
@@ -173,7 +196,7 @@ class Daemon:
                     "broker reachable again after %.1f s", self.clock() - self._unreachable_since
                 )
             self._unreachable_since = None
-            self.metrics.ready.set(1)
+            self.metrics.ready.set(0 if self._halted() else 1)
             return
         now = self.clock()
         if self._unreachable_since is None:
@@ -190,10 +213,11 @@ class Daemon:
 
     def _feed(self, slot: PartitionSlot, records: Sequence[Record], deadline: float) -> None:
         """Handle records in order until ``deadline``; hold the rest back (and while the
-        partition's retrain replays, hold everything back)."""
-        while records:
+        partition's retrain replays or its learner is rebuilt, hold everything back)."""
+        while records and slot.halted is None:  # a halted partition's records stay unhandled
             # Records behind a backlog join it: order within a partition is the contract.
-            if slot.replaying or slot.backlog or time.perf_counter() > deadline:
+            held = slot.replaying or slot.rebuild is not None
+            if held or slot.backlog or self._cycle_clock() > deadline:
                 # Pausing the partition bounds the backlog to one poll's worth of records.
                 slot.backlog.extend(records)
                 self.consumer.pause(slot.tp)
@@ -203,43 +227,88 @@ class Daemon:
     def _drain_backlog(self, slot: PartitionSlot, deadline: float) -> None:
         """Serve held-back records until ``deadline``; while a replay runs, at most a slice
         per cycle (consumption goes on, but does not outrun the candidate). Once the
-        backlog is empty the partition is resumed."""
+        backlog is empty the partition is resumed. Nothing is served while the learner is
+        rebuilt: it must learn the past first."""
+        if slot.rebuild is not None:
+            return
         limit = self.timing.live_slice_during_replay if slot.replaying else len(slot.backlog)
         records = slot.backlog[:limit]
         del slot.backlog[:limit]
-        while records and time.perf_counter() <= deadline:
+        while records and self._cycle_clock() <= deadline:
             records = records[self._handle(slot, records, deadline) :]
             if slot.replaying:
                 break  # one slice per cycle while the candidate catches up
         slot.backlog[:0] = records
-        if not slot.backlog:
+        if slot.halted is not None:
+            slot.backlog.clear()  # never handled, never committed; the partition stays paused
+        elif not slot.backlog:
             self.consumer.resume(slot.tp)
+            # A paused partition could bring nothing: idleness counts from its resumption.
+            self._last_record_at = self.clock()
 
     def _handle(self, slot: PartitionSlot, records: Sequence[Record], deadline: float) -> int:
         """Test-then-train ``records`` in order; stop early after the record at which the
         learner had something to report (a drift may need the rest held back), or once
-        ``deadline`` passed (a slow model must not keep the loop from polling)."""
-        started = time.perf_counter()
+        ``deadline`` passed (a slow model must not keep the loop from polling).
+
+        An event the model raises on is dead-lettered and undone (``model_errors.py``):
+        the try costs nothing while nothing raises, the journal one append per event."""
+        now = self._cycle_clock
+        started = now()
+        journal = slot.journal or self.model_errors.open(slot)
+        keep = journal.kept.append
         learner, sequence, publisher = slot.learner, slot.sequence, self.publisher
-        step = learner.step
+        decode = self.decode
+        step = learner.stepper()
         publish = publisher.predictions_topic is not None
         dead = handled = 0
         newest_timestamp = None
         for record in records:
             handled += 1
             event = decode(record.value)
-            if type(event) is DeadLetter:
-                publisher.dead_letter(record, event)
-                self.metrics.dead_letters.labels(event.reason).inc()
-                dead += 1
+            if type(event) is not Event:  # a dead letter, or the label of an earlier event
+                if type(event) is DeadLetter:
+                    publisher.dead_letter(record, event)
+                    self.metrics.dead_letters.labels(event.reason).inc()
+                    dead += 1
+                    continue
+                late = cast(LateLabel, event)
+                at = record.timestamp * 0.001
+                keep((None, late.id, late.label, at, record.offset))
+                try:
+                    learner.join(late.id, late.label, at, record.offset)
+                except Exception as exc:  # the model raised on the features it predicted on
+                    dead += 1
+                    if self._undone_halted(slot, record, exc):
+                        break
+                    learner = slot.learner  # rebuilt
+                    step = learner.stepper()
+                    continue
+                if learner.outcomes or (handled & 63 == 0 and now() > deadline):
+                    break
                 continue
-            if event.seq is not None:  # type: ignore[union-attr]
-                sequence.observe(event.seq)  # type: ignore[union-attr]
-            y_pred, proba = step(event.features, event.label, record.offset)  # type: ignore[union-attr]
+            if event.seq is not None:
+                sequence.observe(event.seq)
+            try:
+                if event.label is None and event.id is not None:
+                    # Its label comes later: predict now, keep what the label will need.
+                    held = (event.features, event.id, record.timestamp * 0.001, record.offset)
+                    keep(held)
+                    y_pred, proba = learner.hold(*held)
+                else:
+                    keep((event.features, event.label, record.offset))
+                    y_pred, proba = step(event.features, event.label, record.offset)
+            except Exception as exc:
+                dead += 1
+                if self._undone_halted(slot, record, exc):
+                    break
+                learner = slot.learner  # rebuilt
+                step = learner.stepper()
+                continue
             if publish:
-                publisher.prediction(record, event, y_pred, proba, learner.model_version)  # type: ignore[arg-type]
-            newest_timestamp = event.timestamp  # type: ignore[union-attr]
-            if learner.outcomes or (handled & 63 == 0 and time.perf_counter() > deadline):
+                publisher.prediction(record, event, y_pred, proba, learner.model_version)
+            newest_timestamp = event.timestamp
+            if learner.outcomes or (handled & 63 == 0 and now() > deadline):
                 break
         publisher.ship()
         slot.next_offset = records[handled - 1].offset + 1
@@ -248,7 +317,18 @@ class Daemon:
         outcomes = learner.drain_outcomes()
         if outcomes:
             self._on_outcomes(slot, outcomes)
+        elif journal.due:
+            journal.snapshot(learner)
         return handled
+
+    def _undone_halted(self, slot: PartitionSlot, record: Record, exc: Exception) -> bool:
+        """The model raised on ``record``: dead-letter and undo it; True when that halted
+        the partition (it is paused, the batch ends)."""
+        self.model_errors.on_error(slot, record, exc)
+        if slot.halted is None:
+            return False
+        self.consumer.pause(slot.tp)
+        return True
 
     def _record_batch(
         self, slot: PartitionSlot, count: int, dead: int, started: float, newest: float | None
@@ -257,11 +337,17 @@ class Daemon:
         report_counts(slot)
         if dead:
             m.dead_lettered.inc(dead)
-        if learner.cumulative.total:
-            m.set_accuracy(learner.cumulative.get(), learner.rolling.get())
+        if screened := drain_screened(learner):  # --screen-pool's refits
+            m.screened(screened)
+        scores = learner.scores()
+        if scores is not None:
+            m.show_scores(scores)
         m.adwin_width.set(learner.detector.width)
         m.model_version.set(learner.model_version)
-        m.processing.observe((time.perf_counter() - started) / count)
+        pending = learner.pending
+        if pending is not None:
+            m.show_pending(len(pending), pending.drain_delays())
+        m.processing.observe((self._cycle_clock() - started) / count)
         if newest is not None:
             m.latency.observe(max(time.time() - newest, 0.0))
         highwater = self.consumer.highwater(slot.tp)
@@ -275,12 +361,18 @@ class Daemon:
             self.run_log.outcome(tp.topic, tp.partition, outcome)
             log_outcome(tp, outcome)
             if isinstance(outcome, RetrainRequested) and slot.learner.retrain is not None:
-                self.replayer.submit(
-                    tp, outcome.start_offset, outcome.end_offset, slot.learner.retrain
-                )
+                start, end = outcome.start_offset, outcome.end_offset
+                skip = self.model_errors.skipped_within(slot, start, end)
+                self.replayer.submit(tp, start, end, slot.learner.retrain, skip)
+        if slot.journal is not None:
+            # A rebuild must never cross a drift, reset or decision: it would re-decide.
+            slot.journal.snapshot(slot.learner)
 
     def _advance_retrains(self) -> None:
         self.replayer.advance(self.timing.retrain_budget_s)
+        if not self.replayer.busy:
+            # A rebuilt partition was paused until now: idleness counts from its resumption.
+            self._last_record_at = self.clock()
         for slot in self.slots.values():
             if slot.learner.retrain is not None:
                 slot.learner.settle_retrain()
@@ -293,10 +385,23 @@ class Daemon:
     def assigned(self, partitions: list[TopicPartition]) -> None:
         # Idle time counts from when there is something to consume, not from the join.
         self._last_record_at = self.clock()
+        new = [tp for tp in partitions if tp not in self.slots]
         self.partitions.assign(partitions)
+        for tp in new:
+            slot = self.slots[tp]
+            self._log_partition("assigned", slot, restored=slot.checkpointed_offset is not None)
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp in self.slots:
+                self._log_partition("revoked", self.slots[tp])
         self.partitions.revoke(partitions, keep_metrics=self._stopping)
+
+    def _log_partition(self, kind: str, slot: PartitionSlot, **fields: object) -> None:
+        """A partition arrived or left; ``offset`` is the last one its state covers."""
+        last = -1 if slot.next_offset is None else slot.next_offset - 1
+        tp = slot.tp
+        self.run_log.write(kind, tp.topic, tp.partition, last, slot.learner.learned, **fields)
 
     def _log_accuracy(self) -> None:
         self._last_accuracy_at = self.clock()
@@ -304,7 +409,7 @@ class Daemon:
             learner = slot.learner
             if slot.next_offset is not None:
                 self.run_log.write(
-                    "accuracy",
+                    learner.metric,  # "accuracy", or "mae" for a regression
                     tp.topic,
                     tp.partition,
                     slot.next_offset - 1,

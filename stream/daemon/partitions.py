@@ -8,8 +8,11 @@ them, and only after the producer flushed the outputs of those events.
 
 kafka-python 3 runs rebalance listeners on the consumer's IO thread, where no blocking
 consumer call may be made: there the table only seeks and commits asynchronously (the
-checkpoint store and the producer have clients of their own). Checks that need a
-broker round trip (did the log expire under us?) wait for the first batch.
+checkpoint store and the producer have clients of their own), and checks a checkpoint's
+cluster and topic identity against the consumer's cached metadata. Checks that need the
+log's bounds wait for the main thread: a restored offset past the end of the log (known
+from the first fetch's high watermark) refuses the checkpoint; events that expired
+before they were learned are reported on the first batch.
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from learners.journal import Journal
+from learners.origin import Origin
+from learners.pending import LABEL_OUTCOMES
 from learners.prequential import PartitionLearner
 from learners.retraining import REPLAYING
 from learners.sequence import SequenceTracker
+from learners.state import PartitionState
 from monitoring.metrics import PartitionMetrics, StreamlearnMetrics
-from stream.checkpoints.checkpointer import Checkpointer, PartitionState
+from stream.checkpoints.checkpointer import Checkpointer, Refused
 from stream.daemon.publisher import Publisher
+from stream.daemon.rebuild import Rebuilder, RebuildPlan, RebuildTask
 from stream.daemon.replay import Replayer
 from stream.exceptions import BrokerUnavailable, CommitRefused, PublishTimeout
 from stream.ports import Record, Source, TopicPartition
@@ -32,6 +40,7 @@ from stream.ports import Record, Source, TopicPartition
 log = logging.getLogger(__name__)
 
 LearnerFactory = Callable[[TopicPartition], PartitionLearner]
+Identify = Callable[[TopicPartition], Origin]
 
 
 @dataclass
@@ -47,11 +56,22 @@ class PartitionSlot:
     checkpointed_offset: int | None = None
     events_since_checkpoint: int = 0
     start_verified: bool = False
+    #: False while a restored offset still has to be checked against the log's end.
+    end_verified: bool = True
+    #: The partition as the broker described it on assignment; checkpoints record it.
+    origin: Origin | None = None
     last_checkpoint_at: float = 0.0
     # Counts already added to the metric counters.
     reported: dict[str, int] = field(default_factory=dict)
     # Records polled but held back while the partition's retrain replays.
     backlog: list[Record] = field(default_factory=list)
+    # The learner's snapshot and events since, to undo a poison event (daemon/model_errors.py).
+    journal: Journal | None = None
+    # Why the partition is no longer handled (too many model errors in a row), else None.
+    halted: str | None = None
+    # Set while the learner is to be, or is being, rebuilt from the log (daemon/rebuild.py):
+    # the partition's records are held back until it is done.
+    rebuild: RebuildPlan | None = None
 
     @property
     def learner(self) -> PartitionLearner:
@@ -79,6 +99,8 @@ class PartitionTable:
         metrics: StreamlearnMetrics,
         replayer: Replayer,
         clock: Callable[[], float] = time.monotonic,
+        identify: Identify | None = None,
+        rebuilder: Rebuilder | None = None,
     ) -> None:
         self.consumer = consumer
         self.learner_factory = learner_factory
@@ -87,6 +109,8 @@ class PartitionTable:
         self.metrics = metrics
         self.replayer = replayer
         self.clock = clock
+        self.identify = identify or consumer.origin
+        self.rebuilder = rebuilder
         self.slots: dict[TopicPartition, PartitionSlot] = {}
 
     # -- arrival ----------------------------------------------------------------------
@@ -97,26 +121,30 @@ class PartitionTable:
                 self.slots[tp] = self._open(tp)
 
     def _open(self, tp: TopicPartition) -> PartitionSlot:
-        metrics = self.metrics.partition(tp.topic, tp.partition)
-        restored = self.checkpointer.restore(tp)
-        if restored is None:
-            state = PartitionState(self.learner_factory(tp), SequenceTracker())
-            slot = PartitionSlot(tp, state, metrics, last_checkpoint_at=self.clock())
+        origin = self.identify(tp)
+        restored = self.checkpointer.restore(tp, origin)
+        if restored is None or isinstance(restored, Refused):
+            slot = self._fresh(tp, origin)
+            if isinstance(restored, Refused) and self.rebuilder is not None:
+                self.rebuilder.plan(slot, restored.reason, restored.next_offset)
             log.info("assigned %s[%d]: new learner", tp.topic, tp.partition)
             return slot
         slot = PartitionSlot(
             tp,
             restored.state,
-            metrics,
+            self.metrics.partition(tp.topic, tp.partition),
             next_offset=restored.next_offset,
             checkpointed_offset=restored.next_offset,
+            end_verified=False,
+            origin=origin,
             last_checkpoint_at=self.clock(),
         )
         # Counters restored with the state were reported by an earlier process.
-        slot.reported = _counts(slot)
+        slot.reported = lifetime_counts(slot)
         offset = restored.next_offset
         self.consumer.seek(tp, offset)
         self._resume_retrain(slot)
+        show_state(slot)
         log.info(
             "assigned %s[%d]: restored checkpoint (model v%d, %d learned), from offset %d",
             tp.topic,
@@ -126,6 +154,127 @@ class PartitionTable:
             offset,
         )
         return slot
+
+    def _fresh(self, tp: TopicPartition, origin: Origin | None) -> PartitionSlot:
+        state = PartitionState(self.learner_factory(tp), SequenceTracker())
+        metrics = self.metrics.partition(tp.topic, tp.partition)
+        slot = PartitionSlot(tp, state, metrics, origin=origin, last_checkpoint_at=self.clock())
+        show_state(slot)
+        return slot
+
+    def verify_ends(self) -> set[TopicPartition]:
+        """Main thread, each cycle: refuse restored checkpoints whose offset lies past the
+        end of the log; returns their partitions, whose polled records must be dropped.
+
+        The end is the high watermark of the partition's first fetch (``end_offsets`` is
+        not the high watermark on every broker). Past it, the checkpoint belongs to a log
+        that was truncated or replaced: the consumer would wait there (or be reset to
+        where the policy says) with a model that never saw this log.
+        """
+        refused = set()
+        for slot in list(self.slots.values()):
+            if slot.end_verified:
+                continue
+            end = self.consumer.highwater(slot.tp)
+            if end is None:
+                continue  # no fetch answered yet, so nothing was polled for it either
+            slot.end_verified = True
+            offset = slot.checkpointed_offset
+            if offset is not None and offset > end:
+                self._refuse_restored(slot, offset, end)
+                refused.add(slot.tp)
+        return refused
+
+    def _refuse_restored(self, slot: PartitionSlot, offset: int, end: int) -> None:
+        tp = slot.tp
+        self.checkpointer.refused(
+            tp,
+            "offset_out_of_range",
+            f"its offset {offset} is past the end of the log ({end}): the log was truncated "
+            f"or replaced since",
+        )
+        self.replayer.cancel(tp)
+        # Its gauges showed the refused state; the fresh slot binds and sets new ones.
+        self.metrics.forget_partition(tp.topic, tp.partition)
+        self.slots[tp] = fresh = self._fresh(tp, slot.origin)
+        if self.rebuilder is not None:  # from the committed offset (start_rebuilds)
+            self.rebuilder.plan(fresh, "offset_out_of_range", None)
+        committed = self._committed(tp)
+        if committed is not None and committed <= end:
+            self.consumer.seek(tp, committed)
+            start_at = f"the group's committed offset {committed}"
+        else:
+            start_at = self.consumer.reset_position(tp)
+        log.warning("%s[%d]: new learner, from %s", tp.topic, tp.partition, start_at)
+
+    def start_rebuilds(self) -> set[TopicPartition]:
+        """Main thread, each cycle: start the planned rebuilds whose partition's log end
+        is known (its first fetch answered); returns their partitions, whose polled
+        records must be dropped (the consumer is sent to the resume offset)."""
+        started = set()
+        for slot in list(self.slots.values()):
+            plan = slot.rebuild
+            if plan is None or plan.started:
+                continue
+            end = self.consumer.highwater(slot.tp)
+            if end is None:
+                continue
+            if self._begin_rebuild(slot, plan, end):
+                started.add(slot.tp)
+            else:
+                slot.rebuild = None
+        return started
+
+    def _begin_rebuild(self, slot: PartitionSlot, plan: RebuildPlan, end: int) -> bool:
+        assert self.rebuilder is not None
+        tp = slot.tp
+        resume = self._resume_offset(tp, plan, end)
+        task = None
+        if resume is not None:
+            task = self.rebuilder.begin(slot, resume, self.consumer.log_start(tp), self._rebuilt)
+        if resume is None or task is None:
+            log.warning(
+                "%s[%d]: nothing to rebuild the learner from (%s); it starts afresh",
+                tp.topic,
+                tp.partition,
+                "no committed offset" if resume is None else f"no event before offset {resume}",
+            )
+            return False
+        slot.backlog.clear()
+        self.consumer.seek(tp, resume)
+        self.consumer.pause(tp)
+        return True
+
+    def _resume_offset(self, tp: TopicPartition, plan: RebuildPlan, end: int) -> int | None:
+        """Where the partition resumes: the refused checkpoint's offset when it is a
+        position in this log, else the group's committed offset; never past ``end``."""
+        if plan.offset is not None:
+            if plan.offset <= end:
+                return plan.offset
+            log.warning(
+                "%s[%d]: the refused checkpoint's offset %d is past the end of the log (%d); "
+                "rebuilding up to the group's committed offset instead",
+                tp.topic,
+                tp.partition,
+                plan.offset,
+                end,
+            )
+        committed = self._committed(tp)
+        return committed if committed is not None and committed <= end else None
+
+    def _rebuilt(self, task: RebuildTask) -> None:
+        """The rebuild is done: the learner has learned everything before the resume
+        offset; checkpoint it there (a restart need not rebuild again) and go live."""
+        slot = task.slot
+        if self.slots.get(slot.tp) is not slot:
+            return  # revoked or replaced meanwhile
+        slot.rebuild = None
+        slot.next_offset = task.end_offset
+        slot.reported = lifetime_counts(slot)  # counted by the process that first handled them
+        show_state(slot)
+        self.checkpoint(slot)
+        if not slot.backlog:
+            self.consumer.resume(slot.tp)
 
     def verify_start(self, slot: PartitionSlot, first_offset: int) -> None:
         """On a partition's first batch: did events expire before we could learn them?
@@ -179,7 +328,7 @@ class PartitionTable:
             return
         if not self._outputs_confirmed():
             return
-        size = self.checkpointer.save(slot.tp, slot.state, slot.next_offset)
+        size = self.checkpointer.save(slot.tp, slot.state, slot.next_offset, slot.origin)
         slot.metrics.model_size.observe(size)
         slot.checkpointed_offset = slot.next_offset
         slot.metrics.checkpoints.inc()
@@ -249,23 +398,47 @@ class PartitionTable:
             log.info("revoked %s[%d]", tp.topic, tp.partition)
 
 
-def _counts(slot: PartitionSlot) -> dict[str, int]:
+def lifetime_counts(slot: PartitionSlot) -> dict[str, int]:
+    """The counts a partition's state keeps over its life (restored with a checkpoint)."""
     learner, sequence = slot.learner, slot.sequence
-    return {
+    counts = {
         "learned": learner.learned,
         "predicted": learner.predicted,
         "gaps": sequence.gaps,
         "duplicates": sequence.duplicates,
     }
+    pending = learner.pending
+    if pending is not None:
+        for outcome in LABEL_OUTCOMES:
+            counts[outcome] = getattr(pending, outcome)
+    return counts
+
+
+def show_state(slot: PartitionSlot) -> None:
+    """Set the partition's gauges from its learner: a restored partition shows its restored
+    values before any new event arrives, a fresh one its model version 1."""
+    m, learner = slot.metrics, slot.learner
+    scores = learner.scores()
+    if scores is not None:
+        m.show_scores(scores)
+    m.adwin_width.set(learner.detector.width)
+    m.model_version.set(learner.model_version)
+    m.learned_events.set(learner.learned)
+    if learner.pending is not None:
+        m.show_pending(len(learner.pending), ())
 
 
 def report_counts(slot: PartitionSlot) -> None:
     """Add what the learner counted since the last report to the metric counters."""
-    now, before, m = _counts(slot), slot.reported, slot.metrics
+    now, before, m = lifetime_counts(slot), slot.reported, slot.metrics
     m.learned.inc(now["learned"] - before.get("learned", 0))
+    m.learned_events.set(now["learned"])
     m.predicted.inc(now["predicted"] - before.get("predicted", 0))
     if now["gaps"] != before.get("gaps", 0):
         m.sequence_gaps.inc(now["gaps"] - before.get("gaps", 0))
     if now["duplicates"] != before.get("duplicates", 0):
         m.sequence_duplicates.inc(now["duplicates"] - before.get("duplicates", 0))
+    for outcome, counter in m.labels.items():
+        if now.get(outcome, 0) != before.get(outcome, 0):
+            counter.inc(now.get(outcome, 0) - before.get(outcome, 0))
     slot.reported = now

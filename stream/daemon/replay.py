@@ -1,20 +1,24 @@
-"""Replay an offset range of a partition into a retrain candidate, a slice at a time.
+"""Replay an offset range of a partition, a slice at a time: into a retrain candidate,
+or into a partition's learner being rebuilt (``stream/daemon/rebuild.py``).
 
 The log is the retraining pool. One group-less consumer reads the range; the daemon
 calls :meth:`Replayer.advance` between live batches with a time budget, so a retrain
-over 20,000 events never stalls consumption for long nor costs group membership.
+over 20,000 events (or a rebuild over 100,000) never stalls consumption for long nor
+costs group membership. Tasks are served one after another, in the order submitted.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from learners.retraining import RetrainJob
-from stream.events import Event, decode
+from learners.screening import PoolScreen
+from stream.events import Decoder, Event, LateLabel, decode
 from stream.ports import LogReader, Record, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -22,19 +26,99 @@ log = logging.getLogger(__name__)
 #: Records trained between two looks at the clock.
 TRAIN_RUN = 200
 
+#: Told, when a screened replay ends, how many of its events were left out, by reason.
+Screened = Callable[[TopicPartition, Counter[str]], None]
+
+
+class RangeTask(Protocol):
+    """What the replayer serves: a range of a partition and what its records go into."""
+
+    tp: TopicPartition
+    start_offset: int
+    end_offset: int
+    started: bool
+    deadline: float
+    #: Fetched records not taken yet (the last slice ran out of time).
+    pending: list[Record]
+
+    def take(self, records: list[Record]) -> bool:
+        """Use ``records`` (in offset order); True once nothing more is wanted."""
+
+    def finish(self) -> None:
+        """The range was read (or reading it gave up); called once."""
+
 
 @dataclass
 class ReplayTask:
+    """A retrain's replay: the pool range trained into the job's candidate."""
+
     tp: TopicPartition
     start_offset: int
     end_offset: int
     job: RetrainJob
+    #: Offsets in the range the serving learner never saw (poison, refused events).
+    skip: frozenset[int] = frozenset()
+    #: ``--screen-pool``: duplicates and contradictions left out, told to ``on_screened``.
+    screen: PoolScreen | None = None
+    on_screened: Screened | None = None
     started: bool = False
     deadline: float = 0.0
     #: Fetched records not trained yet (the last slice ran out of time).
     pending: list[Record] = field(default_factory=list)
-    #: The offset the next fetched record should have; -1 before the first fetch.
-    next_offset: int = -1
+    #: Features of unlabelled events read so far, by id, for labels later in the range.
+    held: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Reads the records as the loop does (number labels for a regression).
+    read: Decoder = decode
+
+    def take(self, records: list[Record]) -> bool:
+        """Train the candidate on ``records``; True once the range's end was reached (or
+        the candidate raised: the job is abandoned, nothing more to train)."""
+        job, skip, screen, read = self.job, self.skip, self.screen, self.read
+        for record in records:
+            if record.offset >= self.end_offset:
+                return True
+            if record.offset in skip:
+                continue
+            event = read(record.value)
+            if type(event) is Event:
+                if event.label is not None:
+                    if screen is None or screen.admit(event.features, event.label) is None:
+                        job.train(event.features, event.label)
+                elif event.id is not None:
+                    self.held[event.id] = event.features
+                    continue
+            elif type(event) is LateLabel:
+                # Joined within the range as the live learner joined it; labels of events
+                # from before the range have nothing to join (older data stays out).
+                features = self.held.pop(event.id, None)
+                if features is None:
+                    continue
+                if screen is None or screen.admit(features, event.label) is None:
+                    job.train(features, event.label)
+            if job.abandoned is not None:
+                return True
+        return records[-1].offset + 1 >= self.end_offset
+
+    def finish(self) -> None:
+        if self.screen is not None and self.on_screened is not None:
+            self.on_screened(self.tp, self.screen.drain())
+        self.job.replay_finished()
+        if self.job.abandoned is not None:
+            log.warning(
+                "replay of %s offsets %d..%d abandoned: the candidate raised (%s)",
+                self.tp,
+                self.start_offset,
+                self.end_offset - 1,
+                self.job.abandoned,
+            )
+            return
+        log.info(
+            "replayed %s offsets %d..%d into a candidate (%d events)",
+            self.tp,
+            self.start_offset,
+            self.end_offset - 1,
+            self.job.trained_on,
+        )
 
 
 class Replayer:
@@ -45,15 +129,25 @@ class Replayer:
         consumer_factory: Callable[[], LogReader],
         give_up_after_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        decode: Decoder = decode,
+        screen_pool: bool = False,
+        on_screened: Screened | None = None,
         on_expired: Callable[[TopicPartition, int], None] | None = None,
     ) -> None:
+        """``decode`` reads the records as the loop reads them (number labels for a
+        regression: ``stream.events.decoder_for``); ``on_expired`` is told how many
+        offsets of a range retention had deleted (a metric)."""
         self.consumer_factory = consumer_factory
+        self.decode = decode
         self.give_up_after_s = give_up_after_s
         self.clock = clock
-        #: Told how many offsets of a replay range retention had deleted (a metric).
+        self.screen_pool = screen_pool
+        self.on_screened = on_screened
         self.on_expired = on_expired
         self._consumer: LogReader | None = None
-        self._tasks: deque[ReplayTask] = deque()
+        self._tasks: deque[RangeTask] = deque()
+        #: The offset the head task's next fetched record should have (-1: none fetched).
+        self._next_offset = -1
 
     def warm_up(self) -> None:
         """Create the consumer now: its bootstrap takes hundreds of milliseconds, which
@@ -61,8 +155,22 @@ class Replayer:
         if self._consumer is None:
             self._consumer = self.consumer_factory()
 
-    def submit(self, tp: TopicPartition, start: int, end: int, job: RetrainJob) -> None:
-        self._tasks.append(ReplayTask(tp, start, end, job))
+    def submit(
+        self,
+        tp: TopicPartition,
+        start: int,
+        end: int,
+        job: RetrainJob,
+        skip: frozenset[int] = frozenset(),
+    ) -> None:
+        screen = PoolScreen() if self.screen_pool else None
+        self._tasks.append(
+            ReplayTask(tp, start, end, job, skip, screen, self.on_screened, read=self.decode)
+        )
+
+    def add(self, task: RangeTask) -> None:
+        """Serve ``task`` after those already submitted."""
+        self._tasks.append(task)
 
     def cancel(self, tp: TopicPartition) -> None:
         """The partition was revoked: its learner, and so its job, is gone."""
@@ -96,24 +204,14 @@ class Replayer:
                     self._maybe_give_up(task, consumer)
                     return
                 self._note_gap(task, task.pending[0].offset, consumer)
-                task.next_offset = task.pending[-1].offset + 1
+                self._next_offset = task.pending[-1].offset + 1
                 task.deadline = self.clock() + self.give_up_after_s
             run, task.pending = task.pending[:TRAIN_RUN], task.pending[TRAIN_RUN:]
-            if self._train(task, run):
+            if task.take(run):
                 self._finish(task)
                 return
 
-    def _train(self, task: ReplayTask, records: list[Record]) -> bool:
-        """Train the candidate on ``records``; True once the range's end was reached."""
-        for record in records:
-            if record.offset >= task.end_offset:
-                return True
-            event = decode(record.value)
-            if isinstance(event, Event) and event.label is not None:
-                task.job.train(event.features, event.label)
-        return records[-1].offset + 1 >= task.end_offset
-
-    def _maybe_give_up(self, task: ReplayTask, consumer: LogReader) -> None:
+    def _maybe_give_up(self, task: RangeTask, consumer: LogReader) -> None:
         if self.clock() > task.deadline:
             log.warning(
                 "replay of %s gave up at offset %s; training on what was read",
@@ -122,7 +220,7 @@ class Replayer:
             )
             self._finish(task)
 
-    def _consumer_for(self, task: ReplayTask) -> LogReader:
+    def _consumer_for(self, task: RangeTask) -> LogReader:
         if self._consumer is None:
             self._consumer = self.consumer_factory()
         if not task.started:
@@ -132,48 +230,41 @@ class Replayer:
             task.deadline = self.clock() + self.give_up_after_s
         return self._consumer
 
-    def _skip_expired(self, task: ReplayTask, consumer: LogReader) -> None:
+    def _skip_expired(self, task: RangeTask, consumer: LogReader) -> None:
         """Start the range at the log's start when retention deleted its beginning.
 
-        The replay is shortened to what is left; with nothing left it is skipped and the
-        candidate is trained on no event (the holdout judges it like any other).
+        The replay is shortened to what is left; with nothing left it is skipped (a
+        retrain's candidate is then trained on no event, and the holdout judges it).
         """
         log_start = consumer.log_start(task.tp)
         if log_start is not None and log_start > task.start_offset:
             self._expired(task, task.start_offset, log_start)
             task.start_offset = min(log_start, task.end_offset)
-        task.next_offset = task.start_offset
+        self._next_offset = task.start_offset
 
-    def _note_gap(self, task: ReplayTask, first: int, consumer: LogReader) -> None:
+    def _note_gap(self, task: RangeTask, first: int, consumer: LogReader) -> None:
         # Retention may also delete offsets while the replay runs: the reader then starts
         # again at the log's start. (Compaction and transaction markers leave gaps too.)
-        if task.next_offset < 0 or first <= task.next_offset:
+        if self._next_offset < 0 or first <= self._next_offset:
             return
         log_start = consumer.log_start(task.tp)
-        if log_start is not None and log_start > task.next_offset:
-            self._expired(task, task.next_offset, log_start)
+        if log_start is not None and log_start > self._next_offset:
+            self._expired(task, self._next_offset, log_start)
 
-    def _expired(self, task: ReplayTask, wanted_from: int, log_start: int) -> None:
+    def _expired(self, task: RangeTask, wanted_from: int, log_start: int) -> None:
         expired = min(log_start, task.end_offset) - wanted_from
         left = max(task.end_offset - log_start, 0)
         log.warning(
-            "retrain of %s wanted offsets %d..%d; retention deleted %d of them: replay %s",
+            "replay of %s wanted offsets %d..%d; retention deleted %d of them: replay %s",
             task.tp, task.start_offset, task.end_offset - 1, expired,
             f"shortened to {left} events from offset {log_start}" if left else "skipped",
         )  # fmt: skip
         if self.on_expired is not None:
             self.on_expired(task.tp, expired)
 
-    def _finish(self, task: ReplayTask) -> None:
-        task.job.replay_finished()
+    def _finish(self, task: RangeTask) -> None:
         self._tasks.popleft()
-        log.info(
-            "replayed %s offsets %d..%d into a candidate (%d events)",
-            task.tp,
-            task.start_offset,
-            task.end_offset - 1,
-            task.job.trained_on,
-        )
+        task.finish()
 
     def close(self) -> None:
         if self._consumer is not None:

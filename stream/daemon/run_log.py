@@ -1,4 +1,4 @@
-"""The run event log: drifts, decisions and accuracy samples as JSON lines.
+"""The run event log: drifts, decisions and accuracy (or MAE) samples as JSON lines.
 
 The format is documented in docs/architecture.md ("Run event log").
 """
@@ -10,7 +10,14 @@ import time
 from pathlib import Path
 from typing import IO, Any, assert_never
 
-from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided, RetrainRequested
+from learners.outcomes import (
+    DriftDetected,
+    ModelReset,
+    Outcome,
+    RetrainAbandoned,
+    RetrainDecided,
+    RetrainRequested,
+)
 
 
 class RunLog:
@@ -21,7 +28,7 @@ class RunLog:
         self._file: IO[str] | None = open(path, "a", buffering=1) if path else None  # noqa: SIM115
 
     def write(
-        self, kind: str, topic: str, partition: int, offset: int, learned: int, **fields: Any
+        self, kind: str, topic: str, partition: int, offset: int, learned: int, /, **fields: Any
     ) -> None:
         if self._file is None:
             return
@@ -67,10 +74,22 @@ class RunLog:
                     outcome.offset,
                     outcome.learned,
                     result=outcome.result,
-                    candidate_accuracy=outcome.candidate_accuracy,
-                    serving_accuracy=outcome.serving_accuracy,
+                    # candidate_accuracy/serving_accuracy, or candidate_mae/serving_mae
+                    **{
+                        f"candidate_{outcome.metric}": outcome.candidate_score,
+                        f"serving_{outcome.metric}": outcome.serving_score,
+                    },
                     trained_on=outcome.trained_on,
                     evaluated_on=outcome.evaluated_on,
+                    model_version=outcome.model_version,
+                )
+            case RetrainAbandoned():
+                self.write(
+                    "retrain_abandoned",
+                    *at,
+                    outcome.offset,
+                    outcome.learned,
+                    reason=outcome.reason,
                     model_version=outcome.model_version,
                 )
             case _:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 from typing import assert_never
 
-from learners.outcomes import DriftDetected, ModelReset, Outcome, RetrainDecided, RetrainRequested
+from learners.outcomes import (
+    DriftDetected,
+    ModelReset,
+    Outcome,
+    RetrainAbandoned,
+    RetrainDecided,
+    RetrainRequested,
+)
 from stream.daemon.partitions import PartitionSlot
 from stream.ports import TopicPartition
 
@@ -36,14 +43,22 @@ def log_outcome(tp: TopicPartition, outcome: Outcome) -> None:
             )
         case RetrainDecided():
             log.warning(
-                "retrain %s at %s: candidate %.3f vs serving %.3f on %d held-out events "
+                "retrain %s at %s: candidate %s %.3f vs serving %.3f on %d held-out events "
                 "(candidate trained on %d); model v%d",
                 outcome.result.upper(),
                 where,
-                outcome.candidate_accuracy,
-                outcome.serving_accuracy,
+                outcome.metric,
+                outcome.candidate_score,
+                outcome.serving_score,
                 outcome.evaluated_on,
                 outcome.trained_on,
+                outcome.model_version,
+            )
+        case RetrainAbandoned():
+            log.warning(
+                "retrain ABANDONED at %s: the candidate raised (%s); model v%d serves on",
+                where,
+                outcome.reason,
                 outcome.model_version,
             )
         case _:
@@ -61,13 +76,15 @@ class StatusLine:
         handled = sum(slot.learner.learned + slot.learner.predicted for slot in slots)
         rate = (handled - self._handled) / elapsed_s if elapsed_s > 0 else 0.0
         self._handled = handled
-        accuracy = " ".join(f"p{s.tp.partition}={s.learner.rolling.get():.3f}" for s in slots)
+        scores = " ".join(
+            f"p{s.tp.partition}={s.learner.metric}:{s.learner.rolling.get():.3f}" for s in slots
+        )
         log.info(
-            "status: %.0f events/s, %d partition(s), rolling accuracy %s, drifts %d, "
+            "status: %.0f events/s, %d partition(s), rolling scores %s, drifts %d, "
             "model versions %s",
             rate,
             len(slots),
-            accuracy or "-",
+            scores or "-",
             sum(s.learner.drifts for s in slots),
             ",".join(str(s.learner.model_version) for s in slots) or "-",
         )

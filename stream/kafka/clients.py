@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
 
 from stream.exceptions import BrokerUnavailable
 from stream.kafka.consumer import GroupSource, RangeReader
@@ -69,25 +67,9 @@ def make_range_reader(settings: RunSettings) -> RangeReader:
 def producer_config(
     kafka_config: dict[str, Any], delivery_timeout_s: float = 120.0
 ) -> dict[str, Any]:
-    """Keyword arguments of :class:`stream.batch_producer.BatchProducer` for the outputs.
+    """Keyword arguments of :class:`stream.kafka.batch_producer.BatchProducer` for the outputs.
 
     ``delivery_timeout_s`` should match the outage the daemon rides out: a record is
     failed (and the daemon stops without committing it) only after that long.
     """
     return {"kafka_config": kafka_config, "delivery_timeout_s": delivery_timeout_s}
-
-
-def ensure_topics(kafka_config: dict[str, Any], topics: Iterable[str], partitions: int = 1) -> None:
-    """Create the topics that do not exist yet (output topics the daemon writes to)."""
-    admin = KafkaAdminClient(**kafka_config)
-    try:
-        existing = set(admin.list_topics())
-        missing = [t for t in topics if t not in existing]
-        if missing:
-            try:
-                admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
-                log.info("created topic(s) %s", ", ".join(missing))
-            except TopicAlreadyExistsError:
-                pass  # another instance was quicker
-    finally:
-        admin.close()

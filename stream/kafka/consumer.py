@@ -17,7 +17,9 @@ from kafka import TopicPartition as KafkaPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import MemberState, OffsetAndMetadata
 
+from learners.origin import Origin
 from stream.exceptions import BrokerUnavailable, CommitRefused
+from stream.kafka.identity import current_origin
 from stream.ports import Rebalance, Record, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,16 @@ class GroupSource:
         except KafkaError:
             return None
         return None if offset is None else int(offset)
+
+    def reset_position(self, tp: TopicPartition) -> str:
+        if self.consumer.config.get("auto_offset_reset") == "latest":
+            self.consumer.seek_to_end(_theirs(tp))
+            return "the end of the log (auto_offset_reset=latest)"
+        self.consumer.seek_to_beginning(_theirs(tp))
+        return "the start of the log (auto_offset_reset=earliest)"
+
+    def origin(self, tp: TopicPartition) -> Origin:
+        return current_origin(self.consumer, tp)
 
     def commit(self, offsets: Mapping[TopicPartition, int], blocking: bool = True) -> None:
         theirs = {_theirs(tp): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}

@@ -1,7 +1,7 @@
 """kafka-python's producer and admin client for ``streamlearn produce`` (the tools).
 
-The tool decides what to send; this module is how it reaches Kafka: the topic made
-ready with the partitions asked for, and sends whose outcome arrives through callbacks.
+The tool decides what to send; this module is how it reaches Kafka: sends whose
+outcome arrives through callbacks (the topic is made ready by :mod:`stream.kafka.admin`).
 Kafka's errors become :class:`~stream.exceptions.BrokerUnavailable`.
 """
 
@@ -10,50 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from stream.exceptions import BrokerUnavailable
 
-__all__ = ["PRODUCER_SETTINGS", "EventWriter", "prepare_topic"]
+__all__ = ["PRODUCER_SETTINGS", "EventWriter"]
 
 #: Settings kafka-python's producer knows; anything else is refused by the tool.
 PRODUCER_SETTINGS = frozenset(KafkaProducer.DEFAULT_CONFIG)
 
 _TUNING: dict[str, Any] = {"linger_ms": 20, "batch_size": 256 * 1024}
-
-
-def prepare_topic(
-    bootstrap_servers: str, topic: str, partitions: int | None, kafka_config: Mapping[str, Any]
-) -> int:
-    """Create ``topic`` when missing (``partitions`` or 1); return its partition count."""
-    admin_config = {k: v for k, v in kafka_config.items() if k in KafkaAdminClient.DEFAULT_CONFIG}
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, **admin_config)
-    except KafkaError as exc:
-        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
-    try:
-        existing = _partition_count(admin, topic)
-        if existing is None:
-            try:
-                spec = {"num_partitions": partitions or 1, "replication_factor": -1}
-                admin.create_topics({topic: spec})
-            except TopicAlreadyExistsError:
-                pass  # created meanwhile by someone else; describe it below
-            admin.wait_for_topics([topic], timeout_ms=10_000)
-            existing = _partition_count(admin, topic) or (partitions or 1)
-        return existing
-    except KafkaError as exc:
-        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        admin.close()
-
-
-def _partition_count(admin: KafkaAdminClient, topic: str) -> int | None:
-    (described,) = admin.describe_topics([topic])
-    if described["error_code"] != 0 or not described["partitions"]:
-        return None
-    return len(described["partitions"])
 
 
 class EventWriter:

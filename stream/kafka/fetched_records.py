@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one hot loop and the framing checks it relies on, read together.
 """Fast reading of fetched record batches, plugged into kafka-python's consumer.
 
 kafka-python turns fetched bytes into records one generator step at a time: a batch
@@ -429,7 +430,7 @@ def speed_up_fetches(consumer: KafkaConsumer) -> KafkaConsumer:
     """Make ``consumer`` read fetched batches with this module; returns it.
 
     Relies on kafka-python's fetcher building records through ``self.PartitionRecords``
-    (kafka-python 3.0; ``tests/stream/test_fetched_records.py`` checks it still does).
+    (kafka-python 3.0; ``tests/stream/kafka/test_fetched_records.py`` checks it still does).
     """
     fetcher = consumer._fetcher
     if not isinstance(fetcher, Fetcher) or not hasattr(Fetcher, "PartitionRecords"):

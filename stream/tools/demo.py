@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 
 from stream.daemon.app import configure_logging, run_daemon
+from stream.kafka.admin import ensure_topics
 from stream.kafka.apache import ApacheKafkaBroker, kafka_version
-from stream.kafka.clients import ensure_topics
 from stream.kafka.tansu import EmbeddedBroker
 from stream.settings import load_settings
 

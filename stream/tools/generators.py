@@ -1,6 +1,8 @@
 """Event sources for the producer: River's synthetic streams with abrupt drifts, and files.
 
-Pure code, no Kafka: every source is an iterator of ``(features, label)`` pairs.
+Pure code, no Kafka: every source is an iterator of ``(features, label)`` pairs. Labels
+are classes, except for the regression generators (:data:`REGRESSION_GENERATORS`), whose
+labels are numbers.
 
 River 0.26's ``ConceptDriftStream`` overflows for a change point far from the start,
 so concepts are composed here. A *concept* is one River generator with one setting
@@ -34,7 +36,7 @@ from typing import Any, Literal
 from stream.exceptions import StreamError
 
 Features = dict[Any, Any]
-Label = bool | int | str | None
+Label = bool | int | float | str | None
 Pair = tuple[Features, Label]
 FileFormat = Literal["csv", "jsonl"]
 
@@ -97,6 +99,20 @@ def _mixed(index: int, seed: int) -> Concept:
     return Mixed(classification_function=index, seed=seed)
 
 
+# FriedmanDrift's change points, picked so one target function holds from the first event
+# on: the original, then the two of the global drift (the relevant features swapped).
+_FRIEDMAN_POSITIONS = ((2**62, 2**62 + 1), (0, 2**62), (-1, 0))
+
+
+def _friedman(index: int, seed: int) -> Concept:
+    from river.datasets.synth import FriedmanDrift
+
+    # The gradual variant with no transition window is abrupt, and draws no extra random
+    # numbers; its change points are spent on choosing the concept (see above).
+    position = _FRIEDMAN_POSITIONS[index]
+    return FriedmanDrift(drift_type="gsg", position=position, transition_window=0, seed=seed)
+
+
 # generator name -> (number of distinct concepts, factory(concept index, concept seed));
 # the one registry of generator names, which the CLI offers as --generator choices.
 _CONCEPTS: dict[str, tuple[int, ConceptFactory]] = {
@@ -107,9 +123,22 @@ _CONCEPTS: dict[str, tuple[int, ConceptFactory]] = {
     "rbf-drift": (4, _rbf),
     "sine": (4, _sine),
     "mixed": (2, _mixed),
+    "friedman-drift": (3, _friedman),
 }
 
 GENERATORS: tuple[str, ...] = tuple(_CONCEPTS)
+#: Generators whose labels are numbers (a regression's); the others' are classes.
+REGRESSION_GENERATORS: tuple[str, ...] = ("friedman-drift",)
+
+
+def generator_task(generator: str) -> str:
+    """``"regression"`` for a generator of number labels, else ``"classification"``.
+
+    >>> generator_task("friedman-drift"), generator_task("sea")
+    ('regression', 'classification')
+    """
+    _concepts_of(generator)  # an unknown name is refused here too
+    return "regression" if generator in REGRESSION_GENERATORS else "classification"
 
 
 def concept_seed(seed: int, index: int) -> int:

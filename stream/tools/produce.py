@@ -17,6 +17,7 @@ import math
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,8 @@ from typing import Any, TextIO
 import numpy as np
 
 from stream.exceptions import BrokerUnavailable, SettingsError
-from stream.kafka.event_writer import PRODUCER_SETTINGS, EventWriter, prepare_topic
+from stream.kafka.admin import prepare_topic
+from stream.kafka.event_writer import PRODUCER_SETTINGS, EventWriter
 from stream.tools.generators import (
     GENERATORS,
     Pair,
@@ -67,6 +69,9 @@ class ProduceOptions:
     file: Path | None = None
     label_column: str | None = None
     key: KeyStrategy = "id"
+    #: Send events without their label, and each label as its own ``{"id", "label"}``
+    #: record this many records later (before event i, the label of event i - D).
+    label_delay: int | None = None
     kafka_config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -82,6 +87,8 @@ class ProduceOptions:
             raise SettingsError(f"partitions must be at least 1, got {self.partitions}")
         if self.rate is not None and not (math.isfinite(self.rate) and self.rate > 0):
             raise SettingsError(f"rate must be a positive number of events/s, got {self.rate}")
+        if self.label_delay is not None and self.label_delay < 1:
+            raise SettingsError(f"label delay must be at least 1 record, got {self.label_delay}")
         if self.key not in KEY_STRATEGIES:
             raise SettingsError(f"key must be one of {KEY_STRATEGIES}, got {self.key!r}")
         owned = sorted(_OWNED_SETTINGS & set(self.kafka_config))
@@ -120,6 +127,9 @@ class ProduceSummary:
     elapsed_s: float
     drift_at: tuple[int, ...] = ()
     errors: tuple[str, ...] = ()
+    #: With ``--label-delay``: how many late labels were sent (counted in ``produced``).
+    labels: int = 0
+    label_delay: int | None = None
 
     @property
     def events_per_s(self) -> float:
@@ -133,9 +143,14 @@ class ProduceSummary:
         """
         noun = "partition" if self.partitions == 1 else "partitions"
         drifts = f", drifts at {list(self.drift_at)}" if self.drift_at else ""
+        labels = (
+            f", {self.labels} of them labels sent {self.label_delay} records late"
+            if self.labels
+            else ""
+        )
         return (
             f"produced {self.produced} events to {self.topic} ({self.partitions} {noun})"
-            f" in {self.elapsed_s:.1f} s, {self.events_per_s:,.0f} events/s{drifts},"
+            f" in {self.elapsed_s:.1f} s, {self.events_per_s:,.0f} events/s{drifts}{labels},"
             f" {self.failed} failed"
         )
 
@@ -236,6 +251,16 @@ def encode_event(event_id: str, features: dict[Any, Any], label: Any, seq: int) 
     return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
 
 
+def encode_label(event_id: str, label: Any) -> bytes:
+    """The late label of event ``event_id``: an id and a label, no features.
+
+    >>> encode_label("42-7", True)
+    b'{"id":"42-7","label":true}'
+    """
+    record = {"id": event_id, "label": json_safe(label)}
+    return json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
+
+
 def source_events(options: ProduceOptions) -> Iterator[Pair]:
     """The (features, label) pairs the options ask for."""
     if options.file is not None:
@@ -272,7 +297,7 @@ def produce(options: ProduceOptions, *, out: TextIO = sys.stderr) -> ProduceSumm
     progress = _Progress(out, options.count)
     start = time.monotonic()
     try:
-        _send_all(producer, options, partitions, events, tally, progress)
+        labels = _send_all(producer, options, partitions, events, tally, progress)
         producer.flush()
     finally:
         producer.close()
@@ -286,6 +311,8 @@ def produce(options: ProduceOptions, *, out: TextIO = sys.stderr) -> ProduceSumm
         elapsed_s=elapsed,
         drift_at=options.drift_at,
         errors=tuple(tally.errors),
+        labels=labels,
+        label_delay=options.label_delay,
     )
     out.write(summary.line() + "\n")
     for error in summary.errors:
@@ -300,19 +327,43 @@ def _send_all(
     events: Iterator[Pair],
     tally: _Tally,
     progress: _Progress,
-) -> None:
+) -> int:
+    """Send every event (and, with a label delay, every late label); returns how many
+    late labels were sent."""
     pacer = Pacer(options.rate) if options.rate else None
     seqs = [0] * partitions
+    delay = options.label_delay
+    # Labels waiting to be sent, oldest first: (event index, id, label, partition).
+    waiting: deque[tuple[int, str, Any, int]] = deque()
+    labels = 0
+
+    def send_label(event_id: str, label: Any, partition: int) -> None:
+        key = event_id.encode() if options.key == "id" else None
+        producer.send(
+            options.topic, encode_label(event_id, label), key, partition, tally.ok, tally.fail
+        )
+
     for i, (features, label) in enumerate(events):
         if pacer is not None:
             pacer.wait()
         partition = i % partitions
         event_id = f"{options.seed}-{i}"
+        if delay is not None:
+            if waiting and waiting[0][0] == i - delay:
+                send_label(*waiting.popleft()[1:])
+                labels += 1
+            if label is not None:  # an unlabelled row of a file stays unlabelled
+                waiting.append((i, event_id, label, partition))
+            label = None
         value = encode_event(event_id, features, label, seqs[partition])
         seqs[partition] += 1
         key = event_id.encode() if options.key == "id" else None
         producer.send(options.topic, value, key, partition, tally.ok, tally.fail)
         progress.update(i + 1)
+    for late in waiting:  # the last labels close the stream
+        send_label(*late[1:])
+        labels += 1
+    return labels
 
 
 class _Progress:
@@ -359,6 +410,7 @@ def options_from_args(args: argparse.Namespace) -> ProduceOptions:
         file=args.file,
         label_column=args.label_column,
         key=args.key,
+        label_delay=args.label_delay,
     )
 
 

@@ -86,3 +86,11 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
         default="id",
         help="record key: the event id, or none (default: %(default)s)",
     )
+    add(
+        "--label-delay",
+        type=int,
+        metavar="D",
+        help="send events without their label and each label later, as its own"
+        " {\"id\", \"label\"} record on the event's partition, D records after its"
+        " event (before event i, the label of event i - D; the last D close the stream)",
+    )

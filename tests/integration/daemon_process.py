@@ -1,16 +1,19 @@
 """Run ``python -m stream run`` as a real subprocess: kill it, stop it, scrape it, read its state.
 
 The reliability tests need what an operator has: a process that can die by SIGKILL at
-any instruction, its ``/metrics`` and ``/healthz``, its log, and the checkpoints it
-left behind. They also need input whose per-partition ``seq`` keeps counting across
-several writes (the ``produce`` command restarts it at 0 each run), which
-:class:`Feeder` provides. The monitoring tests use the same :class:`DaemonProcess`
-on a port fixed in advance, as the target of a real Prometheus.
+any instruction, its ``/metrics`` and ``/healthz``, its run event log (``--event-log``,
+kept next to its log), and the checkpoints it left behind. Tests wait on those (with
+:func:`tests.waiting.wait_until`), never on the wording of the log. They also need
+input whose per-partition ``seq`` keeps counting across several writes (the
+``produce`` command restarts it at 0 each run), which :class:`Feeder` provides. The
+command-line tests and the monitoring tests (on a port fixed in advance, as the target
+of a real Prometheus) use the same :class:`DaemonProcess`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -30,26 +33,16 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from learners.checkpoint import Checkpoint, decode_checkpoint
-from stream.checkpoints.checkpointer import PartitionState
+from learners.state import PartitionState
 from stream.checkpoints.stores import LocalDirectoryStore
 from stream.kafka.checkpoint_topic import KafkaTopicStore
 from stream.tools.generators import concept_stream
 from stream.tools.produce import encode_event
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 _METRICS_LINE = re.compile(r"metrics on http://[^:/]+:(\d+)/metrics")
 
-
-def wait_for(
-    condition: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.1
-) -> None:
-    """Poll ``condition`` until true; fail the test naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 @dataclass
@@ -58,10 +51,12 @@ class DaemonProcess:
 
     ``env`` adds environment variables (the checkpoint key is environment-only);
     every other ``STREAMLEARN_*`` variable of the test process is dropped, so the
-    daemon sees exactly the settings the test gives it. ``port`` 0 lets the daemon
+    daemon sees exactly the settings the test gives it; an option given as None is
+    left out (so the environment or ``--config`` may set it). ``port`` 0 lets the daemon
     pick its metrics port (read back from its log); a Prometheus scraping it needs
-    the port in advance. Used as a context manager it is shut down by SIGTERM, as an
-    orchestrator would stop it.
+    the port in advance. The run event log goes to ``event_log`` (by default next to
+    the log), appended to by every run. Used as a context manager it is shut down by
+    SIGTERM, as an orchestrator would stop it.
     """
 
     bootstrap: str
@@ -70,8 +65,14 @@ class DaemonProcess:
     options: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
+    event_log: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     _log_start: int = 0
+    _event_log_start: int = 0
+
+    def __post_init__(self) -> None:
+        if self.event_log is None:
+            self.event_log = self.log_path.with_suffix(".events.jsonl")
 
     def command(self) -> list[str]:
         values = {
@@ -82,6 +83,7 @@ class DaemonProcess:
             "metrics-host": "127.0.0.1",
             "metrics-port": self.port,
             "session-timeout-ms": 2000,
+            "event-log": self.event_log,
             **self.options,
         }
         args = [sys.executable, "-m", "stream", "run"]
@@ -96,6 +98,8 @@ class DaemonProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEARN_")}
         env.update(self.env)
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        assert self.event_log is not None
+        self._event_log_start = self.event_log.stat().st_size if self.event_log.exists() else 0
         with open(self.log_path, "ab") as sink:
             self.process = subprocess.Popen(
                 self.command(), cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT
@@ -127,6 +131,23 @@ class DaemonProcess:
             return ""
         text = self.log_path.read_bytes()
         return text[0 if whole else self._log_start :].decode(errors="replace")
+
+    def run_log(self, kind: str | None = None, whole: bool = False) -> list[dict[str, Any]]:
+        """This run's run-log lines (every run's, with ``whole``), of ``kind`` if given."""
+        if self.event_log is None or not self.event_log.exists():
+            return []
+        text = self.event_log.read_bytes()[0 if whole else self._event_log_start :]
+        lines = []
+        for line in text.decode(errors="replace").splitlines():
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # the last line, half-written while the daemon runs
+        return [line for line in lines if kind is None or line["kind"] == kind]
+
+    def restored(self, whole: bool = False) -> list[int]:
+        """Partitions assigned with their checkpoint restored, in order (this run's)."""
+        return [line["partition"] for line in self.run_log("assigned", whole) if line["restored"]]
 
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` of this run's log, for failure messages."""
@@ -238,21 +259,40 @@ class DaemonProcess:
         answer = self._get("/healthz")
         return None if answer is None else answer[0]
 
+    def health(self) -> dict[str, Any] | None:
+        """The /healthz answer (``ready``, ``detail``), or None while nothing answers."""
+        answer = self._get("/healthz")
+        return None if answer is None else dict(json.loads(answer[1]))
+
+    def wait_until(
+        self, condition: Callable[[], object], timeout_s: float, what: str, every_s: float = 0.2
+    ) -> None:
+        """:func:`tests.waiting.wait_until`, failing at once if the process exits, and with
+        the tail of its log."""
+
+        def alive_and(condition: Callable[[], object] = condition) -> object:
+            # A daemon that died would otherwise cost the whole timeout.
+            assert self.running(), f"the daemon exited with {self.returncode}:\n{self.log_tail()}"
+            return condition()
+
+        wait_until(alive_and, timeout_s, what, every_s, details=self.log_tail)
+
     def wait_assigned(self, timeout_s: float = 60.0) -> None:
-        """Wait until a partition of the topic is assigned (its series appear on /metrics)."""
+        """Wait until this run was assigned a partition of the topic (its series appear on
+        /metrics: set up before the first batch)."""
 
         def assigned() -> bool:
-            # A daemon that died at start-up would otherwise cost the whole timeout.
-            assert self.running(), f"the daemon exited with {self.returncode}"
             return any(
                 name == "streamlearn_events_total" and dict(labels).get("topic") == self.topic
                 for name, labels in self.scrape()
             )
 
-        try:
-            wait_for(assigned, timeout_s, f"a partition of {self.topic} assigned", every_s=0.3)
-        except AssertionError as error:
-            raise AssertionError(f"{error}:\n{self.log_tail()}") from None
+        self.wait_until(assigned, timeout_s, f"a partition of {self.topic} assigned", 0.3)
+
+    def wait_serving(self, timeout_s: float = 60.0) -> None:
+        """Wait until this run answers /healthz: its signal handlers are in place, so a
+        SIGTERM from now on ends it cleanly."""
+        self.wait_until(lambda: self.healthz() is not None, timeout_s, "/healthz to answer")
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -21,6 +22,7 @@ from stream.daemon.app import run_daemon
 from stream.kafka.fetched_records import speed_up_fetches
 from stream.kafka.tansu import EmbeddedBroker
 from stream.settings import load_settings
+from tests.waiting import wait_until
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
@@ -138,6 +140,16 @@ def frozen(broker: EmbeddedBroker) -> Iterator[None]:
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)
     try:
+        # The signal takes effect when the kernel next schedules the broker: until then it
+        # may still answer a request sent right after kill() returned (seen under load).
+        wait_until(lambda: _stopped(pid), 10.0, f"broker pid {pid} stopped")
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def _stopped(pid: int) -> bool:
+    """True once every thread of ``pid`` is stopped (state ``T`` in /proc)."""
+    tasks = Path(f"/proc/{pid}/task")
+    states = [(task / "stat").read_text().rsplit(")", 1)[1].split()[0] for task in tasks.iterdir()]
+    return all(state == "T" for state in states)

@@ -23,10 +23,10 @@ from tests.integration.daemon_process import (
     daemons,
     local_checkpoint,
     state_of,
-    wait_for,
 )
 from tests.integration.kafka_helpers import create_topic
 from tests.integration.test_recovery import probe_predictions, reference_learner
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -65,12 +65,9 @@ def test_broker_killed_and_restarted_on_its_log_dir_loses_and_repeats_nothing(
     )
     with daemons(daemon):
         daemon.start()
-        try:
-            wait_for(lambda: "assigned" in daemon.log(), 90, "the assignment")
-        except AssertionError as error:
-            raise AssertionError(f"{error}:\n{daemon.log_tail()}") from None
+        daemon.wait_assigned(90)
         feeder.send_in_background(TOTAL - 1_000, rate=250.0)
-        wait_for(
+        wait_until(
             lambda: daemon.metric_sum("streamlearn_events_total", outcome="learned") > 2_500,
             60,
             "learning from the live stream",
@@ -82,7 +79,7 @@ def test_broker_killed_and_restarted_on_its_log_dir_loses_and_repeats_nothing(
         back = time.monotonic()
         feeder.join(180)
         feeder.close()
-        wait_for(
+        wait_until(
             lambda: checkpointed_offset(state_dir, TOPIC) == TOTAL,
             120,
             "the daemon to catch up after the restart",

@@ -1,3 +1,4 @@
+# Over 400 lines: one test per promise of the command line, sharing its subprocess helpers.
 """``streamlearn`` as a person runs it: real subprocesses against the real broker.
 
 The daemon serves /healthz and /metrics while it learns, stops at once and cleanly on
@@ -10,7 +11,6 @@ stops on SIGTERM.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import selectors
@@ -20,25 +20,28 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from stream.cli import SECRET_FIELDS, main
 from stream.kafka.tansu import free_port
 from stream.settings import ENV_PREFIX, RunSettings
 from stream.tools.produce import ProduceOptions, produce
+from tests.integration.daemon_process import (
+    DaemonProcess,
+    checkpointed_offset,
+    daemons,
+    local_checkpoint,
+    state_of,
+)
 
 pytestmark = pytest.mark.integration
 
 COUNT = 600
-STOPPED = re.compile(r"streamlearn: stopped$", re.MULTILINE)  # the composition root's last word
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -50,14 +53,6 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 def _streamlearn(*args: str) -> list[str]:
     return [sys.executable, "-m", "stream", *args]
-
-
-def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # stderr to a file: a pipe nobody reads could fill and block the daemon's logging. The
-    # working directory is the test's own, where a local checkpoint store may write.
-    with log.open("wb") as sink:
-        return subprocess.Popen(args, cwd=log.parent, env=env, stdout=subprocess.DEVNULL,
-                                stderr=sink)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -88,43 +83,6 @@ def topic(kafka_bootstrap: str) -> str:
 # -- a running daemon -------------------------------------------------------------------------
 
 
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def _learned(metrics_text: str, topic: str) -> float | None:
-    for family in text_string_to_metric_families(metrics_text):
-        for s in family.samples:
-            if (s.name == "streamlearn_events_total" and s.labels.get("topic") == topic
-                    and s.labels.get("outcome") == "learned"):
-                return s.value
-    return None
-
-
-def _wait_until_learned(process: subprocess.Popen[bytes], port: int, topic: str,
-                        log: Path, timeout_s: float = 120.0) -> tuple[dict[str, object], str]:
-    """Poll /healthz and /metrics until every produced event was learned."""
-    deadline = time.monotonic() + timeout_s
-    base = f"http://127.0.0.1:{port}"
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the daemon exited early:\n{log.read_text()}"
-        try:
-            status, body = _get(f"{base}/healthz")
-        except OSError:  # not listening yet
-            time.sleep(0.2)
-            continue
-        _, metrics = _get(f"{base}/metrics")
-        if _learned(metrics.decode(), topic) == COUNT:
-            assert status == 200
-            return json.loads(body), metrics.decode()
-        time.sleep(0.3)
-    raise AssertionError(f"not every event was learned in time:\n{log.read_text()}")
-
-
 @dataclass(frozen=True)
 class Layered:
     """Where each setting of the precedence run came from."""
@@ -149,31 +107,38 @@ def test_daemon_serves_health_and_metrics_and_stops_cleanly_on_sigterm(
         'drift_action = "retrain"\n'
         f'group_id = "{groups.file_group}"\n'
     )
-    env = _clean_env(STREAMLEARN_TOPIC=topic, STREAMLEARN_DRIFT_ACTION="none",
-                     STREAMLEARN_GROUP_ID=groups.env_group)
-    port = free_port()
-    log = tmp_path / "daemon.log"
-    process = _spawn(_streamlearn(
-        "run", "--config", str(config), "--drift-action", "reset", "--group-id",
-        groups.cli_group, "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
-        "--session-timeout-ms", "6000"), log, env)
-    try:
-        health, metrics = _wait_until_learned(process, port, topic, log)
-        assert health["ready"] is True
+    state_dir = tmp_path / "state"
+    daemon = DaemonProcess(
+        kafka_bootstrap,
+        topic,
+        tmp_path / "daemon.log",
+        # None: not on the command line (the broker and topic come from the file and
+        # the environment).
+        {"bootstrap-servers": None, "topic": None, "config": config, "drift-action": "reset",
+         "group-id": groups.cli_group, "session-timeout-ms": 6000, "state-dir": state_dir},
+        env={"STREAMLEARN_TOPIC": topic, "STREAMLEARN_DRIFT_ACTION": "none",
+             "STREAMLEARN_GROUP_ID": groups.env_group},
+        port=free_port(),
+    )
+    with daemons(daemon):
+        daemon.start()
+        daemon.wait_until(
+            lambda: daemon.metric_sum("streamlearn_events_total", topic=topic,
+                                      outcome="learned") == COUNT,
+            120,
+            "every produced event learned",
+        )
+        health = daemon.health()
+        assert health is not None and health["ready"] is True
         assert topic in str(health["detail"])
-        assert re.search(r"^streamlearn_ready 1\.0$", metrics, re.MULTILINE)
+        assert daemon.metric("streamlearn_ready") == 1
+        assert daemon.terminate(60) == 0  # SIGTERM handled: flushed, checkpointed, committed
 
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-    finally:
-        _stop(process)
-
-    text = log.read_text()
-    assert "received SIGTERM" in text
-    assert STOPPED.search(text), text[-2000:]
-    assert "Traceback" not in text
-    assert "HoeffdingTreeClassifier(grace_period=77)" in text  # only the file set it
-    assert "drift action: reset" in text  # the command line beat the environment and file
+    assert "Traceback" not in daemon.log()
+    learner = state_of(local_checkpoint(state_dir, topic, 0)).learner
+    assert learner.learned == COUNT
+    assert learner.model.grace_period == 77  # only the file set the model
+    assert learner.drift_action == "reset"  # the command line beat the environment and file
     # The command line's group committed everything; the others never consumed.
     assert _committed(kafka_bootstrap, groups.cli_group, topic) == COUNT
     assert _committed(kafka_bootstrap, groups.env_group, topic) is None
@@ -184,23 +149,24 @@ def test_daemon_stops_by_itself_after_being_idle(
     kafka_bootstrap: str, topic: str, tmp_path: Path
 ) -> None:
     group = f"{topic}-idle"
-    log = tmp_path / "daemon.log"
+    state_dir = tmp_path / "state"
     # The topic and group come from the environment, the rest from the command line.
-    env = _clean_env(STREAMLEARN_TOPIC=topic, STREAMLEARN_GROUP_ID=group)
-    process = _spawn(_streamlearn(
-        "run", "--bootstrap-servers", kafka_bootstrap, "--stop-after-idle", "2",
-        "--metrics-host", "127.0.0.1", "--metrics-port", "0", "--session-timeout-ms", "6000",
-        "--drift-action", "none"), log, env)
-    try:
-        code = process.wait(timeout=120)
-    finally:
-        _stop(process)
-    text = log.read_text()
-    assert code == 0, text
-    assert "no new records for 2.0 s; stopping" in text
-    assert STOPPED.search(text), text[-2000:]
-    assert "Traceback" not in text
+    daemon = DaemonProcess(
+        kafka_bootstrap,
+        topic,
+        tmp_path / "daemon.log",
+        {"topic": None, "group-id": None, "stop-after-idle": 2, "session-timeout-ms": 6000,
+         "drift-action": "none", "state-dir": state_dir},
+        env={"STREAMLEARN_TOPIC": topic, "STREAMLEARN_GROUP_ID": group},
+    )
+    with daemons(daemon):
+        daemon.start()
+        code = daemon.wait(120)  # no signal: it stops by itself
+    assert code == 0, daemon.log_tail()
+    # Everything was consumed, checkpointed and committed before it stopped.
     assert _committed(kafka_bootstrap, group, topic) == COUNT
+    assert checkpointed_offset(state_dir, topic) == COUNT
+    assert "Traceback" not in daemon.log()
 
 
 # -- refused at start ---------------------------------------------------------------------------
@@ -300,6 +266,10 @@ IN_PROCESS = {
     "min-above-max": (("--min-retrain-events", "500", "--max-retrain-events", "100"),
                       ("min_retrain_events",)),
     "bad-number": (("--adwin-delta", "lots"), ("adwin_delta",)),
+    "no-model-errors-allowed": (("--max-model-errors", "0"), ("max_model_errors",)),
+    "no-features-allowed": (("--max-features", "0"), ("max_features",)),
+    "no-pending-allowed": (("--max-pending", "0"), ("max_pending",)),
+    "labels-never-wait": (("--label-ttl", "0"), ("label_ttl",)),
     "ssl-without-ssl": (("--ssl-cafile", "/etc/hosts"), ("SSL", "PLAINTEXT")),
     "missing-config": (("--config", "/nonexistent/streamlearn.toml"), ("does not exist",)),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -49,3 +50,8 @@ def test_cumulative_accuracy_equals_progressive_val_score(
     daemon = sample(registry, "streamlearn_accuracy", **labels, window="cumulative")
     assert daemon == pytest.approx(expected.get(), abs=1e-12, rel=0)
     assert sample(registry, "streamlearn_events_total", **labels, outcome="learned") == 4000
+    # The no-change baseline: each label predicted by the one before it.
+    ys = [y for _, y in dataset]
+    no_change = sum(a == b for a, b in itertools.pairwise(ys)) / (len(ys) - 1)
+    baseline = sample(registry, "streamlearn_baseline_accuracy", **labels, window="cumulative")
+    assert baseline == pytest.approx(no_change, abs=1e-12, rel=0)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from stream.daemon.app import run_daemon
 from stream.kafka.tansu import EmbeddedBroker
 from stream.settings import load_settings
 from tests.integration.kafka_helpers import create_topic, daemon_settings, frozen, sample, send_raw
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,13 +34,6 @@ def events(start: int, count: int) -> list[tuple[bytes | None, bytes | None]]:
         (None, json.dumps({"features": {"x": i % 7}, "label": i % 2 == 0}).encode())
         for i in range(start, start + count)
     ]
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_a_frozen_broker_makes_the_daemon_not_ready_until_it_answers_again(

@@ -30,7 +30,6 @@ from tests.integration.daemon_process import (
     daemons,
     local_checkpoint,
     state_of,
-    wait_for,
 )
 from tests.integration.kafka_helpers import create_topic, read_all
 
@@ -84,7 +83,7 @@ def test_kill_minus_9_at_random_moments_loses_and_repeats_nothing(
     rng = random.Random(SEED)
     with daemons(daemon):
         daemon.start()
-        wait_for(
+        daemon.wait_until(
             lambda: daemon.metric_sum("streamlearn_checkpoints_total") >= 2,
             60,
             "two checkpoints before the first kill",
@@ -95,12 +94,12 @@ def test_kill_minus_9_at_random_moments_loses_and_repeats_nothing(
             time.sleep(rng.uniform(0.05, 2.0))
             daemon.kill()
             daemon.start()
-            wait_for(lambda: "assigned" in daemon.log(), 60, "the restarted daemon's assignment")
+            daemon.wait_assigned()
         feeder.join(120)
         feeder.close()
         # The last run must show no gap and no duplicate in its own exported counters.
-        wait_for(lambda: "assigned" in daemon.log(), 60, "the last run's assignment")
-        wait_for(
+        daemon.wait_assigned()
+        daemon.wait_until(
             lambda: checkpointed_offset(state_dir, topic_name) == TOTAL,
             90,
             "the last run to checkpoint the end of the log",
@@ -110,7 +109,7 @@ def test_kill_minus_9_at_random_moments_loses_and_repeats_nothing(
         assert daemon.terminate() == 0
 
     # Every restart resumed from a checkpoint, none from scratch.
-    assert daemon.log(whole=True).count("restored checkpoint") == KILLS
+    assert len(daemon.restored(whole=True)) == KILLS
     final = state_of(local_checkpoint(state_dir, topic_name, 0))
     assert (final.learner.learned, final.sequence.gaps, final.sequence.duplicates) == (
         TOTAL,
@@ -140,18 +139,18 @@ def test_sigterm_at_random_moments_exits_0_and_reprocesses_nothing(
     codes = []
     with daemons(daemon):
         daemon.start()
-        wait_for(lambda: "assigned" in daemon.log(), 60, "the first assignment")
+        daemon.wait_assigned()
         feeder.send_in_background(SIGTERM_TOTAL - HELD_BACK, RATE)
         for _ in range(SIGTERMS):
             time.sleep(rng.uniform(0.05, 2.0))
             codes.append(daemon.terminate())
             daemon.start()
-            # From the first line of the new run on: start-up, join, restore, learning.
-            wait_for(lambda: "model:" in daemon.log(), 60, "the restarted daemon's first line")
+            # From when it serves on: start-up, join, restore, learning.
+            daemon.wait_serving()
         feeder.join(120)
         feeder.close()
-        wait_for(lambda: "assigned" in daemon.log(), 60, "the last run's assignment")
-        wait_for(
+        daemon.wait_assigned()
+        daemon.wait_until(
             lambda: checkpointed_offset(state_dir, topic_name) == SIGTERM_TOTAL,
             90,
             "the last run to checkpoint the end of the log",

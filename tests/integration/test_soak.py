@@ -21,7 +21,6 @@ from tests.integration.daemon_process import (
     daemons,
     local_checkpoint,
     state_of,
-    wait_for,
 )
 from tests.integration.kafka_helpers import create_topic
 
@@ -51,7 +50,7 @@ def test_soak_a_million_events_with_periodic_kills(
     with daemons(daemon):
         feeder.send(20_000)
         daemon.start()
-        wait_for(
+        daemon.wait_until(
             lambda: daemon.metric_sum("streamlearn_checkpoints_total") >= 2,
             120,
             "two checkpoints before the first kill",
@@ -70,7 +69,7 @@ def test_soak_a_million_events_with_periodic_kills(
             assert time.monotonic() - started < 3000, "the soak does not make progress"
         feeder.join(600)
         feeder.close()
-        wait_for(
+        daemon.wait_until(
             lambda: _caught_up(state_dir, topic_name, feeder, 1.0),
             600,
             "the last run to checkpoint the end of every partition",
@@ -79,7 +78,7 @@ def test_soak_a_million_events_with_periodic_kills(
         peak_rss = max(peak_rss, daemon.peak_rss_bytes())
         # The last restart may still be importing (no signal handler yet) when its
         # predecessor's checkpoints already cover everything; SIGTERM it once it serves.
-        wait_for(lambda: daemon.healthz() is not None, 120, "the last run to serve /healthz")
+        daemon.wait_serving(120)
         assert daemon.terminate() == 0
 
     states = [state_of(local_checkpoint(state_dir, topic_name, p)) for p in range(PARTITIONS)]

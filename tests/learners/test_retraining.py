@@ -1,3 +1,4 @@
+# Over 400 lines: every promote/reject/abandon path of a retrain, on one shared plain-list log.
 """Retraining with plain lists: which offsets a retrain asks for, when a candidate is promoted
 or rejected (with the figures it reports), and a learner pickled in the middle of a retrain.
 
@@ -15,7 +16,13 @@ import pytest
 from river import base, linear_model, preprocessing
 from river.datasets import synth
 
-from learners.outcomes import DriftDetected, Outcome, RetrainDecided, RetrainRequested
+from learners.outcomes import (
+    DriftDetected,
+    Outcome,
+    RetrainAbandoned,
+    RetrainDecided,
+    RetrainRequested,
+)
 from learners.prequential import PartitionLearner
 from learners.retraining import REPLAYING, SHADOWING, RetrainJob
 
@@ -168,11 +175,11 @@ def test_a_clearly_better_candidate_is_promoted_and_serves() -> None:
     decided, serving_hits = _live_until_decided(learner, live, trigger + 1)
 
     assert decided.promoted and decided.result == "promoted"
-    assert decided.candidate_accuracy > decided.serving_accuracy
+    assert decided.candidate_score > decided.serving_score
     assert (decided.evaluated_on, decided.trained_on) == (300, pool_size)
-    assert decided.serving_accuracy == sum(serving_hits) / 300
+    assert decided.serving_score == sum(serving_hits) / 300
     pool = [log[i] for i in _labelled_in(request)]
-    assert decided.candidate_accuracy == _candidate_score(pool, live[:300])
+    assert decided.candidate_score == _candidate_score(pool, live[:300])
     assert decided.model_version == learner.model_version == 2
     assert learner.model is job.candidate
     assert learner.retrain is None
@@ -192,11 +199,11 @@ def test_a_worse_candidate_is_rejected_and_the_serving_model_stays() -> None:
     decided, serving_hits = _live_until_decided(learner, true_concept, trigger + 1)
 
     assert not decided.promoted and decided.result == "rejected"
-    assert decided.candidate_accuracy < decided.serving_accuracy
+    assert decided.candidate_score < decided.serving_score
     assert (decided.evaluated_on, decided.trained_on) == (300, pool_size)
-    assert decided.serving_accuracy == sum(serving_hits) / 300
+    assert decided.serving_score == sum(serving_hits) / 300
     pool = list(_inverted(log[i] for i in _labelled_in(request)))
-    assert decided.candidate_accuracy == _candidate_score(pool, true_concept[:300])
+    assert decided.candidate_score == _candidate_score(pool, true_concept[:300])
     assert decided.model_version == learner.model_version == 1
     assert learner.model is serving
     assert learner.retrain is None
@@ -223,9 +230,9 @@ def test_live_events_kept_during_the_replay_can_decide_it_when_the_replay_ends()
     # Scored on the first 300 kept events, then it learned the other 100.
     assert decided.evaluated_on == 300
     assert decided.trained_on == pool_size + 100
-    assert decided.serving_accuracy == sum(serving_hits[:300]) / 300
+    assert decided.serving_score == sum(serving_hits[:300]) / 300
     pool = [log[i] for i in _labelled_in(request)]
-    assert decided.candidate_accuracy == _candidate_score(pool, live[:300])
+    assert decided.candidate_score == _candidate_score(pool, live[:300])
     assert learner.retrain is None
 
 
@@ -270,8 +277,8 @@ def test_the_job_promotes_only_a_candidate_that_scores_better(holdout_inverted: 
     assert ready == [False] * 199 + [True]
     verdict = job.decide()
     assert verdict.promoted is holdout_inverted
-    assert verdict.serving_accuracy == sum(hits) / 200
-    assert verdict.candidate_accuracy == _candidate_score(pool, holdout)
+    assert verdict.serving_score == sum(hits) / 200
+    assert verdict.candidate_score == _candidate_score(pool, holdout)
     assert (verdict.trained_on, verdict.evaluated_on) == (500, 200)
 
 
@@ -281,9 +288,9 @@ def test_a_tie_keeps_the_serving_model() -> None:
         job.train({"x": 1.0}, True)
     job.replay_finished()
     for _ in range(50):
-        job.observe_live({"x": 1.0}, True, serving_hit=True)
+        job.observe_live({"x": 1.0}, True, serving=True)
     verdict = job.decide()
-    assert verdict.candidate_accuracy == verdict.serving_accuracy == 1.0
+    assert verdict.candidate_score == verdict.serving_score == 1.0
     assert not verdict.promoted
 
 
@@ -293,13 +300,13 @@ def test_live_events_are_kept_in_order_while_replaying_and_scored_after() -> Non
         job.train({"x": 1.0}, True)
     # Eight live events while replaying: only the newest five are kept (all serving hits).
     for hit in (False, False, False, True, True, True, True, True):
-        assert job.observe_live({"x": 1.0}, True, serving_hit=hit) is False
+        assert job.observe_live({"x": 1.0}, True, serving=hit) is False
     assert job.trained_on == 20  # nothing learned from live events during the replay
     job.replay_finished()
     assert job.state == SHADOWING
     verdict = job.decide()
     assert verdict.evaluated_on == 5
-    assert verdict.serving_accuracy == 1.0
+    assert verdict.serving_score == 1.0
     assert verdict.trained_on == 20
     assert not job.ready
 
@@ -308,11 +315,11 @@ def test_events_after_the_holdout_are_learned_but_not_scored() -> None:
     job = RetrainJob(linear_model.LogisticRegression(), holdout_events=3)
     job.replay_finished()
     for _ in range(10):
-        job.observe_live({"x": 1.0}, True, serving_hit=False)
+        job.observe_live({"x": 1.0}, True, serving=False)
     verdict = job.decide()
     assert verdict.evaluated_on == 3
     assert verdict.trained_on == 7
-    assert verdict.serving_accuracy == 0.0
+    assert verdict.serving_score == 0.0
 
 
 def test_a_holdout_of_nothing_is_refused() -> None:
@@ -351,3 +358,63 @@ def test_a_learner_pickled_mid_retrain_continues_exactly_like_its_twin() -> None
     assert any(isinstance(o, RetrainDecided) for o in outcomes[0]), "no decision exercised"
     assert restored.model_version == learner.model_version
     assert restored.cumulative.get() == learner.cumulative.get()
+
+
+# -- a candidate that raises --------------------------------------------------------------------
+
+
+def test_a_candidate_that_raises_on_a_replayed_event_is_abandoned_and_the_model_serves_on() -> None:
+    learner = PartitionLearner(_lr(), drift_action="retrain")
+    log = _change_after(3000)
+    trigger, _, _ = _until_request(learner, log)
+    serving, job = learner.model, learner.retrain
+    assert job is not None
+    job.train({0: 1.0, 1: 2.0, 2: 3.0}, True)
+    job.train({0: "red", 1: 2.0, 2: 3.0}, True)  # the scaler learns half, then raises
+    assert job.abandoned is not None and job.abandoned.startswith("TypeError: ")
+    assert job.done
+    trained = job.trained_on
+    job.train({0: 1.0, 1: 2.0, 2: 3.0}, True)  # an abandoned candidate learns nothing more
+    assert job.trained_on == trained == 1
+    job.replay_finished()
+
+    learner.settle_retrain()
+    (outcome,) = learner.drain_outcomes()
+    assert isinstance(outcome, RetrainAbandoned)
+    assert outcome.reason == job.abandoned
+    assert outcome.model_version == 1
+    assert learner.retrain is None
+    assert learner.model is serving and learner.model_version == 1
+    x, y = log[trigger + 1]
+    learner.step(x, y, STRIDE * (trigger + 1))  # and the learner steps on
+    assert learner.learned == trigger + 2
+
+
+def test_a_candidate_that_raises_while_shadowing_is_abandoned_at_that_step() -> None:
+    learner = PartitionLearner(_lr(), drift_action="retrain")
+    log = _change_after(3000)
+    trigger, _, _ = _until_request(learner, log)
+    job = learner.retrain
+    assert job is not None
+    job.candidate = _Raising()
+    job.replay_finished()
+    x, y = log[trigger + 1]
+    learner.step(x, y, STRIDE * (trigger + 1))  # the serving model takes it; the candidate not
+    (outcome,) = learner.drain_outcomes()
+    assert isinstance(outcome, RetrainAbandoned)
+    assert outcome.reason == "RuntimeError: candidate broke"
+    assert learner.retrain is None and learner.model_version == 1
+
+
+def test_a_job_pickled_before_abandoning_existed_reads_not_abandoned() -> None:
+    job = RetrainJob(_lr())
+    assert "abandoned" not in job.__dict__
+    assert job.abandoned is None and not job.done
+
+
+class _Raising(base.Classifier):
+    def learn_one(self, x: dict[Any, Any], y: Any) -> None:
+        raise RuntimeError("candidate broke")
+
+    def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]:
+        raise RuntimeError("candidate broke")

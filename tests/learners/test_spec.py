@@ -22,7 +22,13 @@ from river import (
 )
 
 from learners.exceptions import ModelSpecError
-from learners.spec import describe_model, parse_model_spec
+from learners.spec import (
+    CLASSIFICATION,
+    REGRESSION,
+    describe_model,
+    parse_model_spec,
+    task_of,
+)
 
 HELP = "A model spec is River classes written module.Class"
 
@@ -318,16 +324,30 @@ def test_a_constructor_that_refuses_its_values_is_a_spec_error() -> None:
     ("spec", "final"),
     [
         ("preprocessing.StandardScaler", "StandardScaler"),
-        ("linear_model.LinearRegression", "LinearRegression"),
-        ("preprocessing.StandardScaler | linear_model.LinearRegression", "LinearRegression"),
         ("linear_model.LogisticRegression | preprocessing.StandardScaler", "StandardScaler"),
         ("anomaly.HalfSpaceTrees(seed=1)", "HalfSpaceTrees"),
         ("compose.Pipeline(('empty', compose.Pipeline()))", "an empty pipeline"),
     ],
 )
-def test_the_model_must_end_in_a_classifier(spec: str, final: str) -> None:
-    with pytest.raises(ModelSpecError, match=f"must end in a classifier.* ends in {final},"):
+def test_the_model_must_end_in_a_classifier_or_a_regressor(spec: str, final: str) -> None:
+    with pytest.raises(
+        ModelSpecError, match=f"must end in a classifier .* or a regressor .* ends in {final},"
+    ):
         parse_model_spec(spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "task"),
+    [
+        ("linear_model.LinearRegression", REGRESSION),
+        ("preprocessing.StandardScaler | linear_model.LinearRegression", REGRESSION),
+        ("tree.HoeffdingTreeRegressor(grace_period=50)", REGRESSION),
+        ("preprocessing.StandardScaler | linear_model.LogisticRegression", CLASSIFICATION),
+        ("tree.HoeffdingTreeClassifier", CLASSIFICATION),
+    ],
+)
+def test_a_regressor_may_end_the_pipeline_and_tells_the_task(spec: str, task: str) -> None:
+    assert task_of(parse_model_spec(spec)) == task
 
 
 def test_a_nested_pipeline_is_judged_by_its_last_step() -> None:

@@ -14,25 +14,24 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
 from monitoring.dashboard import PROMETHEUS_CONFIG, RULE_FILES
 from stream.kafka.tansu import free_port
+from tests.waiting import wait_until
 
 PROMETHEUS = "/usr/bin/prometheus"
 # One second: rates over the dashboard's 1m windows have many samples within seconds.
 INTERVAL = "1s"
-T = TypeVar("T")
 
 
 def prometheus_binary() -> str:
@@ -43,8 +42,11 @@ def prometheus_binary() -> str:
     return path
 
 
-def derived_config(targets: Sequence[str], rule_files: Iterable[Path]) -> dict[str, Any]:
-    """The shipped config with ``targets`` scraped, ``rule_files`` loaded, 1 s intervals.
+def derived_config(
+    targets: Sequence[str], rule_files: Iterable[Path], scrape: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The shipped config with ``targets`` scraped, ``rule_files`` loaded, 1 s intervals;
+    ``scrape`` adds keys to the job (``scheme: https`` and its ``tls_config``).
 
     >>> config = derived_config(["127.0.0.1:9999"], RULE_FILES)
     >>> config["scrape_configs"][0]["static_configs"]
@@ -61,6 +63,7 @@ def derived_config(targets: Sequence[str], rule_files: Iterable[Path]) -> dict[s
     config["rule_files"] = [str(Path(path).resolve()) for path in rule_files]
     (job,) = config["scrape_configs"]  # the shipped config scrapes one job: streamlearn
     job["static_configs"] = [{"targets": list(targets)}]
+    job.update(scrape or {})
     return config
 
 
@@ -72,7 +75,7 @@ class PrometheusServer:
     """A Prometheus process scraping ``targets``, used as a context manager.
 
     ``rule_files`` defaults to the shipped recording and alerting rules; tests that
-    need a shortened rule pass a rewritten copy.
+    need a shortened rule pass a rewritten copy. ``scrape`` adds keys to the scrape job.
     """
 
     def __init__(
@@ -81,9 +84,11 @@ class PrometheusServer:
         targets: Sequence[str],
         rule_files: Iterable[Path] = RULE_FILES,
         start_timeout_s: float = 30.0,
+        scrape: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir
         self.targets = list(targets)
+        self.scrape = scrape
         self.rule_files = [Path(path) for path in rule_files]
         self.start_timeout_s = start_timeout_s
         self.port = 0
@@ -100,7 +105,8 @@ class PrometheusServer:
         binary = prometheus_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
         config_path = self.workdir / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(derived_config(self.targets, self.rule_files)))
+        config = derived_config(self.targets, self.rule_files, self.scrape)
+        config_path.write_text(yaml.safe_dump(config))
         self.port = free_port()
         command = [
             binary,
@@ -114,19 +120,17 @@ class PrometheusServer:
         return self
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self._process is not None and self._process.poll() is not None:
                 raise PrometheusError(f"prometheus exited at start-up:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
+                    return bool(response.status == 200)
             except (urllib.error.URLError, OSError):
-                pass  # not listening yet, or 503 while the TSDB opens
-            time.sleep(0.2)
-        raise PrometheusError(f"prometheus not ready in {self.start_timeout_s} s:\n"
-                              f"{self.log_tail()}")
+                return False  # not listening yet, or 503 while the TSDB opens
+
+        wait_until(ready, self.start_timeout_s, "prometheus to be ready", every_s=0.2,
+                   details=self.log_tail)
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -197,14 +201,4 @@ class PrometheusServer:
         """Active scrape targets with their health."""
         targets: list[dict[str, Any]] = self.api("targets")["data"]["activeTargets"]
         return targets
-
-
-def wait_for(check: Callable[[], T | None], timeout_s: float, interval_s: float = 0.5) -> T | None:
-    """Call ``check`` until it returns something truthy or ``timeout_s`` passed; the last value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval_s)
 

@@ -27,7 +27,8 @@ from monitoring.dashboard import RULE_FILES
 from stream.tools.produce import encode_event
 from tests.integration.daemon_process import DaemonProcess
 from tests.integration.kafka_helpers import create_topic
-from tests.monitoring.prometheus_server import PrometheusServer, free_port, wait_for
+from tests.monitoring.prometheus_server import PrometheusServer, free_port
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus, pytest.mark.timeout(150)]
 
@@ -117,8 +118,11 @@ def test_accuracy_alert_fires_for_the_collapsed_partition_only(
         sender = threading.Thread(target=send_paced, args=(kafka_bootstrap, topic_name))
         sender.start()
         try:
-            wait_for(lambda: alert_states(prometheus, topic_name).get(str(COLLAPSED)) == "firing",
-                     FIRE_WITHIN_S)
+            wait_until(
+                lambda: alert_states(prometheus, topic_name).get(str(COLLAPSED)) == "firing",
+                FIRE_WITHIN_S, "the alert to fire for the collapsed partition", every_s=0.5,
+                details=lambda: (alert_states(prometheus, topic_name),
+                                 rolling_accuracy(prometheus, topic_name), daemon.log_tail(15)))
         finally:
             sender.join(timeout=60)
         states = alert_states(prometheus, topic_name)

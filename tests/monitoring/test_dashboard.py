@@ -44,6 +44,9 @@ REQUIRED = frozenset({
     # Issue 10: memory, CPU and model size with its bound.
     "process_resident_memory_bytes", "process_cpu_seconds_total", "streamlearn_model_bytes",
     "streamlearn_model_bytes_limit",
+    # Issue 13: regression's errors, and the no-change baseline next to the model's scores.
+    "streamlearn_mae", "streamlearn_rmse", "streamlearn_baseline_accuracy",
+    "streamlearn_baseline_mae",
 })
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from learners.outcomes import Scores
 from monitoring.metrics import StreamlearnMetrics
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
@@ -19,7 +20,8 @@ def _families() -> list[tuple[str, str, str]]:
     registry = CollectorRegistry()
     metrics = StreamlearnMetrics(registry, "test", max_model_bytes=1 << 20)
     partition = metrics.partition("t", 0)
-    partition.set_accuracy(1.0, 1.0)
+    partition.show_scores(Scores("accuracy", 1.0, 1.0, 0.5, 0.5))
+    metrics.partition("t", 1).show_scores(Scores("mae", 1.0, 1.0, 2.0, 2.0, 1.5, 1.5))
     partition.model_size.observe(1000)
     return [(f.name, f.type, f.documentation) for f in registry.collect()]
 

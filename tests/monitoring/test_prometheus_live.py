@@ -1,9 +1,10 @@
 """Every PromQL expression of the dashboard and the rules, against a real Prometheus
 scraping real daemons that learn from the broker.
 
-Two daemons run as ``python -m stream run`` subprocesses, one resetting and one
-retraining on drift, each on its own topic, so drifts, resets and retrains all
-happen. They learn from SEA streams with abrupt changes, produced at a steady rate
+Three daemons run as ``python -m stream run`` subprocesses, each on its own topic: two
+classifiers, one resetting and one retraining on drift, so drifts, resets and retrains
+all happen, and a regressor (resetting), so the regression panels and rules have data
+too. They learn from SEA (and Friedman) streams with abrupt changes, produced at a steady rate
 while Prometheus (the project's config and rules, intervals shortened to 1 s)
 scrapes them, plus a few undecodable records for the dead-letter series. Then every
 expression is sent to ``/api/v1/query``: each must parse, and every dashboard
@@ -29,12 +30,19 @@ from monitoring.dashboard import (
 from stream.tools.produce import ProduceOptions, produce
 from tests.integration.daemon_process import DaemonProcess
 from tests.integration.kafka_helpers import create_topic, send_raw
-from tests.monitoring.prometheus_server import PrometheusServer, free_port, wait_for
+from tests.monitoring.prometheus_server import PrometheusServer, free_port
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus, pytest.mark.timeout(150)]
 
 LR = "preprocessing.StandardScaler | linear_model.LogisticRegression"
-ACTIONS = ("reset", "retrain")
+REGRESSOR = "preprocessing.StandardScaler | tree.HoeffdingTreeRegressor(grace_period=50)"
+# Daemon name -> (model, drift action, generator).
+DAEMONS = {
+    "reset": (LR, "reset", "sea"),
+    "retrain": (LR, "retrain", "sea"),
+    "regression": (REGRESSOR, "reset", "friedman-drift"),
+}
 # 16 s of stream at 1,500 events/s: a drift every 4 s, many scrapes in between.
 EVENTS = 24_000
 DRIFT_AT = (6_000, 12_000, 18_000)
@@ -90,11 +98,13 @@ def scalar(prometheus: PrometheusServer, expr: str) -> float | None:
 
 
 def produce_stream(bootstrap: str, topic: str, seed: int, produced: dict[str, int]) -> None:
-    """Bad records first (their series already scraped at 0), then the paced SEA stream;
-    records in ``produced`` how many records were delivered."""
+    """Bad records first (their series already scraped at 0), then the paced stream of
+    the daemon's generator; records in ``produced`` how many records were delivered."""
     bad = send_raw(bootstrap, topic, BAD_RECORDS)
-    summary = produce(ProduceOptions(bootstrap, topic, count=EVENTS, seed=seed, generator="sea",
-                                     drift_at=DRIFT_AT, partitions=1, rate=RATE))
+    generator = DAEMONS[topic.rsplit("-", 1)[1]][2]
+    summary = produce(ProduceOptions(bootstrap, topic, count=EVENTS, seed=seed,
+                                     generator=generator, drift_at=DRIFT_AT, partitions=1,
+                                     rate=RATE))
     produced[topic] = bad + summary.produced
 
 
@@ -102,21 +112,21 @@ def produce_stream(bootstrap: str, topic: str, seed: int, produced: dict[str, in
 def daemons(
     kafka_bootstrap: str, topic_name: str, tmp_path: Path
 ) -> Iterator[dict[str, DaemonProcess]]:
-    """One daemon per drift action, each on its own topic, stopped (SIGTERM) at the end."""
+    """One daemon per entry of DAEMONS, each on its own topic, stopped (SIGTERM) at the end."""
     started: dict[str, DaemonProcess] = {}
     try:
-        for action in ACTIONS:
-            topic = f"{topic_name}-{action}"
+        for name, (model, action, _) in DAEMONS.items():
+            topic = f"{topic_name}-{name}"
             create_topic(kafka_bootstrap, topic)
             options = {
-                "model": LR, "drift-action": action, "session-timeout-ms": 6000,
+                "model": model, "drift-action": action, "session-timeout-ms": 6000,
                 "predictions-topic": f"{topic}.predictions",
                 "dead-letter-topic": f"{topic}.dead-letters",
-                "state-dir": tmp_path / f"state-{action}", "checkpoint-interval": 1,
+                "state-dir": tmp_path / f"state-{name}", "checkpoint-interval": 1,
                 # A safety net only: the fixture stops it long before.
                 "stop-after-idle": 300,
             }
-            log_path = tmp_path / f"daemon-{action}.log"
+            log_path = tmp_path / f"daemon-{name}.log"
             daemon = DaemonProcess(kafka_bootstrap, topic, log_path, options, port=free_port())
             started[topic] = daemon.start()
         yield started
@@ -134,8 +144,9 @@ def test_every_expression_evaluates_against_live_daemons(
             daemon.wait_assigned()
         # Every partition's counters scraped at zero first, so their rise shows in rates.
         assigned = 'count(streamlearn_events_total{outcome="dead_lettered"} == 0)'
-        assert wait_for(lambda: scalar(prometheus, assigned) == len(daemons), 30), (
-            prometheus.targets_up())
+        wait_until(lambda: scalar(prometheus, assigned) == len(daemons), 30,
+                   "every daemon's partitions scraped at zero", every_s=0.5,
+                   details=prometheus.targets_up)
         produced: dict[str, int] = {}
         producers = [
             threading.Thread(target=produce_stream, args=(kafka_bootstrap, topic, seed, produced))
@@ -164,9 +175,8 @@ def check_every_expression(prometheus: PrometheusServer, daemons: dict[str, Daem
         found += problems(evaluate(prometheus, rules), need_data=False)
         return found
 
-    wait_for(lambda: not all_answered(), SETTLE_S, interval_s=1.0)
-    failures = all_answered()
-    assert not failures, "\n".join(failures) + "\n" + logs(daemons)
+    wait_until(lambda: not all_answered(), SETTLE_S, "every expression to answer", every_s=1.0,
+               details=lambda: "\n".join(all_answered()) + "\n" + logs(daemons))
     check_things_happened(prometheus, list(daemons))
 
 
@@ -174,12 +184,17 @@ def check_things_happened(prometheus: PrometheusServer, topics: list[str]) -> No
     """The panels show a real run: rates computed, drifts, decisions, dead letters."""
     (reset_topic,) = [topic for topic in topics if topic.endswith("-reset")]
     (retrain_topic,) = [topic for topic in topics if topic.endswith("-retrain")]
+    (regression_topic,) = [topic for topic in topics if topic.endswith("-regression")]
     expected = {
         # Rates over the 1 s scrapes: records flowed while Prometheus watched.
         'streamlearn:events:rate1m{outcome="learned"} > 0': set(topics),
         'streamlearn:events:rate1m{outcome="dead_lettered"} > 0': set(topics),
         "sum by (topic) (streamlearn_drifts_total) > 0": set(topics),
-        "sum by (topic) (streamlearn_model_resets_total) > 0": {reset_topic},
+        "sum by (topic) (streamlearn_model_resets_total) > 0": {reset_topic, regression_topic},
+        # Each task exports its own scores, and a baseline margin both.
+        "streamlearn_accuracy": {reset_topic, retrain_topic},
+        "streamlearn_mae": {regression_topic},
+        "streamlearn:baseline_margin": set(topics),
         "sum by (topic) (streamlearn_retrains_total) > 0": {retrain_topic},
         "sum by (topic) (streamlearn_checkpoints_total) > 0": set(topics),
     }
@@ -209,8 +224,8 @@ def check_rules_loaded(prometheus: PrometheusServer) -> None:
                 for g in groups for r in g["rules"] if r["health"] != "ok"]
         return bad
 
-    wait_for(lambda: not unhealthy(), 15)
-    assert not unhealthy(), unhealthy()
+    wait_until(lambda: not unhealthy(), 15, "every rule group loaded and healthy", every_s=0.5,
+               details=unhealthy)
 
 
 def logs(daemons: dict[str, DaemonProcess]) -> str:

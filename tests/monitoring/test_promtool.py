@@ -110,7 +110,7 @@ def test_every_alert_is_unit_tested_firing_and_not_firing() -> None:
         for check in case.get("alert_rule_test", []):
             (firing if check.get("exp_alerts") else quiet).add(check["alertname"])
     names = set(alert_names())
-    assert len(names) == 8
+    assert len(names) == 10
     assert names - firing == set(), "alerts never shown firing"
     assert names - quiet == set(), "alerts never shown not firing"
     assert (firing | quiet) - names == set(), "unit tests name unknown alerts"

@@ -1,3 +1,4 @@
+# Over 400 lines: one simulated daemon run feeds the tests of every report module.
 """Tests of monitoring.report: event log, /metrics sampling, report data, PNG and CLI.
 
 The event log is produced by a real prequential River run over SEA with an abrupt
@@ -252,6 +253,28 @@ def test_unknown_kinds_and_blank_lines_are_skipped(tmp_path: Path) -> None:
     series = load_event_log(path).series[TOPIC, 0]
     assert series.accuracy == [AccuracyPoint(learned=10, cumulative=0.5, rolling=0.6, time=1.5)]
     assert series.drifts[0].width == 512 and series.drifts[0].action == "none"
+
+
+def test_a_regressors_log_reads_with_its_decisions_and_no_accuracy(tmp_path: Path) -> None:
+    """A regressor writes `mae` samples (skipped: the report draws accuracy) and retrain
+    decisions with MAEs in place of accuracies."""
+    path = tmp_path / "log.jsonl"
+    mae = _line("mae", cumulative=2.5, rolling=3.0)
+    decision = _line(
+        "retrain",
+        result="promoted",
+        candidate_mae=1.5,
+        serving_mae=2.5,
+        trained_on=10,
+        evaluated_on=5,
+        model_version=2,
+    )
+    path.write_text(f"{mae}\n{decision}\n", encoding="utf-8")
+    series = load_event_log(path).series[TOPIC, 0]
+    assert series.accuracy == []
+    (retrain,) = series.retrains
+    assert retrain.result == "promoted" and retrain.model_version == 2
+    assert retrain.candidate_accuracy is None and retrain.serving_accuracy is None
 
 
 def test_a_missing_log_is_a_report_error(tmp_path: Path) -> None:

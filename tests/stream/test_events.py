@@ -9,8 +9,17 @@ import random
 import orjson
 import pytest
 
-from stream.events import DEAD_LETTER_REASONS, DeadLetter, Event, decode, judge
-from stream.tools.generators import GENERATORS, concept_stream
+from stream.events import (
+    DEAD_LETTER_REASONS,
+    DeadLetter,
+    Event,
+    LateLabel,
+    decode,
+    decode_number_labels,
+    decoder_for,
+    judge,
+)
+from stream.tools.generators import GENERATORS, concept_stream, generator_task
 from stream.tools.produce import encode_event
 
 EDGE_CASES = [
@@ -48,8 +57,9 @@ EDGE_CASES = [
 ]
 
 
-def same(value: bytes) -> Event | DeadLetter:
-    got, reference = decode(value), judge(value)
+def same(value: bytes, number_labels: bool = False) -> Event | LateLabel | DeadLetter:
+    fast = decode_number_labels if number_labels else decode
+    got, reference = fast(value), judge(value, number_labels=number_labels)
     assert got == reference
     assert type(got) is type(reference)
     if isinstance(got, Event) and isinstance(reference, Event):
@@ -71,8 +81,46 @@ def test_edge_cases(value: bytes) -> None:
 def test_generated_events() -> None:
     """What ``streamlearn produce`` writes, for every generator it has."""
     for name in GENERATORS:
+        number_labels = generator_task(name) == "regression"
         for seq, (x, y) in enumerate(concept_stream(name, seed=3, count=200)):
-            assert isinstance(same(encode_event(f"e{seq}", x, y, seq)), Event)
+            assert isinstance(same(encode_event(f"e{seq}", x, y, seq), number_labels), Event)
+
+
+NUMBER_LABEL_CASES = [
+    (b'{"features": {"a": 1.0}, "label": 1.5}', 1.5),
+    (b'{"features": {"a": 1.0}, "label": -3}', -3),
+    (b'{"features": {"a": 1.0}, "label": 1e308}', 1e308),
+    (b'{"features": {"a": 1.0}}', None),
+    (b'{"features": {"a": 1.0}, "label": true}', "bad_label"),
+    (b'{"features": {"a": 1.0}, "label": "1.5"}', "bad_label"),
+    (b'{"features": {"a": 1.0}, "label": NaN}', "bad_label"),
+    (b'{"features": {"a": 1.0}, "label": 1e999}', "bad_label"),
+    (b'{"id": "7", "label": 2.25}', 2.25),
+    (b'{"id": "7", "label": false}', "bad_label"),
+    (b'{"id": "7", "label": "x"}', "bad_label"),
+    (b'{"label": 2.5}', "missing_features"),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), NUMBER_LABEL_CASES)
+def test_a_regression_takes_finite_numbers_as_labels_and_nothing_else(
+    value: bytes, expected: object
+) -> None:
+    result = same(value, number_labels=True)
+    if isinstance(expected, str):
+        assert isinstance(result, DeadLetter) and result.reason == expected
+        assert "label" not in expected or "finite number" in result.detail
+    elif isinstance(result, Event | LateLabel) and expected is not None:
+        assert result.label == expected and type(result.label) is type(expected)
+    else:
+        assert isinstance(result, Event)
+
+
+def test_a_classification_still_refuses_a_float_label() -> None:
+    value = b'{"features": {"a": 1.0}, "label": 1.5}'
+    result = decoder_for("classification")(value)
+    assert isinstance(result, DeadLetter) and result.reason == "bad_label"
+    assert decoder_for("regression")(value) == Event({"a": 1.0}, 1.5)
 
 
 def test_integer_features_past_64_bits_become_their_float() -> None:

@@ -9,9 +9,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kafka.admin import KafkaAdminClient
+from river import linear_model
 
 from learners.checkpoint import decode_checkpoint, encode_checkpoint
+from learners.exceptions import CheckpointError
+from learners.origin import Origin
+from learners.prequential import PartitionLearner
+from learners.sequence import SequenceTracker
+from learners.state import PartitionState
 from stream.checkpoints.stores import (
     CheckpointStore,
     CheckpointStoreError,
@@ -223,3 +231,75 @@ def test_kafka_store_reports_an_unreachable_broker() -> None:
     with pytest.raises(CheckpointStoreError, match="cannot reach"):
         store.save("events", 0, b"blob")
     store.close()
+
+# -- a flipped bit in a stored checkpoint is refused, signed or not ----------------------
+
+KEY = b"store-test-key"
+
+
+def _stored_state() -> PartitionState:
+    learner = PartitionLearner(linear_model.LogisticRegression())
+    for offset in range(30):
+        learner.step({"x": offset % 5, "y": offset % 3}, offset % 5 > 2, offset)
+    return PartitionState(learner, SequenceTracker())
+
+
+# Built once per key: every example of a test must see a blob of the same length.
+_BLOBS = {
+    key: encode_checkpoint(
+        _stored_state(), next_offset=30, key=key, origin=Origin("events", 0, "c", "t", 1)
+    )
+    for key in (None, KEY)
+}
+_FLIP = st.data()
+
+
+def _flip(blob: bytes, bit: int) -> bytes:
+    damaged = bytearray(blob)
+    damaged[bit // 8] ^= 1 << (bit % 8)
+    return bytes(damaged)
+
+
+def _assert_refused(blob: bytes | None, key: bytes | None, bit: int) -> None:
+    assert blob is not None
+    with pytest.raises(CheckpointError) as caught:
+        decode_checkpoint(blob, key=key)
+    assert caught.value.reason == ("bad_magic" if bit < 7 * 8 else "corrupt"), bit
+
+
+@pytest.mark.parametrize("key", [None, KEY])
+def test_local_file_with_a_flipped_bit_is_refused(tmp_path: Path, key: bytes | None) -> None:
+    store = LocalDirectoryStore(tmp_path)
+    blob = _BLOBS[key]
+    assert isinstance(decode_checkpoint(blob, key=key).state, PartitionState)
+
+    @settings(max_examples=200, deadline=None)
+    @given(data=_FLIP)
+    def flipped_on_disk(data: st.DataObject) -> None:
+        store.save("events", 0, blob)
+        bit = data.draw(st.integers(0, len(blob) * 8 - 1), label="bit")
+        path = store.path_for("events", 0)
+        path.write_bytes(_flip(path.read_bytes(), bit))  # what a disk or a copy did
+        _assert_refused(store.load("events", 0), key, bit)
+
+    flipped_on_disk()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("key", [None, KEY])
+def test_kafka_record_with_a_flipped_bit_is_refused(
+    kafka_store: KafkaTopicStore, key: bytes | None
+) -> None:
+    blob = _BLOBS[key]
+    kafka_store.save("events", 0, blob)
+    intact = kafka_store.load("events", 0)
+    assert intact is not None and decode_checkpoint(intact, key=key).next_offset == 30
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=_FLIP)
+    def flipped_in_the_topic(data: st.DataObject) -> None:
+        bit = data.draw(st.integers(0, len(blob) * 8 - 1), label="bit")
+        kafka_store.save("events", 0, _flip(blob, bit))
+        _assert_refused(kafka_store.load("events", 0), key, bit)
+
+    flipped_in_the_topic()

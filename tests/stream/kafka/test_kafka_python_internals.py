@@ -30,7 +30,7 @@ from stream.kafka.batch_producer import PRODUCE_VERSIONS
 from stream.kafka.fetched_records import FastPartitionRecords
 from stream.kafka.record_batch import encode_batch
 
-PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+PYPROJECT = Path(__file__).resolve().parents[3] / "pyproject.toml"
 
 
 def require(owner: Any, path: str, user: str) -> Any:

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka.record.memory_records import MemoryRecordsBuilder
 
-from tests.stream.test_fetched_records import T0, assert_same, records_of
+from tests.stream.kafka.test_fetched_records import T0, assert_same, records_of
 
 # Offsets of v2 batch header fields (kafka-python's DefaultRecordBase.HEADER_STRUCT).
 LEADER_EPOCH_AT, CRC_AT, ATTRIBUTES_AT, LAST_DELTA_AT, MAX_TS_AT = 12, 17, 21, 23, 35

@@ -13,6 +13,7 @@ from river.datasets import synth
 
 from stream.tools.generators import (
     GENERATORS,
+    REGRESSION_GENERATORS,
     SourceError,
     concept_at,
     concept_count,
@@ -41,6 +42,13 @@ def test_same_seed_same_stream_other_seed_other_stream(generator: str) -> None:
 def test_without_drift_it_is_the_plain_river_stream() -> None:
     expected = list(synth.Agrawal(classification_function=0, seed=9).take(200))
     assert take("agrawal", 200, seed=9) == expected
+    assert take("friedman-drift", 200, seed=9) == list(synth.Friedman(seed=9).take(200))
+
+
+def test_friedman_drift_labels_are_numbers() -> None:
+    labels = [y for _, y in take("friedman-drift", 100, seed=2, drift_at=[30, 60])]
+    assert all(type(y) is float for y in labels)
+    assert len(set(labels)) == 100
 
 
 def test_the_concept_switches_exactly_at_each_drift_point() -> None:
@@ -75,7 +83,10 @@ def _accuracy(model: Any, pairs: list[tuple[dict[Any, Any], Any]]) -> float:
     return sum(model.predict_one(x) == y for x, y in pairs) / len(pairs)
 
 
-@pytest.mark.parametrize("generator", GENERATORS)
+CLASSIFICATION_GENERATORS = [g for g in GENERATORS if g not in REGRESSION_GENERATORS]
+
+
+@pytest.mark.parametrize("generator", CLASSIFICATION_GENERATORS)
 def test_a_model_of_one_concept_gets_worse_on_the_next(generator: str) -> None:
     # If two neighbouring segments were the same concept, accuracy would not drop.
     segment, held_out = 2_000, 400
@@ -88,6 +99,23 @@ def test_a_model_of_one_concept_gets_worse_on_the_next(generator: str) -> None:
         before = _accuracy(model, stream[start + segment - held_out : start + segment])
         after = _accuracy(model, stream[start + segment : start + segment + held_out])
         assert after < before - 0.05, (generator, start, before, after)
+
+
+def _mae(model: Any, pairs: list[tuple[dict[Any, Any], Any]]) -> float:
+    return sum(abs(model.predict_one(x) - y) for x, y in pairs) / len(pairs)
+
+
+@pytest.mark.parametrize("generator", REGRESSION_GENERATORS)
+def test_a_regressor_of_one_concept_gets_worse_on_the_next(generator: str) -> None:
+    segment, held_out = 2_000, 400
+    stream = take(generator, 3 * segment, seed=11, drift_at=[segment, 2 * segment])
+    for start in (0, segment):
+        model = tree.HoeffdingTreeRegressor(grace_period=50)
+        for x, y in stream[start : start + segment - held_out]:
+            model.learn_one(x, y)
+        before = _mae(model, stream[start + segment - held_out : start + segment])
+        after = _mae(model, stream[start + segment : start + segment + held_out])
+        assert after > 1.3 * before, (generator, start, before, after)
 
 
 @pytest.mark.parametrize(

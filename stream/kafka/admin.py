@@ -1,0 +1,76 @@
+"""Topic administration in one place: output topics, the produce tool's topic, counts.
+
+Kafka's errors become :class:`~stream.exceptions.BrokerUnavailable` where a caller
+outside this package sees them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from stream.exceptions import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+__all__ = ["admin_settings", "ensure_topics", "partition_count", "prepare_topic"]
+
+
+def admin_settings(kafka_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of ``kafka_config`` that kafka-python's admin client knows."""
+    return {k: v for k, v in kafka_config.items() if k in KafkaAdminClient.DEFAULT_CONFIG}
+
+
+def ensure_topics(kafka_config: dict[str, Any], topics: Iterable[str], partitions: int = 1) -> None:
+    """Create the topics that do not exist yet (output topics the daemon writes to)."""
+    admin = KafkaAdminClient(**kafka_config)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            try:
+                admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+                log.info("created topic(s) %s", ", ".join(missing))
+            except TopicAlreadyExistsError:
+                pass  # another instance was quicker
+    finally:
+        admin.close()
+
+
+def prepare_topic(
+    bootstrap_servers: str, topic: str, partitions: int | None, kafka_config: Mapping[str, Any]
+) -> int:
+    """Create ``topic`` when missing (``partitions`` or 1); return its partition count."""
+    try:
+        settings = admin_settings(kafka_config)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, **settings)
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    try:
+        existing = partition_count(admin, topic)
+        if existing is None:
+            try:
+                spec = {"num_partitions": partitions or 1, "replication_factor": -1}
+                admin.create_topics({topic: spec})
+            except TopicAlreadyExistsError:
+                pass  # created meanwhile by someone else; describe it below
+            admin.wait_for_topics([topic], timeout_ms=10_000)
+            existing = partition_count(admin, topic) or (partitions or 1)
+        return existing
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        admin.close()
+
+
+def partition_count(admin: KafkaAdminClient, topic: str) -> int | None:
+    """How many partitions ``topic`` has; None when it does not exist."""
+    (described,) = admin.describe_topics([topic])
+    if described["error_code"] != 0 or not described["partitions"]:
+        return None
+    return len(described["partitions"])

@@ -1,0 +1,257 @@
+"""The scikit-learn window wrapper: exact against a hand-rolled loop, vectorising, checkpoints."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections import deque
+from typing import Any
+
+import numpy as np
+import pytest
+from river import datasets
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neural_network import MLPClassifier
+
+from learners import unpickling
+from learners.batch import WindowedClassifier
+from learners.checkpoint import decode_checkpoint, encode_checkpoint
+from learners.exceptions import CheckpointError, ModelSpecError
+from learners.outcomes import RetrainDecided
+from learners.prequential import PartitionLearner
+from learners.screening import screening
+from learners.sequence import SequenceTracker
+from learners.spec import parse_model_spec
+from learners.state import PartitionState
+
+KEY = b"test-key-0123456789"
+EVENTS = list(datasets.Phishing())  # 1,250 events, numeric features, bool labels
+
+
+def hand_rolled(estimator: Any, window: int, refit_every: int) -> tuple[list[Any], float]:
+    """Test-then-train written out: predictions of the last fit, refit every ``refit_every``
+    events on the last ``window`` ones, features in first-seen order, missing ones 0."""
+    names: list[str] = []
+    recent: deque[tuple[dict[str, float], bool]] = deque(maxlen=window)
+    fitted: Any = None
+    width = 0
+    predictions, hits, scored = [], 0, 0
+    for learned, (x, y) in enumerate(EVENTS, start=1):
+        prediction = None
+        if fitted is not None:
+            row = np.array([[x.get(name, 0.0) for name in names[:width]]])
+            prediction = fitted.classes_[int(np.argmax(fitted.predict_proba(row)[0]))].item()
+            hits += prediction == y
+            scored += 1
+        predictions.append(prediction)
+        names.extend(name for name in x if name not in names)
+        recent.append((x, y))
+        if learned % refit_every == 0:
+            fitted, width = clone(estimator), len(names)
+            rows = np.array([[x_.get(name, 0.0) for name in names] for x_, _ in recent])
+            fitted.fit(rows, np.array([y_ for _, y_ in recent]))
+    return predictions, hits / scored
+
+
+ESTIMATORS = [
+    LogisticRegression(C=0.5),
+    GaussianNB(),
+    MLPClassifier(hidden_layer_sizes=(16,), max_iter=50, random_state=0),
+]
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_prequential_figures_equal_a_hand_rolled_loop(estimator: Any) -> None:
+    warnings.simplefilter("ignore")  # MLP's ConvergenceWarning, the same on both sides
+    expected_predictions, expected_accuracy = hand_rolled(estimator, window=300, refit_every=100)
+    learner = PartitionLearner(WindowedClassifier(estimator, window=300, refit_every=100))
+    predictions = [learner.step(x, y, offset)[0] for offset, (x, y) in enumerate(EVENTS)]
+    assert predictions == expected_predictions
+    assert predictions[:100] == [None] * 100  # nothing to say before the first fit
+    assert learner.cumulative.get() == expected_accuracy
+    assert learner.learned == len(EVENTS)
+    assert learner.model.fits == len(EVENTS) // 100
+
+
+def test_new_names_extend_the_vocabulary_at_the_next_fit_and_missing_ones_are_zero() -> None:
+    model = WindowedClassifier(LogisticRegression(), window=10, refit_every=4)
+    for i in range(4):
+        model.learn_one({"a": float(i % 2)}, i % 2 == 1)
+    before = model.predict_proba_one({"a": 1.0})
+    # A name the fit never saw changes nothing until the next fit...
+    assert model.predict_proba_one({"a": 1.0, "b": 100.0}) == before
+    for i in range(4):
+        model.learn_one({"b": float(i % 2)}, i % 2 == 1)  # "a" missing: 0
+    assert model._fit_width == 2
+    rows, _ = model._window()
+    assert rows.tolist()[-4:] == [[0.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 1.0]]
+    # ...after it, "b" counts.
+    assert model.predict_proba_one({"b": 1.0}) != model.predict_proba_one({"b": 0.0})
+
+
+def test_strings_are_one_hot_and_other_values_refused_before_anything_changes() -> None:
+    model = WindowedClassifier(GaussianNB(), window=10, refit_every=2)
+    model.learn_one({"colour": "red", "n": 1, "flag": True, "gone": None}, "hot")
+    model.learn_one({"colour": "blue", "n": 2, "flag": False}, "cold")
+    assert list(model._vocabulary) == [("colour", "red"), "n", "flag", ("colour", "blue")]
+    assert model.predict_one({"colour": "red", "n": 1, "flag": True}) == "hot"
+    for bad in ({"n": [1, 2]}, {"n": float("nan")}, {"n": float("inf")}, {"m": {"a": 1}}):
+        with pytest.raises(ValueError, match="feature"):
+            model.learn_one({"new": 1.0, **bad}, "hot")
+        with pytest.raises(ValueError, match="feature"):
+            model.predict_proba_one(bad)
+    assert model._learned == 2 and "new" not in model._vocabulary
+
+
+def test_classes_as_seen_one_class_then_mixed_label_types() -> None:
+    model = WindowedClassifier(LogisticRegression(), window=6, refit_every=2)
+    model.learn_one({"x": 0.0}, "a")
+    model.learn_one({"x": 0.1}, "a")
+    assert model.predict_proba_one({"x": 5.0}) == {"a": 1.0}  # one class: said with certainty
+    for i in range(4):
+        model.learn_one({"x": float(i)}, [1, "a"][i % 2])  # an int and a str class
+    proba = model.predict_proba_one({"x": 3.0})
+    assert set(proba) == {1, "a"} and type(model.predict_one({"x": 3.0})) in (int, str)
+
+
+def test_refused_arguments() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        WindowedClassifier(GaussianNB(), window=0)
+
+
+# -- checkpoints ----------------------------------------------------------------------
+
+FAMILIES = [
+    "sklearn(window=200, refit_every=50):linear_model.LogisticRegression(C=1.0)",
+    "sklearn(window=200, refit_every=50):neural_network.MLPClassifier("
+    "hidden_layer_sizes=(8,), max_iter=30, random_state=1)",
+    "sklearn(window=200, refit_every=50):"
+    "preprocessing.StandardScaler | linear_model.SGDClassifier(loss='log_loss', random_state=1)",
+    "sklearn(window=200, refit_every=50):ensemble.RandomForestClassifier(n_estimators=3, "
+    "random_state=1)",
+    "sklearn(window=200, refit_every=50):ensemble.HistGradientBoostingClassifier(max_iter=5)",
+    "sklearn(window=200, refit_every=50):neighbors.KNeighborsClassifier(algorithm='kd_tree')",
+    "sklearn(window=200, refit_every=50):svm.LinearSVC()",
+    "sklearn(window=200, refit_every=50):naive_bayes.GaussianNB",
+]
+
+
+@pytest.mark.parametrize("spec", FAMILIES)
+def test_checkpoint_round_trip_restores_the_model_exactly(
+    spec: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warnings.simplefilter("ignore")
+    monkeypatch.setattr(unpickling, "ALLOWED_PACKAGES", ("river", "learners"))
+    events = list(itertools.islice(EVENTS, 400))
+    learner = PartitionLearner(screening(parse_model_spec(spec)), drift_action="retrain")
+    for offset, (x, y) in enumerate(events[:230]):
+        learner.step(x, y, offset)
+    learner._request_retrain(100)  # a retrain in flight (its candidate) travels too
+    blob = encode_checkpoint(PartitionState(learner, SequenceTracker()), next_offset=230, key=KEY)
+    restored = decode_checkpoint(blob, key=KEY).state.learner  # type: ignore[attr-defined]
+    for offset, (x, y) in enumerate(events[230:], start=230):  # refits at 250, 300, 350, 400
+        assert restored.step(x, y, offset) == learner.step(x, y, offset), spec
+    assert restored.model.fits == learner.model.fits == 8
+
+
+def test_a_young_model_checkpoint_carries_only_the_rows_in_use() -> None:
+    model = WindowedClassifier(LogisticRegression(), window=20_000, refit_every=1_000)
+    model.learn_one({"x": 1.0}, True)
+    assert len(encode_checkpoint(model, next_offset=1, key=KEY)) < 10_000
+    restored = decode_checkpoint(encode_checkpoint(model, next_offset=1, key=KEY), key=KEY).state
+    restored.learn_one({"x": 2.0, "y": 1.0}, False)  # the ring grows back
+    assert restored._window()[0].tolist() == [[1.0, 0.0], [2.0, 1.0]]
+
+
+def _global_call(module: str, name: str) -> bytes:
+    """A protocol-4 pickle calling ``module.name("x")``."""
+
+    def text(value: str) -> bytes:
+        return b"\x8c" + bytes([len(value)]) + value.encode()
+
+    return b"\x80\x04" + text(module) + text(name) + b"\x93" + text("x") + b"\x85R."
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("sklearn.datasets", "fetch_openml"),  # a function that downloads
+        ("sklearn.utils", "Bunch"),  # a class outside the estimator packages
+        ("sklearn.linear_model._logistic", "LogisticRegression.fit"),  # a method
+        ("sklearn.linear_model._logistic", "np"),  # a module reached by a path
+        ("sklearn.linear_model._base", "sparse.load_npz"),  # a function reached by a path
+        ("sklearn.neighbors._kd_tree", "np"),
+        ("sklearn.utils._joblib", "Parallel"),
+    ],
+)
+def test_only_sklearn_estimator_classes_load(module: str, name: str) -> None:
+    with pytest.raises(CheckpointError, match="not allowed"):
+        unpickling.restricted_loads(_global_call(module, name))
+
+
+# -- specs ----------------------------------------------------------------------------
+
+
+def test_a_spec_builds_the_wrapper_with_its_arguments() -> None:
+    model = parse_model_spec(
+        "sklearn(window=20000, refit_every=2000):neural_network.MLPClassifier("
+        "hidden_layer_sizes=(128,))"
+    )
+    assert isinstance(model, WindowedClassifier)
+    assert (model.window, model.refit_every, model.screen) == (20_000, 2_000, False)
+    assert model.estimator.get_params()["hidden_layer_sizes"] == (128,)
+    default = parse_model_spec("sklearn:linear_model.LogisticRegression(C=1.0)")
+    assert (default.window, default.refit_every) == (10_000, 1_000)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("sklearn:linear_model.NoSuchModel", "no public name 'NoSuchModel'"),
+        ("sklearn:linear_model._logistic.LogisticRegression", "private name '_logistic'"),
+        ("sklearn:linear_model._sgd_fast.Hinge", "private name"),
+        ("sklearn:utils.Bunch", "not a class of an allowed scikit-learn module"),
+        ("sklearn:datasets.fetch_openml('x')", "not a class of an allowed scikit-learn module"),
+        ("sklearn:os.system('true')", "not a class of an allowed scikit-learn module"),
+        ("sklearn:linear_model.LinearRegression", "must end in a scikit-learn classifier"),
+        ("sklearn:linear_model.LogisticRegression(C=__import__('os'))", "private name"),
+        ("sklearn:linear_model.LogisticRegression(Cee=1)", "unexpected keyword argument"),
+        ("sklearn:linear_model.LogisticRegression(C=-1.0)", "refused its arguments"),
+        ("sklearn(window=0):naive_bayes.GaussianNB", "at least 1"),
+        ("sklearn(window='big'):naive_bayes.GaussianNB", "'window' is not one of"),
+        ("sklearn(2):naive_bayes.GaussianNB", "name the arguments"),
+        ("sklearn:", "names no estimator"),
+        ("sklearn:linear_model.LogisticRegression | preprocessing.StandardScaler", "transformer"),
+    ],
+)
+def test_unknown_private_or_wrong_estimators_are_refused_at_start(spec: str, message: str) -> None:
+    with pytest.raises(ModelSpecError, match=message.replace("(", r"\(")):
+        parse_model_spec(spec)
+
+
+def test_a_window_model_is_a_retrain_candidate_like_any_other() -> None:
+    """A retrain's candidate is a fresh clone of the wrapper: it refits from the replayed
+    pool and is judged on the holdout like a River candidate."""
+    learner = PartitionLearner(
+        parse_model_spec("sklearn(window=400, refit_every=100):linear_model.LogisticRegression"),
+        drift_action="retrain",
+        holdout_events=50,
+    )
+    stream = EVENTS[:600] + [(x, not y) for x, y in EVENTS[600:1200]]  # labels flip at 600
+    outcomes = []
+    for offset, (x, y) in enumerate(stream):
+        learner.step(x, y, offset)
+        job = learner.retrain
+        if job is not None and job.state == "replaying":
+            assert isinstance(job.candidate, WindowedClassifier) and job.candidate.fits == 0
+            start, end = job.pool
+            for x_, y_ in stream[start:end]:  # the replay the daemon would feed it
+                job.train(x_, y_)
+            job.replay_finished()
+        outcomes += learner.drain_outcomes()
+    decided = [o for o in outcomes if isinstance(o, RetrainDecided)]
+    assert len(decided) == 1 and decided[0].promoted
+    assert decided[0].candidate_score > decided[0].serving_score
+    assert learner.model_version == 2
