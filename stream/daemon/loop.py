@@ -383,13 +383,14 @@ class Daemon:
     # -- partitions come and go ---------------------------------------------------------
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
-        # Idle time counts from when there is something to consume, not from the join.
-        self._last_record_at = self.clock()
         new = [tp for tp in partitions if tp not in self.slots]
         self.partitions.assign(partitions)
         for tp in new:
             slot = self.slots[tp]
             self._log_partition("assigned", slot, restored=slot.checkpointed_offset is not None)
+        # Idle time counts from when there is something to consume: after the join and
+        # after the restores, which read the checkpoint store and may take seconds.
+        self._last_record_at = self.clock()
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

@@ -129,6 +129,8 @@ class FakeSource:
         #: Raised by the next commits, one each (CommitRefused, BrokerUnavailable).
         self.commit_errors: deque[Exception] = deque()
         self.poll_timeouts: list[int] = []
+        #: The poll that runs a rebalance returns nothing (kafka-python's way).
+        self.nothing_after_rebalance = False
         self._rebalances: deque[tuple[str, list[TopicPartition]]] = deque()
 
     # test controls
@@ -154,8 +156,11 @@ class FakeSource:
     def poll(self, timeout_ms: int) -> Mapping[TopicPartition, Sequence[Record]]:
         self.poll_timeouts.append(timeout_ms)
         assert len(self.poll_timeouts) <= self.POLL_LIMIT, "the loop did not stop"
+        rebalanced = bool(self._rebalances)
         while self._rebalances:
             self._rebalance(*self._rebalances.popleft())
+        if rebalanced and self.nothing_after_rebalance:
+            return {}  # as kafka-python: the poll that ran the join hands out no records
         if self.scripted:
             return self.scripted.popleft()
         answer: dict[TopicPartition, Sequence[Record]] = {}

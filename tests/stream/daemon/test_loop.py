@@ -16,9 +16,13 @@ from stream.daemon.loop import LoopTiming
 from stream.exceptions import BrokerUnavailable, CommitRefused, PublishTimeout, StreamError
 from stream.ports import TopicPartition
 from tests.stream.daemon.fakes import (
+    TOPIC,
     TP0,
     TP1,
+    FakeClock,
     Harness,
+    Journal,
+    MemoryStore,
     encoded_records,
     flip_stream,
 )
@@ -322,6 +326,36 @@ def test_the_loop_stops_after_being_idle_and_checkpoints_what_it_handled(tmp_pat
     assert h.journal.of("save")[-1] == ("save", TP0, 100)
     assert h.source.committed_offsets == {TP0: 100}
     assert h.source.poll_timeouts.count(500) == 5  # 2 s of empty polls after the last records
+
+
+class SlowStore(MemoryStore):
+    """Each load takes ``load_s`` of the fake clock, as a checkpoint topic read does."""
+
+    def __init__(self, journal: Journal, clock: FakeClock, load_s: float) -> None:
+        super().__init__(journal)
+        self.clock, self.load_s = clock, load_s
+
+    def load(self, topic: str, partition: int) -> bytes | None:
+        self.clock.advance(self.load_s)
+        return super().load(topic, partition)
+
+
+def test_idleness_counts_from_the_end_of_the_restores_not_the_start_of_the_join(
+    tmp_path: Path,
+) -> None:
+    # Four restores of 1.5 s each take longer than the idle limit: the records waiting
+    # for the partitions are work the loop has not had a chance to poll yet.
+    h = Harness(tmp_path, timing=LoopTiming(stop_after_idle_s=2.0))
+    h.store = SlowStore(h.journal, h.clock, load_s=1.5)
+    h.daemon = h._build()
+    h.source.nothing_after_rebalance = True
+    tps = [TopicPartition(TOPIC, p) for p in range(4)]
+    for tp in tps:
+        h.source.append(encoded_records(tp, flip_stream(50)))
+    h.start(*tps)
+    assert h.run() == 0
+    for tp in tps:
+        assert h.sink.predicted_offsets(tp) == list(range(50))
 
 
 def test_held_back_records_are_work_not_idleness(tmp_path: Path) -> None:
