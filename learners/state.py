@@ -7,8 +7,8 @@ when the application's modules do. Format-1 checkpoints named this class
 >>> from river import linear_model
 >>> from learners.prequential import PartitionLearner
 >>> state = PartitionState(PartitionLearner(linear_model.LogisticRegression()), SequenceTracker())
->>> state.learner.model_version, state.sequence.next_expected
-(1, None)
+>>> state.learner.model_version, state.sequence.next_expected, state.labels_offset
+(1, None, None)
 """
 
 from __future__ import annotations
@@ -27,3 +27,7 @@ class PartitionState:
 
     learner: PartitionLearner
     sequence: SequenceTracker
+    #: With a labels topic: the next offset to read of its partition of the same number
+    #: (checkpointed with the events offset, so each label is joined once). A class
+    #: default too, so states pickled before it existed read None.
+    labels_offset: int | None = None

@@ -67,8 +67,10 @@ DECODE_REASONS: Final = (
 #: Reasons a valid event is not learned: the model raised on it, or it would take the
 #: model past ``--max-features`` (``stream/daemon/model_errors.py``).
 MODEL_REASONS: Final = ("model_error", "too_many_features")
+#: A record of the labels topic (``--labels-topic``) that is an event, not a label.
+NOT_A_LABEL: Final = "not_a_label"
 #: Every reason a record can be dead-lettered for; metrics pre-create one series each.
-DEAD_LETTER_REASONS: Final = (*DECODE_REASONS, *MODEL_REASONS)
+DEAD_LETTER_REASONS: Final = (*DECODE_REASONS, *MODEL_REASONS, NOT_A_LABEL)
 
 
 class Event(NamedTuple):

@@ -62,7 +62,8 @@ class Rebalance(Protocol):
 class Source(Protocol):
     """The group consumer of the input topic, as the daemon loop uses it."""
 
-    def subscribe(self, topic: str, listener: Rebalance) -> None: ...
+    def subscribe(self, topic: str | Sequence[str], listener: Rebalance) -> None:
+        """Join the group on ``topic`` (or topics: events and labels, one group)."""
 
     def poll(self, timeout_ms: int) -> Mapping[TopicPartition, Sequence[Record]]: ...
 

@@ -37,6 +37,11 @@ class RunSettings(BaseSettings):
     bootstrap_servers: str = Field(description="Kafka bootstrap servers, host:port[,host:port]")
     topic: str = Field(description="topic of labelled events to learn from")
     group_id: str = Field("streamlearn", description="consumer group; instances share partitions")
+    labels_topic: str | None = Field(
+        None,
+        description="also read late labels {id, label} from this topic, co-partitioned with "
+        "--topic (same partition count, keyed by id); docs/labels.md",
+    )
     predictions_topic: str | None = Field(None, description="publish every prediction here")
     dead_letter_topic: str | None = Field(
         None, description="publish undecodable records here, with the reason in headers"
@@ -201,12 +206,30 @@ class RunSettings(BaseSettings):
             self.dead_letter_topic,
         ):
             raise ValueError("checkpoint_topic must differ from the input and output topics")
+        self._check_labels_topic()
         if self.min_retrain_events > self.max_retrain_events:
             raise ValueError("min_retrain_events is larger than max_retrain_events")
         self._check_security()
         self._check_checkpoint_keys()
         self._check_metrics_tls()
         return self
+
+    def _check_labels_topic(self) -> None:
+        labels = self.labels_topic
+        if labels is None:
+            return
+        others = {self.topic, self.predictions_topic, self.dead_letter_topic}
+        if self.checkpoint_store == "kafka":
+            others.add(self.checkpoint_topic)
+        if labels in others:
+            raise ValueError("labels_topic must differ from the input, output, checkpoint topics")
+        if self.drift_action == "retrain":
+            # A retrain replays the events topic only: the labels of its pool are elsewhere.
+            raise ValueError(
+                "labels_topic cannot go with drift_action 'retrain': a retrain replays the "
+                "events topic, where labels sent on the labels topic are not; use 'reset' or "
+                "'none', or send the labels in-band (docs/labels.md)"
+            )
 
     def _check_checkpoint_keys(self) -> None:
         keys = self.checkpoint_keys()  # raises on a malformed list

@@ -24,6 +24,7 @@ from monitoring.exporter import MetricsServer, TlsFiles
 from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoints.checkpointer import CHECKPOINT_REFUSALS, Checkpointer
 from stream.checkpoints.stores import CheckpointStore, LocalDirectoryStore
+from stream.daemon.labels_topic import LabelsTopic
 from stream.daemon.loop import Daemon, LoopTiming
 from stream.daemon.model_errors import ModelErrors
 from stream.daemon.partitions import PartitionTable
@@ -33,7 +34,7 @@ from stream.daemon.replay import Replayer
 from stream.daemon.run_log import RunLog
 from stream.events import DEAD_LETTER_REASONS, Decoder, decoder_for
 from stream.exceptions import BrokerUnavailable, StreamError
-from stream.kafka.admin import ensure_topics
+from stream.kafka.admin import check_co_partitioned, ensure_topics
 from stream.kafka.batch_producer import BatchProducer
 from stream.kafka.checkpoint_topic import KafkaTopicStore
 from stream.kafka.clients import make_range_reader, make_source, producer_config
@@ -158,6 +159,7 @@ def _build_and_run(
             log.info("stopped while waiting for the broker")
             return 0
         try:
+            labels = _labels_topic(settings, consumer)
             publisher, checkpointer, replayer = _outputs_and_state(
                 settings, keys, metrics, resources, decode
             )
@@ -176,7 +178,16 @@ def _build_and_run(
             decode=decode,
         )
         partitions = PartitionTable(
-            consumer, new_learner, checkpointer, publisher, metrics, replayer, rebuilder=rebuilder
+            consumer,
+            new_learner,
+            checkpointer,
+            publisher,
+            metrics,
+            replayer,
+            # A rebuild replays the events topic only: with labels on their own topic
+            # it would hold events whose labels never come (docs/labels.md).
+            rebuilder=None if labels is not None else rebuilder,
+            labels_topic=settings.labels_topic,
         )
         daemon = Daemon(
             consumer,
@@ -187,6 +198,7 @@ def _build_and_run(
             RunLog(settings.event_log),
             _timing(settings, status_interval_s),
             decode=decode,
+            labels=labels,
             model_errors=ModelErrors(
                 publisher,
                 metrics,
@@ -203,6 +215,22 @@ def _build_and_run(
         switch.bind(daemon.stop)
         _freeze_startup_objects()
         return daemon.run()
+
+
+def _labels_topic(settings: RunSettings, consumer: Source) -> LabelsTopic | None:
+    """The labels topic, refused at start when it is not co-partitioned with the events."""
+    if settings.labels_topic is None:
+        return None
+    count = check_co_partitioned(settings.kafka_config(), settings.topic, settings.labels_topic)
+    log.info(
+        "late labels also from topic %s (%d partitions, co-partitioned with %s); a refused "
+        "checkpoint is not rebuilt from the log: its partition starts afresh at the group's "
+        "committed offsets of both topics",
+        settings.labels_topic,
+        count,
+        settings.topic,
+    )
+    return LabelsTopic(settings.labels_topic, settings.topic, consumer)
 
 
 class _Readiness:

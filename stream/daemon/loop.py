@@ -17,6 +17,7 @@ from typing import cast
 from learners.outcomes import Outcome, RetrainRequested
 from learners.screening import drain_screened
 from monitoring.metrics import StreamlearnMetrics
+from stream.daemon.labels_topic import LabelsTopic, caught_up, co_partitioned, join_labels
 from stream.daemon.model_errors import ModelErrors
 from stream.daemon.partitions import PartitionSlot, PartitionTable, report_counts
 from stream.daemon.publisher import Publisher
@@ -61,11 +62,16 @@ class Daemon:
         model_errors: ModelErrors | None = None,
         cycle_clock: Callable[[], float] = time.perf_counter,
         decode: Decoder = decode,
+        labels: LabelsTopic | None = None,
     ) -> None:
         """``clock`` times intervals (commits, idle, outage); ``cycle_clock`` the cycle
         budget and processing times. Tests pass fakes of both. ``decode`` is the task's
-        (``stream.events.decoder_for``: a regression's labels are numbers)."""
+        (``stream.events.decoder_for``: a regression's labels are numbers). ``labels``:
+        late labels also come on a labels topic (``daemon/labels_topic.py``)."""
         self.decode = decode
+        self.labels = labels
+        #: Why the group's assignment is not co-partitioned, if it is not.
+        self._not_co_partitioned: str | None = None
         self.consumer = consumer
         self.topic = topic
         self.partitions = partitions
@@ -113,8 +119,9 @@ class Daemon:
         return None
 
     def run(self) -> int:
-        self.consumer.subscribe(self.topic, self)
-        log.info("consuming %s", self.topic)
+        topics = [self.topic] if self.labels is None else [self.topic, self.labels.topic]
+        self.consumer.subscribe(topics if self.labels else self.topic, self)
+        log.info("consuming %s", " and ".join(topics))
         try:
             while not self._stopping:
                 self._cycle()
@@ -157,14 +164,24 @@ class Daemon:
         # a poll must not wait for records that a paused partition cannot bring.
         timeout_s = 0.0 if self._busy() else self.timing.poll_timeout_s
         batches = self.consumer.poll(timeout_ms=int(timeout_s * 1000))
+        if self._not_co_partitioned is not None:
+            raise StreamError(
+                f"the group's assignment is not co-partitioned ({self._not_co_partitioned}): "
+                "every member must subscribe to both topics with the range assignor"
+            )
         if batches:
             self._last_record_at = self.clock()
         self._watch_broker(bool(batches))
+        if self.labels is not None:
+            batches = self.labels.take(batches)
         # Records of a partition whose restored offset proved past the log's end came
         # from the wrong place; it starts afresh and reads them again from there.
         refused = self.partitions.verify_ends()
         # A rebuild sends its partition back to the resume offset: what was polled goes.
         refused |= self.partitions.start_rebuilds()
+        if self.labels is not None:
+            for tp in refused:
+                self.labels.drop(tp.partition)
         deadline = self._cycle_clock() + self.timing.cycle_budget_s
         for tp, records in batches.items():
             slot = self.slots.get(tp)
@@ -177,6 +194,8 @@ class Daemon:
         for slot in list(self.slots.values()):
             if slot.backlog:
                 self._drain_backlog(slot, deadline)
+        if self.labels is not None:
+            self._join_caught_up(self.labels)
         self.partitions.checkpoint_due()
         now = self.clock()
         if now - self._last_commit_at >= self.timing.commit_interval_s:
@@ -222,7 +241,7 @@ class Daemon:
                 slot.backlog.extend(records)
                 self.consumer.pause(slot.tp)
                 return
-            records = records[self._handle(slot, records, deadline) :]
+            records = records[self._handle_in_order(slot, records, deadline) :]
 
     def _drain_backlog(self, slot: PartitionSlot, deadline: float) -> None:
         """Serve held-back records until ``deadline``; while a replay runs, at most a slice
@@ -235,7 +254,7 @@ class Daemon:
         records = slot.backlog[:limit]
         del slot.backlog[:limit]
         while records and self._cycle_clock() <= deadline:
-            records = records[self._handle(slot, records, deadline) :]
+            records = records[self._handle_in_order(slot, records, deadline) :]
             if slot.replaying:
                 break  # one slice per cycle while the candidate catches up
         slot.backlog[:0] = records
@@ -245,6 +264,26 @@ class Daemon:
             self.consumer.resume(slot.tp)
             # A paused partition could bring nothing: idleness counts from its resumption.
             self._last_record_at = self.clock()
+
+    def _handle_in_order(
+        self, slot: PartitionSlot, records: Sequence[Record], deadline: float
+    ) -> int:
+        """``_handle`` the events, with the queued labels of a labels topic in between,
+        in record-time order (``daemon/labels_topic.py``)."""
+        labels = self.labels
+        if labels is None or not labels.queued(slot.tp):
+            return self._handle(slot, records, deadline)
+        join_labels(self, slot, labels.before(slot.tp, records[0].timestamp))
+        if slot.halted is not None:
+            return len(records)  # never handled: a halted partition's records stay so
+        return self._handle(slot, records[: labels.prefix(slot.tp, records)], deadline)
+
+    def _join_caught_up(self, labels: LabelsTopic) -> None:
+        """Labels queued for a partition whose events are all handled go in now."""
+        for slot in list(self.slots.values()):
+            busy = slot.backlog or slot.rebuild is not None or slot.replaying
+            if labels.queued(slot.tp) and not busy and caught_up(self.consumer, slot):
+                join_labels(self, slot, labels.all(slot.tp))
 
     def _handle(self, slot: PartitionSlot, records: Sequence[Record], deadline: float) -> int:
         """Test-then-train ``records`` in order; stop early after the record at which the
@@ -383,6 +422,11 @@ class Daemon:
     # -- partitions come and go ---------------------------------------------------------
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
+        if self.labels is not None:
+            partitions, labels = self.labels.split(partitions)
+            self._not_co_partitioned = co_partitioned(partitions, labels)
+            if self._not_co_partitioned is not None:
+                log.error("assignment not co-partitioned: %s", self._not_co_partitioned)
         new = [tp for tp in partitions if tp not in self.slots]
         self.partitions.assign(partitions)
         for tp in new:
@@ -393,6 +437,10 @@ class Daemon:
         self._last_record_at = self.clock()
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
+        if self.labels is not None:
+            partitions, labels = self.labels.split(partitions)
+            for number in labels:
+                self.labels.drop(number)
         for tp in partitions:
             if tp in self.slots:
                 self._log_partition("revoked", self.slots[tp])

@@ -72,6 +72,10 @@ class PartitionSlot:
     # Set while the learner is to be, or is being, rebuilt from the log (daemon/rebuild.py):
     # the partition's records are held back until it is done.
     rebuild: RebuildPlan | None = None
+    # --labels-topic: the labels offset the last checkpoint and commit covered (the next
+    # one to handle is ``state.labels_offset``).
+    labels_checkpointed: int | None = None
+    labels_committed: int | None = None
 
     @property
     def learner(self) -> PartitionLearner:
@@ -101,8 +105,12 @@ class PartitionTable:
         clock: Callable[[], float] = time.monotonic,
         identify: Identify | None = None,
         rebuilder: Rebuilder | None = None,
+        labels_topic: str | None = None,
     ) -> None:
+        """``labels_topic``: late labels also come on that topic, co-partitioned; its
+        offsets are checkpointed, restored and committed with the events offsets."""
         self.consumer = consumer
+        self.labels_topic = labels_topic
         self.learner_factory = learner_factory
         self.checkpointer = checkpointer
         self.publisher = publisher
@@ -143,6 +151,7 @@ class PartitionTable:
         slot.reported = lifetime_counts(slot)
         offset = restored.next_offset
         self.consumer.seek(tp, offset)
+        self._seek_labels(slot)
         self._resume_retrain(slot)
         show_state(slot)
         log.info(
@@ -154,6 +163,13 @@ class PartitionTable:
             offset,
         )
         return slot
+
+    def _seek_labels(self, slot: PartitionSlot) -> None:
+        """Read the labels partition from where the restored state stands (a state from
+        before the labels topic starts where the group committed)."""
+        offset = slot.labels_checkpointed = slot.state.labels_offset
+        if self.labels_topic is not None and offset is not None:
+            self.consumer.seek(TopicPartition(self.labels_topic, slot.tp.partition), offset)
 
     def _fresh(self, tp: TopicPartition, origin: Origin | None) -> PartitionSlot:
         state = PartitionState(self.learner_factory(tp), SequenceTracker())
@@ -205,6 +221,13 @@ class PartitionTable:
             start_at = f"the group's committed offset {committed}"
         else:
             start_at = self.consumer.reset_position(tp)
+        if self.labels_topic is not None:  # labels from the group's offset too
+            labels = TopicPartition(self.labels_topic, tp.partition)
+            committed = self._committed(labels)
+            if committed is not None:
+                self.consumer.seek(labels, committed)
+            else:
+                self.consumer.reset_position(labels)
         log.warning("%s[%d]: new learner, from %s", tp.topic, tp.partition, start_at)
 
     def start_rebuilds(self) -> set[TopicPartition]:
@@ -324,13 +347,15 @@ class PartitionTable:
         slot.events_since_checkpoint = 0
         if not self.checkpointer.enabled or slot.next_offset is None:
             return
-        if slot.next_offset == slot.checkpointed_offset:
+        labels = slot.state.labels_offset
+        if slot.next_offset == slot.checkpointed_offset and labels == slot.labels_checkpointed:
             return
         if not self._outputs_confirmed():
             return
         size = self.checkpointer.save(slot.tp, slot.state, slot.next_offset, slot.origin)
         slot.metrics.model_size.observe(size)
         slot.checkpointed_offset = slot.next_offset
+        slot.labels_checkpointed = labels
         slot.metrics.checkpoints.inc()
         slot.metrics.last_checkpoint.set(time.time())
         self.commit([slot.tp], blocking)
@@ -340,11 +365,18 @@ class PartitionTable:
 
         Inside a rebalance listener the commit must not block (``blocking=False``).
         """
-        offsets = {}
+        offsets: dict[TopicPartition, int] = {}
+        labels_of: dict[int, PartitionSlot] = {}
         for tp, slot in self.slots.items():
-            safe = slot.checkpointed_offset if self.checkpointer.enabled else slot.next_offset
+            enabled = self.checkpointer.enabled
+            safe = slot.checkpointed_offset if enabled else slot.next_offset
             if safe is not None and safe != slot.committed_offset and (only is None or tp in only):
                 offsets[tp] = safe
+            if self.labels_topic is not None and (only is None or tp in only):
+                labels = slot.labels_checkpointed if enabled else slot.state.labels_offset
+                if labels is not None and labels != slot.labels_committed:
+                    offsets[TopicPartition(self.labels_topic, tp.partition)] = labels
+                    labels_of[tp.partition] = slot
         if not offsets or not self._outputs_confirmed():
             return
         try:
@@ -361,7 +393,10 @@ class PartitionTable:
             log.warning("commit failed (%s); retrying later", exc)
             return
         for tp, offset in offsets.items():
-            self.slots[tp].committed_offset = offset
+            if tp in self.slots:
+                self.slots[tp].committed_offset = offset
+            else:  # the labels partition of the slot with its number
+                labels_of[tp.partition].labels_committed = offset
 
     def _outputs_confirmed(self) -> bool:
         """Flush the outputs; False (try later) when the broker did not confirm in time.

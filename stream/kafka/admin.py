@@ -14,11 +14,17 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from stream.exceptions import BrokerUnavailable
+from stream.exceptions import BrokerUnavailable, SettingsError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["admin_settings", "ensure_topics", "partition_count", "prepare_topic"]
+__all__ = [
+    "admin_settings",
+    "check_co_partitioned",
+    "ensure_topics",
+    "partition_count",
+    "prepare_topic",
+]
 
 
 def admin_settings(kafka_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,3 +80,49 @@ def partition_count(admin: KafkaAdminClient, topic: str) -> int | None:
     if described["error_code"] != 0 or not described["partitions"]:
         return None
     return len(described["partitions"])
+
+
+def check_co_partitioned(kafka_config: dict[str, Any], events_topic: str, labels_topic: str) -> int:
+    """The partition count both topics share; :class:`SettingsError` when a topic is
+    missing or their counts differ (a label would not reach its event's partition)."""
+    try:
+        admin = KafkaAdminClient(**admin_settings(kafka_config))
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    try:
+        counts = {topic: partition_count(admin, topic) for topic in (events_topic, labels_topic)}
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        admin.close()
+    return co_partition_count(events_topic, labels_topic, counts)
+
+
+def co_partition_count(
+    events_topic: str, labels_topic: str, counts: Mapping[str, int | None]
+) -> int:
+    """The shared partition count of ``counts``, or :class:`SettingsError` saying why not.
+
+    >>> co_partition_count("e", "l", {"e": 3, "l": 3})
+    3
+    >>> co_partition_count("e", "l", {"e": 3, "l": 2})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    stream.exceptions.SettingsError: the labels topic 'l' has 2 partitions and the events ...
+    """
+    for role, topic in (("events", events_topic), ("labels", labels_topic)):
+        if counts.get(topic) is None:
+            raise SettingsError(
+                f"the {role} topic {topic!r} does not exist: create it with as many "
+                f"partitions as the {'labels' if role == 'events' else 'events'} topic "
+                "(streamlearn produce --labels-topic does)"
+            )
+    events, labels = counts[events_topic], counts[labels_topic]
+    if events != labels:
+        raise SettingsError(
+            f"the labels topic {labels_topic!r} has {labels} partitions and the events "
+            f"topic {events_topic!r} {events}: they must be co-partitioned (the same count, "
+            "labels keyed by event id) for each label to reach the partition of its event"
+        )
+    assert events is not None
+    return events

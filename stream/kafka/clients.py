@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from kafka import KafkaConsumer
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError
 
 from stream.exceptions import BrokerUnavailable
@@ -41,10 +42,19 @@ def make_source(settings: RunSettings) -> GroupSource:
             heartbeat_interval_ms=max(settings.session_timeout_ms // 4, 500),
             max_poll_interval_ms=settings.max_poll_interval_ms,
             client_id=f"streamlearn-{settings.group_id}",
+            **_co_partitioning(settings),
         )
     except KafkaError as exc:
         raise BrokerUnavailable(str(exc)) from exc
     return GroupSource(speed_up_fetches(consumer))
+
+
+def _co_partitioning(settings: RunSettings) -> dict[str, Any]:
+    """With a labels topic, only the range assignor: it gives partition p of both topics
+    to the same member, so a label reaches the learner holding its event."""
+    if settings.labels_topic is None:
+        return {}
+    return {"partition_assignment_strategy": (RangePartitionAssignor,)}
 
 
 def make_range_reader(settings: RunSettings) -> RangeReader:

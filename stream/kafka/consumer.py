@@ -41,8 +41,9 @@ class GroupSource:
     def __init__(self, consumer: KafkaConsumer) -> None:
         self.consumer = consumer
 
-    def subscribe(self, topic: str, listener: Rebalance) -> None:
-        self.consumer.subscribe([topic], listener=_Listener(listener))
+    def subscribe(self, topic: str | Sequence[str], listener: Rebalance) -> None:
+        topics = [topic] if isinstance(topic, str) else list(topic)
+        self.consumer.subscribe(topics, listener=_Listener(listener))
 
     def poll(self, timeout_ms: int) -> Mapping[TopicPartition, Sequence[Record]]:
         # kafka-python's TopicPartition is a namedtuple equal to ours: no copy needed.

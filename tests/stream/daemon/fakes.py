@@ -28,6 +28,7 @@ from learners.origin import Origin
 from learners.prequential import PartitionLearner
 from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoints.checkpointer import Checkpointer
+from stream.daemon.labels_topic import LabelsTopic
 from stream.daemon.loop import Daemon, LoopTiming
 from stream.daemon.partitions import PartitionSlot, PartitionTable
 from stream.daemon.publisher import Publisher
@@ -124,7 +125,7 @@ class FakeSource:
         self.committed_offsets: dict[TopicPartition, int] = {}
         self.scripted: deque[dict[TopicPartition, list[SourceRecord]]] = deque()
         self.listener: Rebalance | None = None
-        self.subscribed: str | None = None
+        self.subscribed: str | Sequence[str] | None = None
         self.up = True
         #: Raised by the next commits, one each (CommitRefused, BrokerUnavailable).
         self.commit_errors: deque[Exception] = deque()
@@ -150,7 +151,7 @@ class FakeSource:
 
     # Source
 
-    def subscribe(self, topic: str, listener: Rebalance) -> None:
+    def subscribe(self, topic: str | Sequence[str], listener: Rebalance) -> None:
         self.subscribed, self.listener = topic, listener
 
     def poll(self, timeout_ms: int) -> Mapping[TopicPartition, Sequence[Record]]:
@@ -367,6 +368,8 @@ class Harness:
     per_read: int = 100
     read_cost_s: float = 0.02
     learner_options: dict[str, Any] = field(default_factory=dict)
+    #: Late labels also on this topic (``--labels-topic``), co-partitioned with TOPIC.
+    labels_topic: str | None = None
 
     def __post_init__(self) -> None:
         self.clock = FakeClock()
@@ -402,7 +405,9 @@ class Harness:
             metrics,
             self.replayer,
             clock=self.clock,
+            labels_topic=self.labels_topic,
         )
+        labels = self.labels_topic
         return Daemon(
             self.source,
             TOPIC,
@@ -413,6 +418,7 @@ class Harness:
             self.timing,
             clock=self.clock,
             cycle_clock=self.clock,
+            labels=None if labels is None else LabelsTopic(labels, TOPIC, self.source),
         )
 
     def new_learner(self, tp: TopicPartition) -> PartitionLearner:
@@ -424,7 +430,8 @@ class Harness:
 
     def start(self, *tps: TopicPartition) -> None:
         """Subscribe as ``run`` does; ``tps`` are assigned in the first poll."""
-        self.source.subscribe(TOPIC, self.daemon)
+        topics = TOPIC if self.labels_topic is None else [TOPIC, self.labels_topic]
+        self.source.subscribe(topics, self.daemon)
         if tps:
             self.source.assign_on_next_poll(*tps)
 

@@ -1,0 +1,167 @@
+"""Late labels on their own topic (``--labels-topic``), on the fakes: the join across the
+two topics in record-time order, both offsets checkpointed and restored, the refusal of an
+assignment that is not co-partitioned, and what is not a label dead-lettered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream.daemon.loop import LoopTiming
+from stream.exceptions import SettingsError, StreamError
+from stream.kafka.admin import co_partition_count
+from stream.ports import SourceRecord, TopicPartition
+from stream.settings import RunSettings
+from stream.tools.produce import encode_event, encode_label
+from tests.stream.daemon.fakes import DEAD_LETTERS, TOPIC, TP0, TP1, Harness, flip_stream
+
+LABELS = "labels"
+L0, L1 = TopicPartition(LABELS, 0), TopicPartition(LABELS, 1)
+IDLE = LoopTiming(stop_after_idle_s=2.0)
+
+
+def delayed_stream(
+    tp: TopicPartition, count: int, delay: int, labels_topic: str | None
+) -> list[SourceRecord]:
+    """Events without their label, and before event i the label of event i - delay (the
+    last ``delay`` close the stream), record times 1 ms apart in that order. With
+    ``labels_topic`` the labels go there (same partition number), else in-band."""
+    ops: list[tuple[bool, bytes]] = []
+    pairs = list(flip_stream(count, seed=tp.partition + 3))
+    ids = [f"{tp.partition}-{i}" for i in range(count)]
+    for i, (features, _) in enumerate(pairs):
+        if i >= delay:
+            ops.append((True, encode_label(ids[i - delay], pairs[i - delay][1])))
+        ops.append((False, encode_event(ids[i], features, None, i)))
+    for i in range(max(count - delay, 0), count):
+        ops.append((True, encode_label(ids[i], pairs[i][1])))
+    offsets: dict[str, int] = {}
+    records = []
+    for ms, (is_label, value) in enumerate(ops):
+        topic = labels_topic if is_label and labels_topic else tp.topic
+        offset = offsets.get(topic, 0)
+        offsets[topic] = offset + 1
+        records.append(SourceRecord(topic, tp.partition, offset, value, None, 1_000_000 + ms))
+    return records
+
+
+def labelled_harness(tmp_path: Path, **options: object) -> Harness:
+    return Harness(tmp_path, timing=IDLE, labels_topic=LABELS, **options)  # type: ignore[arg-type]
+
+
+def in_band_accuracy(tmp_path: Path, count: int, delay: int) -> float:
+    h = Harness(tmp_path / "in-band", timing=IDLE)
+    h.source.append(delayed_stream(TP0, count, delay, None))
+    h.start(TP0)
+    assert h.run() == 0
+    return h.slot(TP0).learner.cumulative.get()
+
+
+def test_labels_fetched_ahead_of_their_events_join_as_in_band_ones(tmp_path: Path) -> None:
+    # Both logs are full before the daemon starts, and every poll brings 500 labels with
+    # 500 events: without the record-time merge most labels would find no prediction.
+    (tmp_path / "in-band").mkdir()
+    count, delay = 1_500, 100
+    h = labelled_harness(tmp_path)
+    h.source.append(delayed_stream(TP0, count, delay, LABELS))
+    h.start(TP0, L0)
+    assert h.run() == 0
+    learner = h.slot(TP0).learner
+    pending = learner.pending
+    assert pending is not None
+    assert (pending.joined, pending.unknown, pending.duplicate, pending.expired) == (count, 0, 0, 0)
+    assert learner.learned == count and len(pending) == 0
+    assert learner.cumulative.get() == in_band_accuracy(tmp_path, count, delay)
+    # Both offsets are checkpointed and committed.
+    assert h.source.committed_offsets == {TP0: count, L0: count}
+    assert h.slot(TP0).state.labels_offset == count
+
+
+def test_after_a_crash_each_label_is_joined_once(tmp_path: Path) -> None:
+    count, delay = 1_200, 50
+    h = labelled_harness(tmp_path, checkpoint_every_events=300, max_records=100)
+    h.source.append(delayed_stream(TP0, count, delay, LABELS))
+    h.start(TP0, L0)
+    for _ in range(40):  # part of the stream, and some checkpoints in between
+        h.cycle()
+        if len(h.journal.of("save")) >= 2:
+            break
+    h.cycle()  # handled past the last checkpoint: lost in the crash, read again
+    saved = h.journal.of("save")
+    assert len(saved) >= 2
+    events_at, labels_at = saved[-1][2], h.slot(TP0).labels_checkpointed
+    assert labels_at is not None and h.slot(TP0).state.labels_offset != labels_at
+    # kill -9: no final checkpoint; a new process restores the last one and seeks both.
+    h.daemon = h._build()
+    h.start(TP0, L0)
+    assert h.run() == 0
+    seeks = [call[1:] for call in h.journal.of("seek")[-2:]]
+    learner = h.slot(TP0).learner
+    pending = learner.pending
+    assert pending is not None
+    assert seeks == [(TP0, events_at), (L0, labels_at)]
+    assert (pending.joined, pending.unknown, pending.duplicate) == (count, 0, 0)
+    assert learner.learned == pending.joined == count
+    assert h.source.committed_offsets == {TP0: count, L0: count}
+
+
+def test_two_partitions_join_within_each(tmp_path: Path) -> None:
+    h = labelled_harness(tmp_path)
+    for tp in (TP0, TP1):
+        h.source.append(delayed_stream(tp, 300, 20, LABELS))
+    h.start(TP0, TP1, L0, L1)
+    assert h.run() == 0
+    for tp in (TP0, TP1):
+        pending = h.slot(tp).learner.pending
+        assert pending is not None and (pending.joined, pending.unknown) == (300, 0)
+
+
+def test_an_assignment_that_is_not_co_partitioned_is_refused(tmp_path: Path) -> None:
+    h = labelled_harness(tmp_path)
+    h.source.append(delayed_stream(TP0, 10, 2, LABELS))
+    h.start(TP0, L1)  # labels of partition 1 with the events of partition 0
+    with pytest.raises(StreamError, match=r"not co-partitioned .*events partitions \[0\]"):
+        h.cycle()
+
+
+def test_what_is_not_a_label_on_the_labels_topic_is_dead_lettered(tmp_path: Path) -> None:
+    h = labelled_harness(tmp_path)
+    h.source.append([SourceRecord(TOPIC, 0, 0, encode_event("a", {"x": 1.0}, None, 0), None, 1)])
+    bad = [encode_event("b", {"x": 1.0}, True, 0), b"{nope", encode_label("a", True)]
+    h.source.append([SourceRecord(LABELS, 0, n, v, None, 10 + n) for n, v in enumerate(bad)])
+    h.start(TP0, L0)
+    assert h.run() == 0
+    letters = [(v, dict(hd or [])) for t, v, _, hd in h.sink.sent if t == DEAD_LETTERS]
+    reasons = [headers["streamlearn.reason"].decode() for _, headers in letters]
+    assert reasons == ["not_a_label", "not_json"]
+    assert h.slot(TP0).learner.learned == 1
+    assert h.source.committed_offsets[L0] == 3
+    assert h.sample("streamlearn_dead_letters_total", reason="not_a_label") == 1
+
+
+def test_the_settings_refuse_a_labels_topic_that_cannot_work() -> None:
+    base = {"bootstrap_servers": "localhost:9092", "topic": "events"}
+    with pytest.raises(ValueError, match="labels_topic must differ"):
+        RunSettings(**base, labels_topic="events")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cannot go with drift_action 'retrain'"):
+        RunSettings(**base, labels_topic="labels", drift_action="retrain")  # type: ignore[arg-type]
+    assert RunSettings(**base, labels_topic="labels").labels_topic == "labels"  # type: ignore[arg-type]
+
+
+def test_the_partition_counts_must_match_and_both_topics_exist() -> None:
+    assert co_partition_count("e", "l", {"e": 4, "l": 4}) == 4
+    with pytest.raises(SettingsError, match="has 2 partitions and the events topic 'e' 4"):
+        co_partition_count("e", "l", {"e": 4, "l": 2})
+    with pytest.raises(SettingsError, match="labels topic 'l' does not exist"):
+        co_partition_count("e", "l", {"e": 4, "l": None})
+
+
+def test_a_checkpoint_from_before_the_labels_topic_restores(tmp_path: Path) -> None:
+    # A state pickled before the field existed reads None: the labels partition then
+    # starts where the group committed (no seek).
+    from learners.state import PartitionState
+
+    state = PartitionState.__new__(PartitionState)
+    state.__dict__.update({"learner": None, "sequence": None})
+    assert state.labels_offset is None
