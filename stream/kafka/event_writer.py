@@ -46,11 +46,15 @@ class EventWriter:
         partition: int,
         delivered: Callable[[object], None],
         failed: Callable[[BaseException], None],
+        timestamp_ms: int | None = None,
     ) -> None:
         """Queue one record; exactly one of ``delivered`` and ``failed`` is called later
-        (``failed`` at once when the producer refuses it: buffer full, too large...)."""
+        (``failed`` at once when the producer refuses it: buffer full, too large...).
+        ``timestamp_ms`` is the record's time (None: the producer's clock)."""
         try:
-            future = self._producer.send(topic, value=value, key=key, partition=partition)
+            future = self._producer.send(
+                topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms
+            )
         except KafkaError as exc:
             failed(exc)
             return

@@ -293,6 +293,7 @@ def file_stream(
     *,
     label_column: str | None = None,
     fmt: FileFormat | None = None,
+    number_labels: bool = False,
 ) -> Iterator[Pair]:
     """Yield ``(features, label)`` from a CSV or JSON-lines file.
 
@@ -301,6 +302,8 @@ def file_stream(
     JSON lines: each line either a canonical event ``{"features": {...}, "label": y}``
     or a flat object whose ``label_column`` key is the label. Missing values (empty
     cells, null, NaN) are left out of the features, as River expects.
+    Labels are classes, or with ``number_labels`` numbers (a regression's targets, as
+    floats); a missing label leaves the event unlabelled.
     """
     path = Path(path)
     fmt = fmt or guess_format(path)
@@ -309,12 +312,39 @@ def file_stream(
     if not path.is_file():
         raise SourceError(f"no such file: {path}")
     column = label_column or "label"
+    label = number_label if number_labels else None
     if fmt == "csv":
-        return _csv_events(path, column)
-    return _jsonl_events(path, column)
+        return _csv_events(path, column, label)
+    return _jsonl_events(path, column, label)
 
 
-def _csv_events(path: Path, column: str) -> Iterator[Pair]:
+#: Reads a label (a CSV cell's text or a JSON value, and where it is) as a number.
+NumberLabel = Callable[[Any, str], "float | None"]
+
+
+def number_label(value: Any, where: str) -> float | None:
+    """A regression's target: a finite number (from JSON or a CSV cell's text), None
+    when missing.
+
+    >>> number_label("2.5", "f:2"), number_label(3, "f:3"), number_label("", "f:4")
+    (2.5, 3.0, None)
+    """
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            return None
+        parsed = parse_cell(value)
+        if isinstance(parsed, float):
+            return parsed
+    elif value is None:
+        return None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    raise SourceError(f"{where}: label {value!r} is not a number (--number-labels)")
+
+
+def _csv_events(path: Path, column: str, label: NumberLabel | None) -> Iterator[Pair]:
     handle = path.open(newline="", encoding="utf-8")
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     reader = csv.DictReader(handle, delimiter=delimiter)
@@ -322,13 +352,17 @@ def _csv_events(path: Path, column: str) -> Iterator[Pair]:
     if column not in header:
         handle.close()
         raise SourceError(f"{path}: no label column {column!r}; columns are {list(header)}")
-    return _csv_rows(handle, reader, column)
+    return _csv_rows(handle, reader, column, label, path)
 
 
-def _csv_rows(handle: Any, reader: csv.DictReader[str], column: str) -> Iterator[Pair]:
+def _csv_rows(
+    handle: Any, reader: csv.DictReader[str], column: str, number: NumberLabel | None, path: Path
+) -> Iterator[Pair]:
     with handle:
         for row in reader:
-            label = parse_label(row.get(column) or "")
+            text = row.get(column) or ""
+            where = f"{path}:{reader.line_num}"
+            label = parse_label(text) if number is None else number(text, where)
             features = {
                 name: parse_cell(text)
                 for name, text in row.items()
@@ -337,14 +371,16 @@ def _csv_rows(handle: Any, reader: csv.DictReader[str], column: str) -> Iterator
             yield features, label
 
 
-def _jsonl_events(path: Path, column: str) -> Iterator[Pair]:
+def _jsonl_events(path: Path, column: str, label: NumberLabel | None) -> Iterator[Pair]:
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
-                yield _json_pair(line, column, f"{path}:{number}")
+                yield _json_pair(line, column, f"{path}:{number}", label or _label)
 
 
-def _json_pair(line: str, column: str, where: str) -> Pair:
+def _json_pair(
+    line: str, column: str, where: str, read_label: Callable[[Any, str], Label]
+) -> Pair:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -352,11 +388,11 @@ def _json_pair(line: str, column: str, where: str) -> Pair:
     if not isinstance(obj, dict):
         raise SourceError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     if isinstance(obj.get("features"), dict):
-        return _clean_features(obj["features"], where), _label(obj.get("label"), where)
+        return _clean_features(obj["features"], where), read_label(obj.get("label"), where)
     if column not in obj:
         raise SourceError(f"{where}: no label key {column!r} and no 'features' object")
     features = {k: v for k, v in obj.items() if k != column}
-    return _clean_features(features, where), _label(obj[column], where)
+    return _clean_features(features, where), read_label(obj[column], where)
 
 
 def _clean_features(features: dict[str, Any], where: str) -> Features:
@@ -377,7 +413,10 @@ def _label(value: Any, where: str) -> Label:
         return None  # a NaN label is a missing label: the event is unlabelled
     if label.is_integer():
         return int(label)  # 1.0 is the class 1
-    raise SourceError(f"{where}: label {label!r} is not a class (bool, int or string)")
+    raise SourceError(
+        f"{where}: label {label!r} is not a class (bool, int or string); for a regression's "
+        "numbers, produce with --number-labels"
+    )
 
 
 def _scalar(value: Any, where: str) -> bool | int | float | str | None:

@@ -72,6 +72,10 @@ class ProduceOptions:
     #: Send events without their label, and each label as its own ``{"id", "label"}``
     #: record this many records later (before event i, the label of event i - D).
     label_delay: int | None = None
+    #: With ``label_delay``: the late labels go to this topic, co-partitioned.
+    labels_topic: str | None = None
+    #: A file's labels are numbers (a regression), not classes.
+    number_labels: bool = False
     kafka_config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -89,6 +93,10 @@ class ProduceOptions:
             raise SettingsError(f"rate must be a positive number of events/s, got {self.rate}")
         if self.label_delay is not None and self.label_delay < 1:
             raise SettingsError(f"label delay must be at least 1 record, got {self.label_delay}")
+        if self.labels_topic is not None and self.label_delay is None:
+            raise SettingsError("a labels topic takes the labels of --label-delay; give one")
+        if self.labels_topic is not None and self.labels_topic == self.topic:
+            raise SettingsError("the labels topic must differ from the events topic")
         if self.key not in KEY_STRATEGIES:
             raise SettingsError(f"key must be one of {KEY_STRATEGIES}, got {self.key!r}")
         owned = sorted(_OWNED_SETTINGS & set(self.kafka_config))
@@ -106,6 +114,8 @@ class ProduceOptions:
             return
         if self.label_column is not None:
             raise SettingsError("a label column applies to a replayed file, not a generator")
+        if self.number_labels:
+            raise SettingsError("number labels apply to a replayed file, not a generator")
         if self.generator not in GENERATORS:
             raise SettingsError(
                 f"unknown generator {self.generator!r}; choose one of: {', '.join(GENERATORS)}"
@@ -264,7 +274,9 @@ def encode_label(event_id: str, label: Any) -> bytes:
 def source_events(options: ProduceOptions) -> Iterator[Pair]:
     """The (features, label) pairs the options ask for."""
     if options.file is not None:
-        rows = file_stream(options.file, label_column=options.label_column)
+        rows = file_stream(
+            options.file, label_column=options.label_column, number_labels=options.number_labels
+        )
         return itertools.islice(rows, options.count) if options.count else rows
     return concept_stream(
         options.generator, seed=options.seed, drift_at=options.drift_at, count=options.count
@@ -277,15 +289,29 @@ def ensure_topic(options: ProduceOptions, out: TextIO) -> int:
     existing = prepare_topic(
         options.bootstrap_servers, options.topic, wanted, options.kafka_config
     )
-    if wanted is None:
-        return existing
-    if existing < wanted:
+    if wanted is not None and existing < wanted:
         out.write(
             f"warning: topic {options.topic} has {existing} partitions, fewer than the"
             f" {wanted} asked for; writing to {existing}\n"
         )
-        return existing
-    return wanted
+    partitions = existing if wanted is None else min(existing, wanted)
+    if options.labels_topic is not None:
+        ensure_labels_topic(options, existing)
+    return partitions
+
+
+def ensure_labels_topic(options: ProduceOptions, events_partitions: int) -> None:
+    """Create the labels topic with the events topic's partition count; refuse one that
+    exists with another count (the daemon would refuse the pair)."""
+    assert options.labels_topic is not None
+    count = prepare_topic(
+        options.bootstrap_servers, options.labels_topic, events_partitions, options.kafka_config
+    )
+    if count != events_partitions:
+        raise SettingsError(
+            f"the labels topic {options.labels_topic} has {count} partitions and the events "
+            f"topic {options.topic} {events_partitions}: they must be co-partitioned"
+        )
 
 
 def produce(options: ProduceOptions, *, out: TextIO = sys.stderr) -> ProduceSummary:
@@ -336,12 +362,15 @@ def _send_all(
     # Labels waiting to be sent, oldest first: (event index, id, label, partition).
     waiting: deque[tuple[int, str, Any, int]] = deque()
     labels = 0
+    labels_topic = options.labels_topic or options.topic
+    # On their own topic, labels and events are merged back by record time: strictly
+    # increasing times keep the in-band order (a label before the event after it).
+    stamp: Callable[[], int | None] = RecordTimes() if options.labels_topic else (lambda: None)
 
     def send_label(event_id: str, label: Any, partition: int) -> None:
         key = event_id.encode() if options.key == "id" else None
-        producer.send(
-            options.topic, encode_label(event_id, label), key, partition, tally.ok, tally.fail
-        )
+        value = encode_label(event_id, label)
+        producer.send(labels_topic, value, key, partition, tally.ok, tally.fail, stamp())
 
     for i, (features, label) in enumerate(events):
         if pacer is not None:
@@ -358,12 +387,29 @@ def _send_all(
         value = encode_event(event_id, features, label, seqs[partition])
         seqs[partition] += 1
         key = event_id.encode() if options.key == "id" else None
-        producer.send(options.topic, value, key, partition, tally.ok, tally.fail)
+        producer.send(options.topic, value, key, partition, tally.ok, tally.fail, stamp())
         progress.update(i + 1)
     for late in waiting:  # the last labels close the stream
         send_label(*late[1:])
         labels += 1
     return labels
+
+
+class RecordTimes:
+    """Record times in milliseconds, the wall clock's but strictly increasing.
+
+    >>> times = RecordTimes(clock=lambda: 5.0)
+    >>> times(), times(), times()
+    (5000, 5001, 5002)
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._last = -1
+
+    def __call__(self) -> int:
+        self._last = max(int(self.clock() * 1000), self._last + 1)
+        return self._last
 
 
 class _Progress:
@@ -411,6 +457,8 @@ def options_from_args(args: argparse.Namespace) -> ProduceOptions:
         label_column=args.label_column,
         key=args.key,
         label_delay=args.label_delay,
+        labels_topic=args.labels_topic,
+        number_labels=args.number_labels,
     )
 
 

@@ -94,3 +94,16 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
         " {\"id\", \"label\"} record on the event's partition, D records after its"
         " event (before event i, the label of event i - D; the last D close the stream)",
     )
+    add(
+        "--labels-topic",
+        metavar="T",
+        help="with --label-delay: send the labels to topic T instead, keyed by id on the"
+        " partition number of their event; T is created with the events topic's partition"
+        " count (the daemon's --labels-topic)",
+    )
+    add(
+        "--number-labels",
+        action="store_true",
+        help="with --file: labels are numbers (a regression's targets), sent as floats;"
+        " without it a label is a class (bool, integer or string)",
+    )

@@ -213,3 +213,31 @@ def test_the_format_comes_from_the_extension_unless_given(tmp_path: Path) -> Non
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no such file"):
         file_stream(tmp_path / "nope.csv")
+
+
+def test_number_labels_of_a_file_reach_a_regression_as_floats(tmp_path: Path) -> None:
+    from stream.events import Event, decode_number_labels
+    from stream.tools.produce import encode_event
+
+    csv_file = tmp_path / "targets.csv"
+    csv_file.write_text("x,label\n1.0,2.5\n2.0,3\n3.0,\n")
+    jsonl_file = tmp_path / "targets.jsonl"
+    jsonl_file.write_text('{"x": 1.0, "label": 2.5}\n{"features": {"x": 2.0}, "label": -0.125}\n')
+    from_csv = list(file_stream(csv_file, number_labels=True))
+    assert [label for _, label in from_csv] == [2.5, 3.0, None]
+    from_jsonl = list(file_stream(jsonl_file, number_labels=True))
+    assert [label for _, label in from_jsonl] == [2.5, -0.125]
+    for n, (features, label) in enumerate(from_csv[:2] + from_jsonl):
+        event = decode_number_labels(encode_event(str(n), features, label, n))
+        assert type(event) is Event and event.label == label and type(event.label) is float
+
+
+def test_without_number_labels_a_float_label_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    jsonl_file = tmp_path / "targets.jsonl"
+    jsonl_file.write_text('{"x": 1.0, "label": 2.5}\n')
+    with pytest.raises(SourceError, match="--number-labels"):
+        list(file_stream(jsonl_file))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,label\n1.0,spam\n")
+    with pytest.raises(SourceError, match=r"bad.csv:2: label 'spam' is not a number"):
+        list(file_stream(bad, number_labels=True))
