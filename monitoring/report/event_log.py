@@ -103,8 +103,15 @@ def _add_retrain(series: PartitionSeries, record: dict[str, Any], base: dict[str
     )
 
 
+def _add_mae(series: PartitionSeries, record: dict[str, Any], base: dict[str, Any]) -> None:
+    """A regression's scores: mean absolute errors, drawn where accuracy is."""
+    series.metric = "mae"
+    _add_accuracy(series, record, base)
+
+
 _KINDS = {
     "accuracy": _add_accuracy,
+    "mae": _add_mae,
     "drift": _add_drift,
     "reset": _add_reset,
     "retrain": _add_retrain,

@@ -1,4 +1,5 @@
-"""Draw a :class:`Report` with matplotlib: accuracy over events learned, events as markers.
+"""Draw a :class:`Report` with matplotlib: accuracy (a regression's MAE) over events
+learned, events as markers.
 
 matplotlib is an optional extra (``streamlearn[report]``): the daemon never needs it,
 so it is imported here, on first use, and its absence is a :class:`ReportError` that
@@ -48,17 +49,21 @@ def _lower_limit(part: PartitionReport) -> float:
 
 
 def _draw_partition(axes: Any, part: PartitionReport) -> None:
-    axes.plot(part.learned, part.rolling, color="tab:blue", label="rolling accuracy")
-    axes.plot(part.learned, part.cumulative, color="black", alpha=0.6, label="cumulative accuracy")
+    name = part.metric_name
+    axes.plot(part.learned, part.rolling, color="tab:blue", label=f"rolling {name}")
+    axes.plot(part.learned, part.cumulative, color="black", alpha=0.6, label=f"cumulative {name}")
     for attribute, label, style in _MARKERS:
         for i, x in enumerate(getattr(part, attribute)):
             # Label only the first line of a kind so the legend lists each kind once;
             # gid names the kind, so tests can read the markers back off the figure.
             axes.axvline(x, label=label if i == 0 else "_nolegend_", gid=attribute, **style)
-    axes.set_title(part.title)
+    axes.set_title(part.title if part.metric != "mae" else f"{part.title}: MAE")
     axes.set_xlabel("events learned")
-    axes.set_ylabel("accuracy")
-    axes.set_ylim(_lower_limit(part), 1.01)
+    axes.set_ylabel(name)
+    if part.metric == "mae":  # errors in the target's unit, from 0 (lower is better)
+        axes.set_ylim(0.0, max(part.rolling + part.cumulative, default=1.0) * 1.05 or 1.0)
+    else:
+        axes.set_ylim(_lower_limit(part), 1.01)
     axes.grid(True, alpha=0.3)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
 

@@ -70,6 +70,9 @@ class PartitionSeries:
     drifts: list[DriftPoint] = field(default_factory=list)
     resets: list[ResetPoint] = field(default_factory=list)
     retrains: list[RetrainPoint] = field(default_factory=list)
+    #: What ``accuracy`` holds: ``"accuracy"``, or ``"mae"`` for a regression (its
+    #: points then hold the mean absolute errors).
+    metric: str = "accuracy"
 
     def events_learned(self) -> int:
         """The highest ``learned`` count seen in any record of this partition."""

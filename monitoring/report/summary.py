@@ -22,30 +22,39 @@ class PartitionReport:
     promoted: list[int]
     rejected: list[int]
     events_learned: int
+    #: ``"accuracy"``, or ``"mae"`` for a regression (lower is better).
+    metric: str = "accuracy"
 
     @property
     def title(self) -> str:
         return f"{self.topic} / partition {self.partition}"
 
+    @property
+    def metric_name(self) -> str:
+        return "MAE" if self.metric == "mae" else "accuracy"
+
     def min_rolling(self) -> tuple[float, int] | None:
-        """The lowest rolling accuracy and the learned count where it was seen."""
+        """The worst rolling score (the lowest accuracy, the highest MAE) and the learned
+        count where it was seen."""
         if not self.rolling:
             return None
-        low = min(range(len(self.rolling)), key=self.rolling.__getitem__)
+        pick = max if self.metric == "mae" else min
+        low = pick(range(len(self.rolling)), key=self.rolling.__getitem__)
         return self.rolling[low], self.learned[low]
 
     def summary_lines(self) -> list[str]:
         lines = [self.title, f"  events learned     {self.events_learned}"]
+        name = f"final {self.metric_name}".ljust(18)
         if self.learned:
             lines.append(
-                f"  final accuracy     cumulative {self.cumulative[-1]:.4f}, "
-                f"rolling {self.rolling[-1]:.4f}"
+                f"  {name} cumulative {self.cumulative[-1]:.4f}, rolling {self.rolling[-1]:.4f}"
             )
             low = self.min_rolling()
             assert low is not None
-            lines.append(f"  min rolling        {low[0]:.4f} at {low[1]} events learned")
+            worst = "max rolling" if self.metric == "mae" else "min rolling"
+            lines.append(f"  {worst:<18} {low[0]:.4f} at {low[1]} events learned")
         else:
-            lines.append("  final accuracy     no accuracy samples")
+            lines.append(f"  {name} no {self.metric_name} samples")
         lines.append(f"  drifts             {len(self.drifts)}{_positions(self.drifts)}")
         lines.append(f"  resets             {len(self.resets)}{_positions(self.resets)}")
         lines.append(
@@ -92,6 +101,7 @@ def _partition_report(key: PartitionKey, series: PartitionSeries) -> PartitionRe
         promoted=[r.learned for r in series.retrains if r.result == "promoted"],
         rejected=[r.learned for r in series.retrains if r.result == "rejected"],
         events_learned=series.events_learned(),
+        metric=series.metric,
     )
 
 

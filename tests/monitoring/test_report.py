@@ -255,9 +255,9 @@ def test_unknown_kinds_and_blank_lines_are_skipped(tmp_path: Path) -> None:
     assert series.drifts[0].width == 512 and series.drifts[0].action == "none"
 
 
-def test_a_regressors_log_reads_with_its_decisions_and_no_accuracy(tmp_path: Path) -> None:
-    """A regressor writes `mae` samples (skipped: the report draws accuracy) and retrain
-    decisions with MAEs in place of accuracies."""
+def test_a_regressors_log_reads_with_its_maes_and_decisions(tmp_path: Path) -> None:
+    """A regressor writes `mae` samples (drawn where accuracy is) and retrain decisions
+    with MAEs in place of accuracies."""
     path = tmp_path / "log.jsonl"
     mae = _line("mae", cumulative=2.5, rolling=3.0)
     decision = _line(
@@ -271,10 +271,34 @@ def test_a_regressors_log_reads_with_its_decisions_and_no_accuracy(tmp_path: Pat
     )
     path.write_text(f"{mae}\n{decision}\n", encoding="utf-8")
     series = load_event_log(path).series[TOPIC, 0]
-    assert series.accuracy == []
+    assert series.metric == "mae"
+    assert [(p.cumulative, p.rolling) for p in series.accuracy] == [(2.5, 3.0)]
     (retrain,) = series.retrains
     assert retrain.result == "promoted" and retrain.model_version == 2
     assert retrain.candidate_accuracy is None and retrain.serving_accuracy is None
+
+
+def test_a_regression_run_draws_its_mae_panel(tmp_path: Path) -> None:
+    path, png = tmp_path / "log.jsonl", tmp_path / "report.png"
+    lines = [
+        _line("mae", partition=p, learned=n, cumulative=c, rolling=r)
+        for p in (0, 1)
+        for n, c, r in ((100, 4.0, 3.5), (200, 3.0, 2.0), (300, 2.5, 6.0))
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = build_report(load_event_log(path))
+    figure = build_figure(report)
+    for ax, partition in zip(figure.get_axes(), (0, 1), strict=True):
+        assert ax.get_title() == f"{TOPIC} / partition {partition}: MAE"
+        assert ax.get_ylabel() == "MAE"
+        drawn = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
+        assert drawn == {"rolling MAE": [3.5, 2.0, 6.0], "cumulative MAE": [4.0, 3.0, 2.5]}
+        assert ax.get_ylim()[0] == 0.0 and ax.get_ylim()[1] >= 6.0
+    render_png(report, png)
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    text = report.summary_text()
+    assert "final MAE          cumulative 2.5000, rolling 6.0000" in text
+    assert "max rolling        6.0000 at 300 events learned" in text
 
 
 def test_a_missing_log_is_a_report_error(tmp_path: Path) -> None:
