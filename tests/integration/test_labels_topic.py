@@ -70,8 +70,8 @@ def test_a_labels_topic_with_another_partition_count_is_refused(
     create_topic(kafka_bootstrap, f"{topic_name}-labels", partitions=1)
     values = daemon_settings(kafka_bootstrap, topic_name, labels_topic=f"{topic_name}-labels")
     settings = load_settings(values, environ={})
-    with pytest.raises(SettingsError, match="has 1 partitions and the events topic .* 2"):
+    with pytest.raises(SettingsError, match=r"has 1 partitions and the events topic .* 2"):
         run_daemon(settings, handle_signals=False)
     values["labels_topic"] = f"{topic_name}-missing"
-    with pytest.raises(SettingsError, match="labels topic .*-missing' does not exist"):
+    with pytest.raises(SettingsError, match=r"labels topic .*-missing' does not exist"):
         run_daemon(load_settings(values, environ={}), handle_signals=False)
