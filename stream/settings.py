@@ -294,8 +294,9 @@ def security_config(fields: dict[str, Any]) -> dict[str, Any]:
     """The :data:`SECURITY_FIELDS` as kafka-python keyword arguments, secrets revealed only
     here; ``ValueError`` when they contradict each other.
 
-    >>> security_config({"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
-    ...                  "sasl_username": "u", "sasl_password": SecretStr("p")})["sasl_plain_password"]
+    >>> fields = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+    ...           "sasl_username": "u", "sasl_password": SecretStr("p")}
+    >>> security_config(fields)["sasl_plain_password"]
     'p'
     """
     protocol = fields.get("security_protocol") or "PLAINTEXT"

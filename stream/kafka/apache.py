@@ -281,7 +281,9 @@ class ApacheKafkaBroker:
             config |= self._secured_listeners(self.security, config)
         return {**config, **self.config}
 
-    def _secured_listeners(self, security: BrokerSecurity, config: dict[str, str]) -> dict[str, str]:
+    def _secured_listeners(
+        self, security: BrokerSecurity, config: dict[str, str]
+    ) -> dict[str, str]:
         # Each listener advertises itself: a client bootstrapped on it is sent back to it.
         addresses = "".join(f",{name}://{self.host}:{port}"
                             for name, port in self.listener_ports.items())

@@ -86,16 +86,19 @@ def _connect_once(client: KafkaNetClient, node_id: str, timeout_s: float) -> Bas
     """Open one connection; None when it is ready, else why not (``_Lost`` for a
     connection that ended during the SASL exchange)."""
     client.maybe_connect(node_id)
-    manager = client._manager  # noqa: SLF001 (private, pinned: see pyproject.toml)
-    connection = manager._conns.get(node_id)  # noqa: SLF001
+    # Private, pinned (listed next to the pin in pyproject.toml): the connection's outcome.
+    manager: Any = client._manager
+    connection: Any = manager._conns.get(node_id)
     if connection is None:
-        return kafka_errors.NodeNotReadyError(node_id)
+        missing: BaseException = kafka_errors.NodeNotReadyError(node_id)
+        return missing
     deadline = time.monotonic() + timeout_s
     while not connection.init_future.is_done and time.monotonic() < deadline:
         client.poll(timeout_ms=100, future=connection.init_future)
     client.poll(timeout_ms=0)  # lets the manager record an authentication failure
     if not connection.init_future.is_done:
-        return kafka_errors.KafkaTimeoutError(f"no answer within {timeout_s:.0f} s")
+        silent: BaseException = kafka_errors.KafkaTimeoutError(f"no answer in {timeout_s:.0f} s")
+        return silent
     if connection.init_future.succeeded():
         return None
     error: BaseException = manager.auth_failure(node_id) or connection.init_future.exception

@@ -96,7 +96,9 @@ def _mtls(broker: ApacheKafkaBroker, pki: Pki, cafile: Path | None = None,
     }
 
 
-def _produce(client: dict[str, Any], topic: str, count: int = EVENTS) -> subprocess.CompletedProcess[str]:
+def _produce(
+    client: dict[str, Any], topic: str, count: int = EVENTS
+) -> subprocess.CompletedProcess[str]:
     """``streamlearn produce`` as a person runs it, with the client's credentials."""
     command = [sys.executable, "-m", "stream", "produce", "--bootstrap-servers",
                client["bootstrap"], "--topic", topic, "--count", str(count), "--seed", "3"]
