@@ -27,3 +27,8 @@ class BrokerUnavailable(StreamError):
 
 class CommitRefused(StreamError):
     """The group refused a commit: a rebalance took the partitions."""
+
+
+class CredentialsRefused(StreamError):
+    """The broker refused our credentials or certificate, or we refused its certificate:
+    no retry can fix that, so a client stops at start with the reason."""

@@ -279,38 +279,17 @@ class RunSettings(BaseSettings):
                 raise ValueError(f"{name} {path} is not a file")
 
     def _check_security(self) -> None:
-        sasl = self.security_protocol.startswith("SASL")
-        if sasl and (not self.sasl_mechanism or not self.sasl_username or not self.sasl_password):
-            raise ValueError(
-                f"security_protocol {self.security_protocol} needs sasl_mechanism, "
-                "sasl_username and sasl_password"
-            )
-        if not sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password):
-            raise ValueError(
-                f"SASL settings given but security_protocol is {self.security_protocol}"
-            )
-        ssl_given = self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile or self.ssl_password
-        if ssl_given and not self.security_protocol.endswith("SSL"):
-            raise ValueError(
-                f"SSL settings given but security_protocol is {self.security_protocol}"
-            )
+        security_config(self._security_fields())  # raises ValueError on a contradiction
+
+    def _security_fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in SECURITY_FIELDS}
 
     def kafka_config(self) -> dict[str, Any]:
         """Connection settings as kafka-python keyword arguments, secrets revealed only here."""
-        config: dict[str, Any] = {
+        return {
             "bootstrap_servers": self.bootstrap_servers.split(","),
-            "security_protocol": self.security_protocol,
+            **security_config(self._security_fields()),
         }
-        if self.sasl_mechanism:
-            config["sasl_mechanism"] = self.sasl_mechanism
-            config["sasl_plain_username"] = self.sasl_username
-            config["sasl_plain_password"] = _reveal(self.sasl_password)
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            if getattr(self, name) is not None:
-                config[name] = str(getattr(self, name))
-        if self.ssl_password is not None:
-            config["ssl_password"] = _reveal(self.ssl_password)
-        return config
 
     @classmethod
     def settings_customise_sources(
@@ -328,8 +307,48 @@ class RunSettings(BaseSettings):
         return sources
 
 
-def _reveal(secret: SecretStr | None) -> str | None:
-    return secret.get_secret_value() if secret is not None else None
+#: The settings of how a client authenticates and encrypts (``streamlearn produce`` has them
+#: too, as options, its secrets from the same environment variables).
+SECURITY_FIELDS = ("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password",
+                   "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password")
+
+
+def security_config(fields: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`SECURITY_FIELDS` as kafka-python keyword arguments, secrets revealed only
+    here; ``ValueError`` when they contradict each other.
+
+    >>> fields = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+    ...           "sasl_username": "u", "sasl_password": SecretStr("p")}
+    >>> security_config(fields)["sasl_plain_password"]
+    'p'
+    """
+    protocol = fields.get("security_protocol") or "PLAINTEXT"
+    mechanism, username, password = (
+        fields.get(name) for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+    )
+    sasl = protocol.startswith("SASL")
+    if sasl and (not mechanism or not username or not password):
+        raise ValueError(
+            f"security_protocol {protocol} needs sasl_mechanism, sasl_username and sasl_password"
+        )
+    if not sasl and (mechanism or username or password):
+        raise ValueError(f"SASL settings given but security_protocol is {protocol}")
+    ssl_files = {name: fields.get(name) for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")}
+    if (any(ssl_files.values()) or fields.get("ssl_password")) and not protocol.endswith("SSL"):
+        raise ValueError(f"SSL settings given but security_protocol is {protocol}")
+    config: dict[str, Any] = {"security_protocol": protocol}
+    if sasl:
+        config["sasl_mechanism"] = mechanism
+        config["sasl_plain_username"] = username
+        config["sasl_plain_password"] = _reveal(password)
+    config.update({name: str(path) for name, path in ssl_files.items() if path is not None})
+    if fields.get("ssl_password") is not None:
+        config["ssl_password"] = _reveal(fields["ssl_password"])
+    return config
+
+
+def _reveal(secret: SecretStr | str | None) -> str | None:
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
 
 
 def load_settings(

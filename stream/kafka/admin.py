@@ -15,6 +15,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.exceptions import BrokerUnavailable, SettingsError
+from stream.kafka.credentials import check_credentials
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,12 @@ def ensure_topics(kafka_config: dict[str, Any], topics: Iterable[str], partition
 def prepare_topic(
     bootstrap_servers: str, topic: str, partitions: int | None, kafka_config: Mapping[str, Any]
 ) -> int:
-    """Create ``topic`` when missing (``partitions`` or 1); return its partition count."""
+    """Create ``topic`` when missing (``partitions`` or 1); return its partition count.
+
+    The produce tool's first contact with the broker: refused credentials stop it here
+    (:class:`~stream.exceptions.CredentialsRefused`).
+    """
+    check_credentials({**kafka_config, "bootstrap_servers": bootstrap_servers.split(",")})
     try:
         settings = admin_settings(kafka_config)
         admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, **settings)

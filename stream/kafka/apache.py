@@ -35,6 +35,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from stream.exceptions import BrokerError
+from stream.kafka.broker_security import BrokerSecurity
 from stream.kafka.tansu import free_port
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,9 @@ class ApacheKafkaBroker:
 
     A context manager, or ``start()`` / ``stop()``; after ``stop()`` or ``kill()``,
     ``start()`` again restarts it on the same ports and log directory (the data survive).
-    ``config`` adds or overrides broker settings.
+    ``config`` adds or overrides broker settings. ``security`` opens secured listeners
+    besides the PLAINTEXT one (:mod:`stream.kafka.broker_security`); their addresses are
+    :meth:`bootstrap_for`.
 
     >>> broker = ApacheKafkaBroker(port=0)
     >>> broker.port > 0 and broker.controller_port > 0 and broker.port != broker.controller_port
@@ -223,10 +226,18 @@ class ApacheKafkaBroker:
         config: Mapping[str, str] | None = None,
         ready_timeout_s: float = 90.0,
         log_level: str = "INFO",
+        security: BrokerSecurity | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.controller_port = controller_port or _another_free_port(host, self.port)
+        self.security = security
+        taken = {self.port, self.controller_port}
+        #: Port of each secured listener, by listener name (``SASL``, ``MTLS``).
+        self.listener_ports: dict[str, int] = {}
+        for name in security.listeners() if security else ():
+            self.listener_ports[name] = port = _free_port_besides(host, taken)
+            taken.add(port)
         self._own_dir = log_dir is None
         self._log_dir = log_dir
         self.log_path = log_path
@@ -238,6 +249,12 @@ class ApacheKafkaBroker:
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def bootstrap_for(self, listener: str) -> str:
+        """The address of the secured listener ``listener`` (``SASL`` or ``MTLS``)."""
+        if listener not in self.listener_ports:
+            raise BrokerError(f"no {listener} listener: start the broker with security= for it")
+        return f"{self.host}:{self.listener_ports[listener]}"
 
     @property
     def log_dir(self) -> Path:
@@ -252,14 +269,32 @@ class ApacheKafkaBroker:
 
     def server_properties(self) -> dict[str, str]:
         """The broker's configuration (what ``server.properties`` holds)."""
-        return {
+        config = {
             **BASE_CONFIG,
             "listeners": f"PLAINTEXT://{self.host}:{self.port},"
                          f"CONTROLLER://{self.host}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
             "log.dirs": str(self.data_dir),
-            **self.config,
+        }
+        if self.security is not None:
+            config |= self._secured_listeners(self.security, config)
+        return {**config, **self.config}
+
+    def _secured_listeners(
+        self, security: BrokerSecurity, config: dict[str, str]
+    ) -> dict[str, str]:
+        # Each listener advertises itself: a client bootstrapped on it is sent back to it.
+        addresses = "".join(f",{name}://{self.host}:{port}"
+                            for name, port in self.listener_ports.items())
+        protocols = "".join(f",{name}:{protocol}"
+                            for name, protocol in security.listeners().items())
+        return {
+            "listeners": config["listeners"] + addresses,
+            "advertised.listeners": config["advertised.listeners"] + addresses,
+            "listener.security.protocol.map": BASE_CONFIG["listener.security.protocol.map"]
+                                              + protocols,
+            **security.properties(),
         }
 
     def _write_configs(self) -> Path:
@@ -279,8 +314,9 @@ class ApacheKafkaBroker:
         if (self.data_dir / "meta.properties").exists():
             return
         cluster_id = _cluster_id()
+        users = self.security.format_arguments() if self.security else []
         command = java_command("kafka.tools.StorageTool", "format", "--cluster-id", cluster_id,
-                               "--config", str(properties), "--ignore-formatted",
+                               "--config", str(properties), "--ignore-formatted", *users,
                                jvm_options=self._jvm_options())
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -407,8 +443,12 @@ def _listening(host: str, port: int) -> bool:
 
 
 def _another_free_port(host: str, taken: int) -> int:
+    return _free_port_besides(host, {taken})
+
+
+def _free_port_besides(host: str, taken: set[int]) -> int:
     port = free_port(host)
-    while port == taken:
+    while port in taken:
         port = free_port(host)
     return port
 

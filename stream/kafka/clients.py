@@ -11,6 +11,7 @@ from kafka.errors import KafkaError
 
 from stream.exceptions import BrokerUnavailable
 from stream.kafka.consumer import GroupSource, RangeReader
+from stream.kafka.credentials import check_credentials
 from stream.kafka.fetched_records import speed_up_fetches
 from stream.settings import RunSettings
 
@@ -28,10 +29,13 @@ FETCH_TUNING: dict[str, Any] = {
 
 def make_source(settings: RunSettings) -> GroupSource:
     """The group member that feeds the loop; :class:`BrokerUnavailable` when it cannot
-    bootstrap."""
+    bootstrap, :class:`~stream.exceptions.CredentialsRefused` when it is refused (the
+    daemon's first contact with the broker: refused credentials stop it here)."""
+    kafka_config = settings.kafka_config()
+    check_credentials(kafka_config)
     try:
         consumer = KafkaConsumer(
-            **settings.kafka_config(),
+            **kafka_config,
             **FETCH_TUNING,
             group_id=settings.group_id,
             enable_auto_commit=False,  # we commit only what was learned or dead-lettered

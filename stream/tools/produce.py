@@ -14,6 +14,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -25,9 +26,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from stream.exceptions import BrokerUnavailable, SettingsError
+from stream.exceptions import BrokerUnavailable, CredentialsRefused, SettingsError
 from stream.kafka.admin import prepare_topic
 from stream.kafka.event_writer import PRODUCER_SETTINGS, EventWriter
+from stream.settings import ENV_PREFIX, SECURITY_FIELDS, security_config
 from stream.tools.generators import (
     GENERATORS,
     Pair,
@@ -442,6 +444,25 @@ class _Progress:
 # ----------------------------------------------------------------------------- CLI
 
 
+def security_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The security options (passwords from the environment) as producer settings; empty
+    for PLAINTEXT without any of them, so the default stays what it was."""
+    environ = os.environ if environ is None else environ
+    fields: dict[str, Any] = {
+        name: getattr(args, name, None) for name in SECURITY_FIELDS if not name.endswith("password")
+    }
+    for name in ("sasl_password", "ssl_password"):
+        fields[name] = environ.get(ENV_PREFIX + name.upper()) or None
+    if not any(fields.values()):
+        return {}
+    try:
+        return security_config(fields)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def options_from_args(args: argparse.Namespace) -> ProduceOptions:
     """Build the options from parsed arguments; :class:`SettingsError` when they conflict."""
     return ProduceOptions(
@@ -459,6 +480,7 @@ def options_from_args(args: argparse.Namespace) -> ProduceOptions:
         label_delay=args.label_delay,
         labels_topic=args.labels_topic,
         number_labels=args.number_labels,
+        kafka_config=security_from_args(args),
     )
 
 
@@ -466,12 +488,12 @@ def run_produce(args: argparse.Namespace, *, out: TextIO = sys.stderr) -> int:
     """Run ``streamlearn produce``.
 
     Returns 0 when every event was delivered, 1 when some failed or Kafka did not
-    answer, 2 when the options or the file were refused.
+    answer, 2 when the options, the file or the credentials were refused.
     """
     try:
         options = options_from_args(args)
         summary = produce(options, out=out)
-    except (SettingsError, SourceError) as exc:
+    except (SettingsError, SourceError, CredentialsRefused) as exc:
         out.write(f"error: {exc}\n")
         return 2
     except BrokerUnavailable as exc:

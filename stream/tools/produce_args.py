@@ -107,3 +107,21 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --file: labels are numbers (a regression's targets), sent as floats;"
         " without it a label is a class (bool, integer or string)",
     )
+    add_security_arguments(parser)
+
+
+def add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    """How ``produce`` authenticates, as ``run`` does; the passwords come only from
+    ``STREAMLEARN_SASL_PASSWORD`` and ``STREAMLEARN_SSL_PASSWORD`` (a command line is
+    visible to every user in ``ps``)."""
+    add = parser.add_argument
+    add("--security-protocol", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        help="Kafka security protocol (default: PLAINTEXT)")
+    add("--sasl-mechanism", choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        help="SASL mechanism (with a SASL_* protocol); the password from"
+        " STREAMLEARN_SASL_PASSWORD")
+    add("--sasl-username", help="SASL user name")
+    add("--ssl-cafile", type=Path, help="CA bundle to verify the brokers (PEM)")
+    add("--ssl-certfile", type=Path, help="client certificate (PEM)")
+    add("--ssl-keyfile", type=Path,
+        help="client private key (PEM); its password, if any, from STREAMLEARN_SSL_PASSWORD")

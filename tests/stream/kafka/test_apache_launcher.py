@@ -10,6 +10,7 @@ import pytest
 from stream.exceptions import BrokerError
 from stream.kafka import apache
 from stream.kafka.apache import ApacheKafkaBroker, fetch_jars, jars_dir, kafka_version
+from stream.kafka.broker_security import BrokerSecurity, ServerTls
 
 
 def test_the_pinned_release_is_a_kafka_4() -> None:
@@ -62,3 +63,31 @@ def test_the_configuration_is_a_one_node_kraft_cluster_on_loopback(tmp_path: Pat
     assert config["advertised.listeners"] == f"PLAINTEXT://127.0.0.1:{broker.port}"
     assert config["log.dirs"] == str(tmp_path / "data")
     assert config["num.partitions"] == "3"  # what the caller adds wins
+
+
+def test_secured_listeners_sit_beside_the_plaintext_one(tmp_path: Path) -> None:
+    tls = ServerTls(tmp_path / "k.p12", "kp", tmp_path / "t.p12", "tp")
+    broker = ApacheKafkaBroker(log_dir=tmp_path, security=BrokerSecurity({"alice": "pw"}, tls))
+    config = broker.server_properties()
+    sasl, mtls = broker.bootstrap_for("SASL"), broker.bootstrap_for("MTLS")
+    assert config["listeners"].split(",")[2:] == [f"SASL://{sasl}", f"MTLS://{mtls}"]
+    assert config["advertised.listeners"].endswith(f",SASL://{sasl},MTLS://{mtls}")
+    assert config["listener.security.protocol.map"].endswith(",SASL:SASL_SSL,MTLS:SSL")
+    assert config["inter.broker.listener.name"] == "PLAINTEXT"
+    assert config["listener.name.mtls.ssl.client.auth"] == "required"
+    assert "listener.name.sasl.ssl.client.auth" not in config
+    assert config["listener.name.sasl.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert broker.security is not None
+    assert broker.security.format_arguments() == ["--add-scram",
+                                                  "SCRAM-SHA-512=[name=alice,password=pw]"]
+    ports = {broker.port, broker.controller_port, *broker.listener_ports.values()}
+    assert len(ports) == 4
+
+
+def test_the_default_broker_has_no_secured_listener(tmp_path: Path) -> None:
+    broker = ApacheKafkaBroker(log_dir=tmp_path)
+    assert broker.server_properties()["listener.security.protocol.map"] == (
+        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    )
+    with pytest.raises(BrokerError, match="no SASL listener"):
+        broker.bootstrap_for("SASL")

@@ -139,6 +139,32 @@ def test_the_network_client_the_batch_producer_sends_on() -> None:
     assert require(kafka.errors, "for_code", user)(6).retriable  # NOT_LEADER_OR_FOLLOWER
 
 
+def test_the_connection_state_the_credentials_check_reads() -> None:
+    from kafka.net.compat import KafkaNetClient
+    from kafka.net.connection import KafkaConnection
+    from kafka.net.manager import KafkaConnectionManager
+
+    user = "stream/kafka/credentials.py"
+    for name in ("maybe_connect", "poll", "close", "cluster"):
+        require(KafkaNetClient, name, user)
+    require(ClusterMetadata, "bootstrap_brokers", user)
+    for name in ("auth_failure", "DEFAULT_CONFIG", "_connect"):
+        require(KafkaConnectionManager, name, user)
+    for name in ("init_future", "sasl_enabled", "broker_version"):
+        require(KafkaConnection, name, user)
+    client = KafkaNetClient(bootstrap_servers=["127.0.0.1:9"])
+    try:
+        require(client, "_manager._conns", user)
+        [node] = client.cluster.bootstrap_brokers()
+        client.maybe_connect(node.node_id)
+        connection = client._manager._conns[node.node_id]
+        require(connection, "broker_version_data", user)
+        require(connection, "init_future.is_done", user)
+    finally:
+        client.close()
+    require(kafka.errors, "SaslAuthenticationFailedError", user)
+
+
 def test_the_group_state_the_readiness_check_reads(consumer: Any) -> None:
     user = "stream/kafka/consumer.py (readiness and shutdown)"
     require(consumer, "_client.connected", user)

@@ -24,6 +24,7 @@ from stream.tools.produce import (
     encode_event,
     produce,
     run_produce,
+    security_from_args,
 )
 
 # ------------------------------------------------------------------ pacing, fake clock
@@ -339,3 +340,32 @@ def test_a_pipe_gets_no_progress_line(kafka_bootstrap: str, topic_name: str) -> 
     out = io.StringIO()
     produce(options(bootstrap_servers=kafka_bootstrap, topic=topic_name, count=20), out=out)
     assert "\r" not in out.getvalue() and len(out.getvalue().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ security options
+
+
+def _security_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_produce_arguments(parser)
+    return parser.parse_args(["--bootstrap-servers", "h:1", "--topic", "t", *argv])
+
+
+def test_produce_without_security_options_passes_no_security_settings() -> None:
+    assert security_from_args(_security_args(), environ={}) == {}
+
+
+def test_produce_takes_sasl_options_and_the_password_from_the_environment() -> None:
+    args = _security_args("--security-protocol", "SASL_SSL", "--sasl-mechanism",
+                          "SCRAM-SHA-512", "--sasl-username", "alice", "--ssl-cafile", "ca.pem")
+    config = security_from_args(args, environ={"STREAMLEARN_SASL_PASSWORD": "pw"})
+    assert config == {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+                      "sasl_plain_username": "alice", "sasl_plain_password": "pw",
+                      "ssl_cafile": "ca.pem"}
+
+
+def test_produce_refuses_sasl_without_its_password_as_run_does() -> None:
+    args = _security_args("--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism", "PLAIN",
+                          "--sasl-username", "alice")
+    with pytest.raises(SettingsError, match="needs sasl_mechanism, sasl_username and sasl_pass"):
+        security_from_args(args, environ={})
