@@ -38,7 +38,7 @@ from stream.kafka.batch_producer import BatchProducer
 from stream.kafka.checkpoint_topic import KafkaTopicStore
 from stream.kafka.clients import make_range_reader, make_source, producer_config
 from stream.kafka.process_producer import ProcessSink
-from stream.ports import Sink, Source, TopicPartition
+from stream.ports import LogReader, Sink, Source, TopicPartition
 from stream.settings import RunSettings
 
 log = logging.getLogger("streamlearn")
@@ -167,42 +167,102 @@ def _build_and_run(
         resources.callback(consumer.close)
         if settings.drift_action == "retrain":
             replayer.warm_up()
-        rebuilder = Rebuilder(
-            replayer,
-            metrics,
-            max_events=settings.rebuild_events,
-            max_features=settings.max_features,
-            snapshot_every=settings.checkpoint_every_events,  # as ModelErrors' journal
-            decode=decode,
-        )
-        partitions = PartitionTable(
-            consumer, new_learner, checkpointer, publisher, metrics, replayer, rebuilder=rebuilder
-        )
-        daemon = Daemon(
+        daemon = assemble_daemon(
+            settings,
             consumer,
-            settings.topic,
-            partitions,
+            new_learner,
             publisher,
+            checkpointer,
+            replayer,
             metrics,
             RunLog(settings.event_log),
             _timing(settings, status_interval_s),
-            decode=decode,
-            model_errors=ModelErrors(
-                publisher,
-                metrics,
-                replayer,
-                max_consecutive=settings.max_model_errors,
-                # A rebuild re-steps at most this many events; a snapshot costs one pickle.
-                snapshot_every=settings.checkpoint_every_events,
-                max_features=settings.max_features,
-                max_pending=settings.max_pending,
-                label_ttl_s=settings.label_ttl,
-            ),
+            decode,
         )
         readiness.bind(daemon.ready)
         switch.bind(daemon.stop)
         _freeze_startup_objects()
         return daemon.run()
+
+
+def make_replayer(
+    settings: RunSettings,
+    reader: Callable[[], LogReader],
+    metrics: StreamlearnMetrics,
+    decode: Decoder,
+    clock: Callable[[], float] = time.monotonic,
+) -> Replayer:
+    """The retrain and rebuild replayer, reading through the ``LogReader`` ``reader`` makes
+    (``streamlearn evaluate`` passes one over its records in memory)."""
+    return Replayer(
+        reader,
+        clock=clock,
+        decode=decode,
+        screen_pool=settings.screen_pool,
+        on_screened=lambda tp, counts: metrics.partition(tp.topic, tp.partition).screened(counts),
+        on_expired=lambda tp, n: metrics.replay_expired.labels(tp.topic, str(tp.partition)).inc(n),
+    )
+
+
+def assemble_daemon(
+    settings: RunSettings,
+    consumer: Source,
+    new_learner: Callable[[TopicPartition], PartitionLearner],
+    publisher: Publisher,
+    checkpointer: Checkpointer,
+    replayer: Replayer,
+    metrics: StreamlearnMetrics,
+    run_log: RunLog,
+    timing: LoopTiming,
+    decode: Decoder,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    cycle_clock: Callable[[], float] = time.perf_counter,
+) -> Daemon:
+    """The loop and its partition table, wired from the settings: ``run`` on Kafka's
+    ports, ``streamlearn evaluate`` on in-memory ones and a logical clock, so both run
+    the same learning, drift and retrain code with the same options."""
+    rebuilder = Rebuilder(
+        replayer,
+        metrics,
+        max_events=settings.rebuild_events,
+        max_features=settings.max_features,
+        snapshot_every=settings.checkpoint_every_events,  # as ModelErrors' journal
+        decode=decode,
+    )
+    partitions = PartitionTable(
+        consumer,
+        new_learner,
+        checkpointer,
+        publisher,
+        metrics,
+        replayer,
+        clock=clock,
+        rebuilder=rebuilder,
+    )
+    return Daemon(
+        consumer,
+        settings.topic,
+        partitions,
+        publisher,
+        metrics,
+        run_log,
+        timing,
+        clock=clock,
+        cycle_clock=cycle_clock,
+        decode=decode,
+        model_errors=ModelErrors(
+            publisher,
+            metrics,
+            replayer,
+            max_consecutive=settings.max_model_errors,
+            # A rebuild re-steps at most this many events; a snapshot costs one pickle.
+            snapshot_every=settings.checkpoint_every_events,
+            max_features=settings.max_features,
+            max_pending=settings.max_pending,
+            label_ttl_s=settings.label_ttl,
+        ),
+    )
 
 
 class _Readiness:
@@ -236,13 +296,7 @@ def _outputs_and_state(
         settings.checkpoint_interval,
     )
     resources.callback(checkpointer.close)
-    replayer = Replayer(
-        lambda: make_range_reader(settings),
-        decode=decode,
-        screen_pool=settings.screen_pool,
-        on_screened=lambda tp, counts: metrics.partition(tp.topic, tp.partition).screened(counts),
-        on_expired=lambda tp, n: metrics.replay_expired.labels(tp.topic, str(tp.partition)).inc(n),
-    )
+    replayer = make_replayer(settings, lambda: make_range_reader(settings), metrics, decode)
     resources.callback(replayer.close)
     return publisher, checkpointer, replayer
 

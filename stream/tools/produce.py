@@ -30,6 +30,7 @@ from stream.kafka.admin import prepare_topic
 from stream.kafka.event_writer import PRODUCER_SETTINGS, EventWriter
 from stream.tools.generators import (
     GENERATORS,
+    Label,
     Pair,
     SourceError,
     concept_stream,
@@ -49,59 +50,32 @@ _PROGRESS_EVERY_S = 0.2
 _PLAIN = frozenset({bool, int, float, str, type(None)})
 
 
-@dataclass(frozen=True)
-class ProduceOptions:
-    """Everything ``produce`` needs; checked on construction.
+@dataclass(frozen=True, kw_only=True)
+class SourceOptions:
+    """Where events come from (a generator or a file), as ``produce`` and ``evaluate``
+    take them; checked on construction."""
 
-    ``partitions=None`` uses the partitions of an existing topic, or creates it with one.
-    ``kafka_config`` is passed to the producer and admin client as given (security
-    settings such as ``security_protocol``, ``sasl_*``, ``ssl_*``).
-    """
-
-    bootstrap_servers: str
-    topic: str
     count: int | None = None
     seed: int = 42
     generator: str = "sea"
     drift_at: tuple[int, ...] = ()
-    partitions: int | None = None
-    rate: float | None = None
+    #: Each change gradual over this many events (0: abrupt); see ``concept_stream``.
+    drift_width: int = 0
     file: Path | None = None
     label_column: str | None = None
-    key: KeyStrategy = "id"
     #: Send events without their label, and each label as its own ``{"id", "label"}``
     #: record this many records later (before event i, the label of event i - D).
     label_delay: int | None = None
-    kafka_config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.bootstrap_servers.strip():
-            raise SettingsError("bootstrap servers must not be empty")
-        if not self.topic.strip():
-            raise SettingsError("topic must not be empty")
         if self.count is None and self.file is None:
             raise SettingsError("count is required unless events come from a file")
         if self.count is not None and self.count <= 0:
             raise SettingsError(f"count must be positive, got {self.count}")
-        if self.partitions is not None and self.partitions < 1:
-            raise SettingsError(f"partitions must be at least 1, got {self.partitions}")
-        if self.rate is not None and not (math.isfinite(self.rate) and self.rate > 0):
-            raise SettingsError(f"rate must be a positive number of events/s, got {self.rate}")
         if self.label_delay is not None and self.label_delay < 1:
             raise SettingsError(f"label delay must be at least 1 record, got {self.label_delay}")
-        if self.key not in KEY_STRATEGIES:
-            raise SettingsError(f"key must be one of {KEY_STRATEGIES}, got {self.key!r}")
-        owned = sorted(_OWNED_SETTINGS & set(self.kafka_config))
-        if owned:
-            raise SettingsError(f"kafka_config must not set {owned}: the producer owns them")
-        unknown = sorted(set(self.kafka_config) - PRODUCER_SETTINGS)
-        if unknown:
-            raise SettingsError(f"unknown Kafka producer settings: {unknown}")
-        self._check_source()
-
-    def _check_source(self) -> None:
         if self.file is not None:
-            if self.drift_at:
+            if self.drift_at or self.drift_width:
                 raise SettingsError("drift points apply to generators, not to a replayed file")
             return
         if self.label_column is not None:
@@ -111,9 +85,45 @@ class ProduceOptions:
                 f"unknown generator {self.generator!r}; choose one of: {', '.join(GENERATORS)}"
             )
         try:
-            validate_drift_at(self.drift_at, self.count)
+            validate_drift_at(self.drift_at, self.count, self.drift_width)
         except SourceError as exc:
             raise SettingsError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class ProduceOptions(SourceOptions):
+    """Everything ``produce`` needs: the source, and where and how to write it.
+
+    ``partitions=None`` uses the partitions of an existing topic, or creates it with one.
+    ``kafka_config`` is passed to the producer and admin client as given (security
+    settings such as ``security_protocol``, ``sasl_*``, ``ssl_*``).
+    """
+
+    bootstrap_servers: str
+    topic: str
+    partitions: int | None = None
+    rate: float | None = None
+    key: KeyStrategy = "id"
+    kafka_config: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap_servers.strip():
+            raise SettingsError("bootstrap servers must not be empty")
+        if not self.topic.strip():
+            raise SettingsError("topic must not be empty")
+        if self.partitions is not None and self.partitions < 1:
+            raise SettingsError(f"partitions must be at least 1, got {self.partitions}")
+        if self.rate is not None and not (math.isfinite(self.rate) and self.rate > 0):
+            raise SettingsError(f"rate must be a positive number of events/s, got {self.rate}")
+        if self.key not in KEY_STRATEGIES:
+            raise SettingsError(f"key must be one of {KEY_STRATEGIES}, got {self.key!r}")
+        owned = sorted(_OWNED_SETTINGS & set(self.kafka_config))
+        if owned:
+            raise SettingsError(f"kafka_config must not set {owned}: the producer owns them")
+        unknown = sorted(set(self.kafka_config) - PRODUCER_SETTINGS)
+        if unknown:
+            raise SettingsError(f"unknown Kafka producer settings: {unknown}")
+        super().__post_init__()
 
 
 @dataclass(frozen=True)
@@ -261,13 +271,17 @@ def encode_label(event_id: str, label: Any) -> bytes:
     return json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
 
 
-def source_events(options: ProduceOptions) -> Iterator[Pair]:
+def source_events(options: SourceOptions) -> Iterator[Pair]:
     """The (features, label) pairs the options ask for."""
     if options.file is not None:
         rows = file_stream(options.file, label_column=options.label_column)
         return itertools.islice(rows, options.count) if options.count else rows
     return concept_stream(
-        options.generator, seed=options.seed, drift_at=options.drift_at, count=options.count
+        options.generator,
+        seed=options.seed,
+        drift_at=options.drift_at,
+        count=options.count,
+        drift_width=options.drift_width,
     )
 
 
@@ -320,6 +334,57 @@ def produce(options: ProduceOptions, *, out: TextIO = sys.stderr) -> ProduceSumm
     return summary
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One record of the stream as ``produce`` writes it (and ``evaluate`` reads it)."""
+
+    partition: int
+    key: bytes | None
+    value: bytes
+    #: The index in the stream of the event this record is, or carries the late label of.
+    index: int
+    #: The label this record carries: the event's, or None on an event sent unlabelled.
+    label: Label
+    #: True for a late label's record (``{"id", "label"}``, no features).
+    late: bool = False
+
+
+def encode_stream(
+    events: Iterator[Pair],
+    *,
+    seed: int,
+    partitions: int,
+    key: KeyStrategy = "id",
+    label_delay: int | None = None,
+) -> Iterator[Outgoing]:
+    """The records of ``events`` in sending order: event ``i`` to partition ``i % P`` with
+    its per-partition ``seq``, and with ``label_delay`` each label as its own record
+    ``label_delay`` records after its event (the last ones close the stream)."""
+    seqs = [0] * partitions
+    # Labels waiting to be sent, oldest first: (event index, id, label, partition).
+    waiting: deque[tuple[int, str, Any, int]] = deque()
+
+    def late_label(index: int, event_id: str, label: Any, partition: int) -> Outgoing:
+        record_key = event_id.encode() if key == "id" else None
+        value = encode_label(event_id, label)
+        return Outgoing(partition, record_key, value, index, label, late=True)
+
+    for i, (features, label) in enumerate(events):
+        partition = i % partitions
+        event_id = f"{seed}-{i}"
+        if label_delay is not None:
+            if waiting and waiting[0][0] == i - label_delay:
+                yield late_label(*waiting.popleft())
+            if label is not None:  # an unlabelled row of a file stays unlabelled
+                waiting.append((i, event_id, label, partition))
+            label = None
+        value = encode_event(event_id, features, label, seqs[partition])
+        seqs[partition] += 1
+        yield Outgoing(partition, event_id.encode() if key == "id" else None, value, i, label)
+    for late in waiting:
+        yield late_label(*late)
+
+
 def _send_all(
     producer: EventWriter,
     options: ProduceOptions,
@@ -331,38 +396,24 @@ def _send_all(
     """Send every event (and, with a label delay, every late label); returns how many
     late labels were sent."""
     pacer = Pacer(options.rate) if options.rate else None
-    seqs = [0] * partitions
-    delay = options.label_delay
-    # Labels waiting to be sent, oldest first: (event index, id, label, partition).
-    waiting: deque[tuple[int, str, Any, int]] = deque()
     labels = 0
-
-    def send_label(event_id: str, label: Any, partition: int) -> None:
-        key = event_id.encode() if options.key == "id" else None
-        producer.send(
-            options.topic, encode_label(event_id, label), key, partition, tally.ok, tally.fail
-        )
-
-    for i, (features, label) in enumerate(events):
-        if pacer is not None:
+    records = encode_stream(
+        events,
+        seed=options.seed,
+        partitions=partitions,
+        key=options.key,
+        label_delay=options.label_delay,
+    )
+    for record in records:
+        if record.late:
+            labels += 1
+        elif pacer is not None:
             pacer.wait()
-        partition = i % partitions
-        event_id = f"{options.seed}-{i}"
-        if delay is not None:
-            if waiting and waiting[0][0] == i - delay:
-                send_label(*waiting.popleft()[1:])
-                labels += 1
-            if label is not None:  # an unlabelled row of a file stays unlabelled
-                waiting.append((i, event_id, label, partition))
-            label = None
-        value = encode_event(event_id, features, label, seqs[partition])
-        seqs[partition] += 1
-        key = event_id.encode() if options.key == "id" else None
-        producer.send(options.topic, value, key, partition, tally.ok, tally.fail)
-        progress.update(i + 1)
-    for late in waiting:  # the last labels close the stream
-        send_label(*late[1:])
-        labels += 1
+        producer.send(
+            options.topic, record.value, record.key, record.partition, tally.ok, tally.fail
+        )
+        if not record.late:
+            progress.update(record.index + 1)
     return labels
 
 
@@ -405,6 +456,7 @@ def options_from_args(args: argparse.Namespace) -> ProduceOptions:
         seed=args.seed,
         generator=args.generator,
         drift_at=tuple(args.drift_at or ()),
+        drift_width=args.drift_width,
         partitions=args.partitions,
         rate=args.rate,
         file=args.file,

@@ -26,6 +26,31 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
         help="Kafka bootstrap servers, comma-separated",
     )
     add("--topic", required=True, help="topic to publish to; created if missing")
+    add_source_arguments(parser)
+    add(
+        "--partitions",
+        type=int,
+        metavar="P",
+        help="partitions to create the topic with and write to, event i going to"
+        " partition i %% P (default: the existing topic's count, else 1)",
+    )
+    add(
+        "--rate",
+        type=float,
+        metavar="EPS",
+        help="events per second to pace at (default: as fast as possible)",
+    )
+    add(
+        "--key",
+        choices=KEY_STRATEGIES,
+        default="id",
+        help="record key: the event id, or none (default: %(default)s)",
+    )
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the events come from: a generator or a file (``produce`` and ``evaluate``)."""
+    add = parser.add_argument
     add(
         "--count",
         type=int,
@@ -52,21 +77,16 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="K",
-        help="abrupt concept change at event index K (repeatable, increasing): event K is"
-        " the first of another concept of the same generator",
+        help="concept change at event index K (repeatable, increasing): event K is"
+        " the first of another concept of the same generator (abrupt, unless --drift-width)",
     )
     add(
-        "--partitions",
+        "--drift-width",
         type=int,
-        metavar="P",
-        help="partitions to create the topic with and write to, event i going to"
-        " partition i %% P (default: the existing topic's count, else 1)",
-    )
-    add(
-        "--rate",
-        type=float,
-        metavar="EPS",
-        help="events per second to pace at (default: as fast as possible)",
+        default=0,
+        metavar="W",
+        help="make each change gradual over W events: event K+j (j < W) comes from the new"
+        " concept with probability (j+1)/(W+1) (default: %(default)s, abrupt)",
     )
     add(
         "--file",
@@ -79,12 +99,6 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="C",
         help="with --file: the column or key holding the label (default: 'label');"
         " canonical JSON lines with a 'features' object use their own 'label'",
-    )
-    add(
-        "--key",
-        choices=KEY_STRATEGIES,
-        default="id",
-        help="record key: the event id, or none (default: %(default)s)",
     )
     add(
         "--label-delay",
