@@ -69,11 +69,17 @@ def run_offline(
     run_log: Path | None = None,
     *,
     records_per_poll: int = RECORDS_PER_POLL,
-    records_per_read: int = 100,
+    records_per_read: int = 2_000,
 ) -> OfflineRun:
     """Run the daemon's loop over ``records`` (one partition of ``settings.topic``, offsets
     0, 1, 2, ...) until it has handled them all and finished any retrain; the run log goes
     to ``run_log``. Checkpoints are off: the run starts from nothing and keeps nothing.
+
+    A retrain's replay costs no clock time, so it ends in the cycle it starts in, before
+    any held-back live record is served: what a daemon does whenever the replay fits in
+    one slice (``LoopTiming.retrain_budget_s``). A replay that takes a live daemon several
+    slices lets live records through meanwhile, and the decision then waits for the last
+    of them (``RetrainJob.replay_finished``): the promoted model serves later there.
     The batch sizes (a poll's, a replay read's) change how the work is cut, not what is
     learned: the tests vary them to show it."""
     tp = TopicPartition(settings.topic, 0)
@@ -84,7 +90,7 @@ def run_offline(
     registry = CollectorRegistry()
     metrics = StreamlearnMetrics(registry)
     decode = decoder_for(new_learner.task)
-    reader = MemoryLogReader(source.logs, clock, records_per_read)
+    reader = MemoryLogReader(source.logs, clock, records_per_read, read_cost_s=0.0)
     replayer = make_replayer(settings, lambda: reader, metrics, decode, clock=clock)
     sink = MemorySink()
     daemon = assemble_daemon(
