@@ -12,7 +12,7 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.set_defaults(handler=_run_daemon)
 
 
-def _add_settings_options(parser: argparse.ArgumentParser, leave_out: frozenset[str]) -> None:
+def _add_settings_options(parser: argparse.ArgumentParser, leave_out: Collection[str]) -> None:
     """One ``--kebab-case`` option per field of the settings, but those in ``leave_out``."""
     for name, info in RunSettings.model_fields.items():
         if name in leave_out:
@@ -117,7 +117,7 @@ def _add_settings_options(parser: argparse.ArgumentParser, leave_out: frozenset[
         )
 
 
-def _settings_values(args: argparse.Namespace, leave_out: frozenset[str]) -> dict[str, Any]:
+def _settings_values(args: argparse.Namespace, leave_out: Collection[str]) -> dict[str, Any]:
     return {name: getattr(args, name) for name in RunSettings.model_fields if name not in leave_out}
 
 

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stream.tools.produce_args import add_source_arguments
+from stream.tools.produce_args import add_source_arguments, source_fields
 
 if TYPE_CHECKING:
     from stream.tools.produce import SourceOptions
@@ -70,16 +70,7 @@ def source_options(args: argparse.Namespace) -> SourceOptions:
 
     if any(n < 1 for n in args.window or ()):
         raise SettingsError(f"windows must be at least 1 event, got {args.window}")
-    return SourceOptions(
-        count=args.count,
-        seed=args.seed,
-        generator=args.generator,
-        drift_at=tuple(args.drift_at or ()),
-        drift_width=args.drift_width,
-        file=args.file,
-        label_column=args.label_column,
-        label_delay=args.label_delay,
-    )
+    return SourceOptions(**source_fields(args))
 
 
 def source_name(args: argparse.Namespace) -> str:

@@ -40,7 +40,7 @@ from stream.tools.generators import (
 
 # The options live in a light module so `streamlearn --help` need not import Kafka;
 # re-exported here, where callers of run_produce look for them.
-from stream.tools.produce_args import KEY_STRATEGIES, KeyStrategy
+from stream.tools.produce_args import KEY_STRATEGIES, KeyStrategy, source_fields
 from stream.tools.produce_args import add_produce_arguments as add_produce_arguments
 
 # Settings the producer owns; a passthrough that sets them would contradict it.
@@ -452,17 +452,10 @@ def options_from_args(args: argparse.Namespace) -> ProduceOptions:
     return ProduceOptions(
         bootstrap_servers=args.bootstrap_servers,
         topic=args.topic,
-        count=args.count,
-        seed=args.seed,
-        generator=args.generator,
-        drift_at=tuple(args.drift_at or ()),
-        drift_width=args.drift_width,
         partitions=args.partitions,
         rate=args.rate,
-        file=args.file,
-        label_column=args.label_column,
         key=args.key,
-        label_delay=args.label_delay,
+        **source_fields(args),
     )
 
 

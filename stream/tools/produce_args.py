@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from stream.tools.generators import GENERATORS
 
@@ -108,3 +108,17 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         " {\"id\", \"label\"} record on the event's partition, D records after its"
         " event (before event i, the label of event i - D; the last D close the stream)",
     )
+
+
+def source_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The source options of parsed arguments, as ``SourceOptions`` keyword arguments."""
+    return {
+        "count": args.count,
+        "seed": args.seed,
+        "generator": args.generator,
+        "drift_at": tuple(args.drift_at or ()),
+        "drift_width": args.drift_width,
+        "file": args.file,
+        "label_column": args.label_column,
+        "label_delay": args.label_delay,
+    }

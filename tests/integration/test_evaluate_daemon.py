@@ -5,6 +5,14 @@ daemon process on a real broker, and offline, gives the same cumulative accuracy
 Run on Tansu only: it compares two code paths of ours (Kafka's ports and the in-memory
 ones, the wall clock and the logical one), not the brokers, which the rest of the
 suite covers; one broker keeps it lean.
+
+The daemon's retrain outcome depends on timing in one way, which the settings here keep
+out: live events it serves while a replay runs are judged first once the replay ends,
+and the decision waits for the last of them (``RetrainJob.replay_finished``), so when a
+replay outlasts one 100 ms slice on a loaded machine, the promoted model serves later
+than offline, where a replay takes no time. With small polls (at most 200 records held
+back a cycle) and a holdout of 1,500 events, the decision falls on the 1,500th judged
+event unless a replay takes more than seven slices.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ pytestmark = pytest.mark.integration
 
 # Two abrupt changes; the default model drifts on each and a retrain is decided each time.
 STREAM = SourceOptions(count=6_000, generator="stagger", seed=1, drift_at=(2_000, 4_000))
+HOLDOUT = 1_500
 #: The fields of a drift or retrain line that say what was decided (not when, nor where).
 DECIDED = ("kind", "offset", "learned", "error_before", "error_after", "width", "action",
            "result", "candidate_accuracy", "serving_accuracy", "trained_on", "evaluated_on",
@@ -50,7 +59,12 @@ def test_evaluate_gives_the_daemons_figures(
         kafka_bootstrap,
         topic_name,
         tmp_path / "daemon.log",
-        options={"drift-action": "retrain", "state-dir": tmp_path / "state"},
+        options={
+            "drift-action": "retrain",
+            "state-dir": tmp_path / "state",
+            "retrain-holdout-events": HOLDOUT,
+            "max-poll-records": 200,
+        },
     )
     labels = {"topic": topic_name, "partition": 0}
     with daemons(daemon.start()):
@@ -65,7 +79,7 @@ def test_evaluate_gives_the_daemons_figures(
 
     settings = RunSettings(
         bootstrap_servers="offline", topic=topic_name, checkpoint_store="none",
-        drift_action="retrain",
+        drift_action="retrain", retrain_holdout_events=HOLDOUT,
     )  # fmt: skip
     figures = evaluate(STREAM, settings, tmp_path / "offline.jsonl").figures
     assert abs(figures.overall - accuracy) <= 1e-12, (figures.overall, accuracy)
