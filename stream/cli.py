@@ -1,4 +1,5 @@
-"""``streamlearn``: run the daemon, produce a drifting stream, start a broker, draw a report.
+"""``streamlearn``: run the daemon, evaluate it offline, produce a drifting stream, start a
+broker, draw a report.
 
 Building the parser imports only light modules (option declarations, settings fields):
 River, Kafka and the daemon are imported by the handler of the subcommand that runs, so
@@ -11,8 +12,9 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 from learners.exceptions import LearnersError
 from monitoring.exceptions import MonitoringError
@@ -20,6 +22,8 @@ from monitoring.report import add_report_arguments, run_report
 from stream.exceptions import StreamError
 from stream.kafka.tansu import EmbeddedBroker
 from stream.settings import ENV_PREFIX, RunSettings, load_settings
+from stream.tools.evaluate_args import DESCRIPTION as EVALUATE_DESCRIPTION
+from stream.tools.evaluate_args import OFFLINE_IGNORED, add_evaluate_arguments, source_name
 from stream.tools.produce_args import add_produce_arguments
 
 # Secrets are taken from the environment or the config file only: a command line is
@@ -39,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamlearn", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(commands)
+    _add_evaluate(commands)
     produce = commands.add_parser(
         "produce",
         help="produce a synthetic drifting stream (or a file) to a topic",
@@ -91,31 +96,65 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--config", type=Path, help="TOML file of settings (keys as field names)")
+    _add_settings_options(run, SECRET_FIELDS)
+    run.set_defaults(handler=_run_daemon)
+
+
+def _add_settings_options(parser: argparse.ArgumentParser, leave_out: Collection[str]) -> None:
+    """One ``--kebab-case`` option per field of the settings, but those in ``leave_out``."""
     for name, info in RunSettings.model_fields.items():
-        if name in SECRET_FIELDS:
+        if name in leave_out:
             continue
         default = "" if info.is_required() else f" (default: {info.default})"
         # A yes/no setting is a flag: given alone it means true ("--x false" still works).
         flag = {"nargs": "?", "const": "true"} if info.annotation is bool else {}
-        run.add_argument(
+        parser.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
             default=None,
             help=f"{info.description}{default}",
             **flag,  # type: ignore[arg-type]
         )
-    run.set_defaults(handler=_run_daemon)
+
+
+def _settings_values(args: argparse.Namespace, leave_out: Collection[str]) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in RunSettings.model_fields if name not in leave_out}
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
     from stream.daemon.app import configure_logging, run_daemon
 
-    values = {
-        name: getattr(args, name) for name in RunSettings.model_fields if name not in SECRET_FIELDS
-    }
-    settings = load_settings(values, args.config)
+    settings = load_settings(_settings_values(args, SECRET_FIELDS), args.config)
     configure_logging(settings.log_level)
     return run_daemon(settings)
+
+
+def _add_evaluate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="run the daemon's code offline on a file or a generated stream, print its figures",
+        description=EVALUATE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_evaluate_arguments(evaluate)
+    _add_settings_options(evaluate, SECRET_FIELDS | OFFLINE_IGNORED)
+    evaluate.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from stream.daemon.app import configure_logging
+    from stream.tools.evaluate import run_evaluate
+
+    values = _settings_values(args, SECRET_FIELDS | OFFLINE_IGNORED)
+    # Settings an offline run has no use for get values that pass validation; the rest
+    # (a config file's Kafka settings, say) are read and ignored.
+    values.update(
+        bootstrap_servers="offline", topic=source_name(args), checkpoint_store="none",
+        log_level=args.log_level or "ERROR",  # drifts and decisions are printed anyway
+    )  # fmt: skip
+    settings = load_settings(values, args.config)
+    configure_logging(settings.log_level)
+    return run_evaluate(args, settings)
 
 
 def _run_produce(args: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ from stream.kafka.batch_producer import BatchProducer
 from stream.kafka.checkpoint_topic import KafkaTopicStore
 from stream.kafka.clients import make_range_reader, make_source, producer_config
 from stream.kafka.process_producer import ProcessSink
-from stream.ports import Sink, Source, TopicPartition
+from stream.ports import LogReader, Sink, Source, TopicPartition
 from stream.settings import RunSettings
 
 log = logging.getLogger("streamlearn")
@@ -169,47 +169,18 @@ def _build_and_run(
         resources.callback(consumer.close)
         if settings.drift_action == "retrain":
             replayer.warm_up()
-        rebuilder = Rebuilder(
-            replayer,
-            metrics,
-            max_events=settings.rebuild_events,
-            max_features=settings.max_features,
-            snapshot_every=settings.checkpoint_every_events,  # as ModelErrors' journal
-            decode=decode,
-        )
-        partitions = PartitionTable(
+        daemon = assemble_daemon(
+            settings,
             consumer,
             new_learner,
+            publisher,
             checkpointer,
-            publisher,
-            metrics,
             replayer,
-            # A rebuild replays the events topic only: with labels on their own topic
-            # it would hold events whose labels never come (docs/labels.md).
-            rebuilder=None if labels is not None else rebuilder,
-            labels_topic=settings.labels_topic,
-        )
-        daemon = Daemon(
-            consumer,
-            settings.topic,
-            partitions,
-            publisher,
             metrics,
             RunLog(settings.event_log),
             _timing(settings, status_interval_s),
-            decode=decode,
+            decode,
             labels=labels,
-            model_errors=ModelErrors(
-                publisher,
-                metrics,
-                replayer,
-                max_consecutive=settings.max_model_errors,
-                # A rebuild re-steps at most this many events; a snapshot costs one pickle.
-                snapshot_every=settings.checkpoint_every_events,
-                max_features=settings.max_features,
-                max_pending=settings.max_pending,
-                label_ttl_s=settings.label_ttl,
-            ),
         )
         readiness.bind(daemon.ready)
         switch.bind(daemon.stop)
@@ -231,6 +202,89 @@ def _labels_topic(settings: RunSettings, consumer: Source) -> LabelsTopic | None
         settings.topic,
     )
     return LabelsTopic(settings.labels_topic, settings.topic, consumer)
+def make_replayer(
+    settings: RunSettings,
+    reader: Callable[[], LogReader],
+    metrics: StreamlearnMetrics,
+    decode: Decoder,
+    clock: Callable[[], float] = time.monotonic,
+) -> Replayer:
+    """The retrain and rebuild replayer, reading through the ``LogReader`` ``reader`` makes
+    (``streamlearn evaluate`` passes one over its records in memory)."""
+    return Replayer(
+        reader,
+        clock=clock,
+        decode=decode,
+        screen_pool=settings.screen_pool,
+        on_screened=lambda tp, counts: metrics.partition(tp.topic, tp.partition).screened(counts),
+        on_expired=lambda tp, n: metrics.replay_expired.labels(tp.topic, str(tp.partition)).inc(n),
+    )
+
+
+def assemble_daemon(
+    settings: RunSettings,
+    consumer: Source,
+    new_learner: Callable[[TopicPartition], PartitionLearner],
+    publisher: Publisher,
+    checkpointer: Checkpointer,
+    replayer: Replayer,
+    metrics: StreamlearnMetrics,
+    run_log: RunLog,
+    timing: LoopTiming,
+    decode: Decoder,
+    *,
+    labels: LabelsTopic | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    cycle_clock: Callable[[], float] = time.perf_counter,
+) -> Daemon:
+    """The loop and its partition table, wired from the settings: ``run`` on Kafka's
+    ports, ``streamlearn evaluate`` on in-memory ones and a logical clock, so both run
+    the same learning, drift and retrain code with the same options."""
+    rebuilder = Rebuilder(
+        replayer,
+        metrics,
+        max_events=settings.rebuild_events,
+        max_features=settings.max_features,
+        snapshot_every=settings.checkpoint_every_events,  # as ModelErrors' journal
+        decode=decode,
+    )
+    partitions = PartitionTable(
+        consumer,
+        new_learner,
+        checkpointer,
+        publisher,
+        metrics,
+        replayer,
+        clock=clock,
+        # A rebuild replays the events topic only: with labels on their own topic
+        # it would hold events whose labels never come (docs/labels.md).
+        rebuilder=None if labels is not None else rebuilder,
+        labels_topic=settings.labels_topic,
+    )
+    return Daemon(
+        consumer,
+        settings.topic,
+        partitions,
+        publisher,
+        metrics,
+        run_log,
+        timing,
+        clock=clock,
+        cycle_clock=cycle_clock,
+        decode=decode,
+        labels=labels,
+        model_errors=ModelErrors(
+            publisher,
+            metrics,
+            replayer,
+            max_consecutive=settings.max_model_errors,
+            # A rebuild re-steps at most this many events; a snapshot costs one pickle.
+            snapshot_every=settings.checkpoint_every_events,
+            max_features=settings.max_features,
+            max_pending=settings.max_pending,
+            label_ttl_s=settings.label_ttl,
+        ),
+    )
 
 
 class _Readiness:
@@ -264,13 +318,7 @@ def _outputs_and_state(
         settings.checkpoint_interval,
     )
     resources.callback(checkpointer.close)
-    replayer = Replayer(
-        lambda: make_range_reader(settings),
-        decode=decode,
-        screen_pool=settings.screen_pool,
-        on_screened=lambda tp, counts: metrics.partition(tp.topic, tp.partition).screened(counts),
-        on_expired=lambda tp, n: metrics.replay_expired.labels(tp.topic, str(tp.partition)).inc(n),
-    )
+    replayer = make_replayer(settings, lambda: make_range_reader(settings), metrics, decode)
     resources.callback(replayer.close)
     return publisher, checkpointer, replayer
 

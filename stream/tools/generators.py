@@ -29,6 +29,7 @@ import hashlib
 import itertools
 import json
 import math
+import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -172,8 +173,10 @@ def _concepts_of(generator: str) -> tuple[int, ConceptFactory]:
         raise SourceError(f"unknown generator {generator!r}; choose one of: {known}") from None
 
 
-def validate_drift_at(drift_at: Sequence[int], count: int | None = None) -> tuple[int, ...]:
-    """Check the drift points and return them as a tuple.
+def validate_drift_at(
+    drift_at: Sequence[int], count: int | None = None, width: int = 0
+) -> tuple[int, ...]:
+    """Check the drift points (and the gradual changes' ``width``); return them as a tuple.
 
     >>> validate_drift_at([10, 20], count=30)
     (10, 20)
@@ -192,6 +195,10 @@ def validate_drift_at(drift_at: Sequence[int], count: int | None = None) -> tupl
             raise SourceError(f"drift point {point} is not before the end of the stream ({count})")
     if any(b <= a for a, b in itertools.pairwise(points)):
         raise SourceError(f"drift points must be strictly increasing, got {list(points)}")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 0:
+        raise SourceError(f"drift width must be a whole number of events >= 0, got {width!r}")
+    if width and any(b - a < width for a, b in itertools.pairwise(points)):
+        raise SourceError(f"gradual changes of {width} events overlap: drift points {list(points)}")
     return points
 
 
@@ -201,18 +208,27 @@ def concept_stream(
     seed: int,
     drift_at: Sequence[int] = (),
     count: int | None = None,
+    drift_width: int = 0,
 ) -> Iterator[Pair]:
     """Yield ``count`` events (forever if None) of ``generator``, changing concept at each drift.
 
     Event ``drift_at[k]`` is the first event of concept ``(k + 1) % n`` where ``n`` is
     the generator's number of concepts, so two neighbouring segments always differ.
+    With ``drift_width`` W > 0 each change is gradual: event ``K + j`` (0 <= j < W) comes
+    from the new concept with probability (j + 1) / (W + 1), else from the old one (a
+    linear ramp, drawn from a random stream of its own, so W = 0 is the abrupt stream).
     Arguments are checked here, before the first event is asked for.
+
+    >>> abrupt = list(concept_stream("sea", seed=7, drift_at=[50], count=300))
+    >>> gradual = list(concept_stream("sea", seed=7, drift_at=[50], count=300, drift_width=100))
+    >>> abrupt[:50] == gradual[:50], abrupt[50:] == gradual[50:]
+    (True, False)
     """
     n_concepts, factory = _concepts_of(generator)
-    points = validate_drift_at(drift_at, count)
+    points = validate_drift_at(drift_at, count, drift_width)
     if count is not None and count < 0:
         raise SourceError(f"count must not be negative, got {count}")
-    return _concept_events(factory, n_concepts, seed, points, count)
+    return _concept_events(factory, n_concepts, seed, points, count, drift_width)
 
 
 def _concept_events(
@@ -221,14 +237,21 @@ def _concept_events(
     seed: int,
     points: tuple[int, ...],
     count: int | None,
+    width: int = 0,
 ) -> Iterator[Pair]:
     iterators: dict[int, Iterator[tuple[dict[Any, Any], Any]]] = {}
     segment = 0
     indices = range(count) if count is not None else itertools.count()
+    # A string seed is hashed the same way in every process (random.seed's version 2).
+    ramp = random.Random(f"streamlearn/gradual/{seed}")
     for i in indices:
         if segment < len(points) and i == points[segment]:
             segment += 1
         concept = segment % n_concepts
+        if width and segment and i - points[segment - 1] < width:
+            into = i - points[segment - 1] + 1  # events into the change, 1..W
+            if ramp.random() >= into / (width + 1):
+                concept = (segment - 1) % n_concepts  # still the old concept
         if concept not in iterators:
             iterators[concept] = iter(factory(concept, concept_seed(seed, concept)))
         yield next(iterators[concept])

@@ -32,6 +32,7 @@ from stream.kafka.event_writer import PRODUCER_SETTINGS, EventWriter
 from stream.settings import ENV_PREFIX, SECURITY_FIELDS, security_config
 from stream.tools.generators import (
     GENERATORS,
+    Label,
     Pair,
     SourceError,
     concept_stream,
@@ -41,7 +42,7 @@ from stream.tools.generators import (
 
 # The options live in a light module so `streamlearn --help` need not import Kafka;
 # re-exported here, where callers of run_produce look for them.
-from stream.tools.produce_args import KEY_STRATEGIES, KeyStrategy
+from stream.tools.produce_args import KEY_STRATEGIES, KeyStrategy, source_fields
 from stream.tools.produce_args import add_produce_arguments as add_produce_arguments
 
 # Settings the producer owns; a passthrough that sets them would contradict it.
@@ -51,9 +52,53 @@ _PROGRESS_EVERY_S = 0.2
 _PLAIN = frozenset({bool, int, float, str, type(None)})
 
 
+@dataclass(frozen=True, kw_only=True)
+class SourceOptions:
+    """Where events come from (a generator or a file), as ``produce`` and ``evaluate``
+    take them; checked on construction."""
+
+    count: int | None = None
+    seed: int = 42
+    generator: str = "sea"
+    drift_at: tuple[int, ...] = ()
+    #: Each change gradual over this many events (0: abrupt); see ``concept_stream``.
+    drift_width: int = 0
+    file: Path | None = None
+    label_column: str | None = None
+    #: Send events without their label, and each label as its own ``{"id", "label"}``
+    #: record this many records later (before event i, the label of event i - D).
+    label_delay: int | None = None
+    #: A file's labels are numbers (a regression), not classes.
+    number_labels: bool = False
+
+    def __post_init__(self) -> None:
+        if self.count is None and self.file is None:
+            raise SettingsError("count is required unless events come from a file")
+        if self.count is not None and self.count <= 0:
+            raise SettingsError(f"count must be positive, got {self.count}")
+        if self.label_delay is not None and self.label_delay < 1:
+            raise SettingsError(f"label delay must be at least 1 record, got {self.label_delay}")
+        if self.file is not None:
+            if self.drift_at or self.drift_width:
+                raise SettingsError("drift points apply to generators, not to a replayed file")
+            return
+        if self.label_column is not None:
+            raise SettingsError("a label column applies to a replayed file, not a generator")
+        if self.number_labels:
+            raise SettingsError("number labels apply to a replayed file, not a generator")
+        if self.generator not in GENERATORS:
+            raise SettingsError(
+                f"unknown generator {self.generator!r}; choose one of: {', '.join(GENERATORS)}"
+            )
+        try:
+            validate_drift_at(self.drift_at, self.count, self.drift_width)
+        except SourceError as exc:
+            raise SettingsError(str(exc)) from None
+
+
 @dataclass(frozen=True)
-class ProduceOptions:
-    """Everything ``produce`` needs; checked on construction.
+class ProduceOptions(SourceOptions):
+    """Everything ``produce`` needs: the source, and where and how to write it.
 
     ``partitions=None`` uses the partitions of an existing topic, or creates it with one.
     ``kafka_config`` is passed to the producer and admin client as given (security
@@ -62,22 +107,11 @@ class ProduceOptions:
 
     bootstrap_servers: str
     topic: str
-    count: int | None = None
-    seed: int = 42
-    generator: str = "sea"
-    drift_at: tuple[int, ...] = ()
     partitions: int | None = None
     rate: float | None = None
-    file: Path | None = None
-    label_column: str | None = None
     key: KeyStrategy = "id"
-    #: Send events without their label, and each label as its own ``{"id", "label"}``
-    #: record this many records later (before event i, the label of event i - D).
-    label_delay: int | None = None
     #: With ``label_delay``: the late labels go to this topic, co-partitioned.
     labels_topic: str | None = None
-    #: A file's labels are numbers (a regression), not classes.
-    number_labels: bool = False
     kafka_config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -85,16 +119,10 @@ class ProduceOptions:
             raise SettingsError("bootstrap servers must not be empty")
         if not self.topic.strip():
             raise SettingsError("topic must not be empty")
-        if self.count is None and self.file is None:
-            raise SettingsError("count is required unless events come from a file")
-        if self.count is not None and self.count <= 0:
-            raise SettingsError(f"count must be positive, got {self.count}")
         if self.partitions is not None and self.partitions < 1:
             raise SettingsError(f"partitions must be at least 1, got {self.partitions}")
         if self.rate is not None and not (math.isfinite(self.rate) and self.rate > 0):
             raise SettingsError(f"rate must be a positive number of events/s, got {self.rate}")
-        if self.label_delay is not None and self.label_delay < 1:
-            raise SettingsError(f"label delay must be at least 1 record, got {self.label_delay}")
         if self.labels_topic is not None and self.label_delay is None:
             raise SettingsError("a labels topic takes the labels of --label-delay; give one")
         if self.labels_topic is not None and self.labels_topic == self.topic:
@@ -107,25 +135,7 @@ class ProduceOptions:
         unknown = sorted(set(self.kafka_config) - PRODUCER_SETTINGS)
         if unknown:
             raise SettingsError(f"unknown Kafka producer settings: {unknown}")
-        self._check_source()
-
-    def _check_source(self) -> None:
-        if self.file is not None:
-            if self.drift_at:
-                raise SettingsError("drift points apply to generators, not to a replayed file")
-            return
-        if self.label_column is not None:
-            raise SettingsError("a label column applies to a replayed file, not a generator")
-        if self.number_labels:
-            raise SettingsError("number labels apply to a replayed file, not a generator")
-        if self.generator not in GENERATORS:
-            raise SettingsError(
-                f"unknown generator {self.generator!r}; choose one of: {', '.join(GENERATORS)}"
-            )
-        try:
-            validate_drift_at(self.drift_at, self.count)
-        except SourceError as exc:
-            raise SettingsError(str(exc)) from None
+        super().__post_init__()
 
 
 @dataclass(frozen=True)
@@ -273,7 +283,7 @@ def encode_label(event_id: str, label: Any) -> bytes:
     return json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
 
 
-def source_events(options: ProduceOptions) -> Iterator[Pair]:
+def source_events(options: SourceOptions) -> Iterator[Pair]:
     """The (features, label) pairs the options ask for."""
     if options.file is not None:
         rows = file_stream(
@@ -281,7 +291,11 @@ def source_events(options: ProduceOptions) -> Iterator[Pair]:
         )
         return itertools.islice(rows, options.count) if options.count else rows
     return concept_stream(
-        options.generator, seed=options.seed, drift_at=options.drift_at, count=options.count
+        options.generator,
+        seed=options.seed,
+        drift_at=options.drift_at,
+        count=options.count,
+        drift_width=options.drift_width,
     )
 
 
@@ -348,6 +362,57 @@ def produce(options: ProduceOptions, *, out: TextIO = sys.stderr) -> ProduceSumm
     return summary
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One record of the stream as ``produce`` writes it (and ``evaluate`` reads it)."""
+
+    partition: int
+    key: bytes | None
+    value: bytes
+    #: The index in the stream of the event this record is, or carries the late label of.
+    index: int
+    #: The label this record carries: the event's, or None on an event sent unlabelled.
+    label: Label
+    #: True for a late label's record (``{"id", "label"}``, no features).
+    late: bool = False
+
+
+def encode_stream(
+    events: Iterator[Pair],
+    *,
+    seed: int,
+    partitions: int,
+    key: KeyStrategy = "id",
+    label_delay: int | None = None,
+) -> Iterator[Outgoing]:
+    """The records of ``events`` in sending order: event ``i`` to partition ``i % P`` with
+    its per-partition ``seq``, and with ``label_delay`` each label as its own record
+    ``label_delay`` records after its event (the last ones close the stream)."""
+    seqs = [0] * partitions
+    # Labels waiting to be sent, oldest first: (event index, id, label, partition).
+    waiting: deque[tuple[int, str, Any, int]] = deque()
+
+    def late_label(index: int, event_id: str, label: Any, partition: int) -> Outgoing:
+        record_key = event_id.encode() if key == "id" else None
+        value = encode_label(event_id, label)
+        return Outgoing(partition, record_key, value, index, label, late=True)
+
+    for i, (features, label) in enumerate(events):
+        partition = i % partitions
+        event_id = f"{seed}-{i}"
+        if label_delay is not None:
+            if waiting and waiting[0][0] == i - label_delay:
+                yield late_label(*waiting.popleft())
+            if label is not None:  # an unlabelled row of a file stays unlabelled
+                waiting.append((i, event_id, label, partition))
+            label = None
+        value = encode_event(event_id, features, label, seqs[partition])
+        seqs[partition] += 1
+        yield Outgoing(partition, event_id.encode() if key == "id" else None, value, i, label)
+    for late in waiting:
+        yield late_label(*late)
+
+
 def _send_all(
     producer: EventWriter,
     options: ProduceOptions,
@@ -359,41 +424,29 @@ def _send_all(
     """Send every event (and, with a label delay, every late label); returns how many
     late labels were sent."""
     pacer = Pacer(options.rate) if options.rate else None
-    seqs = [0] * partitions
-    delay = options.label_delay
-    # Labels waiting to be sent, oldest first: (event index, id, label, partition).
-    waiting: deque[tuple[int, str, Any, int]] = deque()
     labels = 0
     labels_topic = options.labels_topic or options.topic
     # On their own topic, labels and events are merged back by record time: strictly
     # increasing times keep the in-band order (a label before the event after it).
     stamp: Callable[[], int | None] = RecordTimes() if options.labels_topic else (lambda: None)
-
-    def send_label(event_id: str, label: Any, partition: int) -> None:
-        key = event_id.encode() if options.key == "id" else None
-        value = encode_label(event_id, label)
-        producer.send(labels_topic, value, key, partition, tally.ok, tally.fail, stamp())
-
-    for i, (features, label) in enumerate(events):
-        if pacer is not None:
+    records = encode_stream(
+        events,
+        seed=options.seed,
+        partitions=partitions,
+        key=options.key,
+        label_delay=options.label_delay,
+    )
+    for record in records:
+        if record.late:
+            labels += 1
+        elif pacer is not None:
             pacer.wait()
-        partition = i % partitions
-        event_id = f"{options.seed}-{i}"
-        if delay is not None:
-            if waiting and waiting[0][0] == i - delay:
-                send_label(*waiting.popleft()[1:])
-                labels += 1
-            if label is not None:  # an unlabelled row of a file stays unlabelled
-                waiting.append((i, event_id, label, partition))
-            label = None
-        value = encode_event(event_id, features, label, seqs[partition])
-        seqs[partition] += 1
-        key = event_id.encode() if options.key == "id" else None
-        producer.send(options.topic, value, key, partition, tally.ok, tally.fail, stamp())
-        progress.update(i + 1)
-    for late in waiting:  # the last labels close the stream
-        send_label(*late[1:])
-        labels += 1
+        topic = labels_topic if record.late else options.topic
+        producer.send(
+            topic, record.value, record.key, record.partition, tally.ok, tally.fail, stamp()
+        )
+        if not record.late:
+            progress.update(record.index + 1)
     return labels
 
 
@@ -468,19 +521,12 @@ def options_from_args(args: argparse.Namespace) -> ProduceOptions:
     return ProduceOptions(
         bootstrap_servers=args.bootstrap_servers,
         topic=args.topic,
-        count=args.count,
-        seed=args.seed,
-        generator=args.generator,
-        drift_at=tuple(args.drift_at or ()),
         partitions=args.partitions,
         rate=args.rate,
-        file=args.file,
-        label_column=args.label_column,
         key=args.key,
-        label_delay=args.label_delay,
         labels_topic=args.labels_topic,
-        number_labels=args.number_labels,
         kafka_config=security_from_args(args),
+        **source_fields(args),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from stream.tools.generators import GENERATORS
 
@@ -26,6 +26,39 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
         help="Kafka bootstrap servers, comma-separated",
     )
     add("--topic", required=True, help="topic to publish to; created if missing")
+    add_source_arguments(parser)
+    add(
+        "--partitions",
+        type=int,
+        metavar="P",
+        help="partitions to create the topic with and write to, event i going to"
+        " partition i %% P (default: the existing topic's count, else 1)",
+    )
+    add(
+        "--rate",
+        type=float,
+        metavar="EPS",
+        help="events per second to pace at (default: as fast as possible)",
+    )
+    add(
+        "--key",
+        choices=KEY_STRATEGIES,
+        default="id",
+        help="record key: the event id, or none (default: %(default)s)",
+    )
+    add(
+        "--labels-topic",
+        metavar="T",
+        help="with --label-delay: send the labels to topic T instead, keyed by id on the"
+        " partition number of their event; T is created with the events topic's partition"
+        " count (the daemon's --labels-topic)",
+    )
+    add_security_arguments(parser)
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the events come from: a generator or a file (``produce`` and ``evaluate``)."""
+    add = parser.add_argument
     add(
         "--count",
         type=int,
@@ -52,21 +85,16 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="K",
-        help="abrupt concept change at event index K (repeatable, increasing): event K is"
-        " the first of another concept of the same generator",
+        help="concept change at event index K (repeatable, increasing): event K is"
+        " the first of another concept of the same generator (abrupt, unless --drift-width)",
     )
     add(
-        "--partitions",
+        "--drift-width",
         type=int,
-        metavar="P",
-        help="partitions to create the topic with and write to, event i going to"
-        " partition i %% P (default: the existing topic's count, else 1)",
-    )
-    add(
-        "--rate",
-        type=float,
-        metavar="EPS",
-        help="events per second to pace at (default: as fast as possible)",
+        default=0,
+        metavar="W",
+        help="make each change gradual over W events: event K+j (j < W) comes from the new"
+        " concept with probability (j+1)/(W+1) (default: %(default)s, abrupt)",
     )
     add(
         "--file",
@@ -81,12 +109,6 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
         " canonical JSON lines with a 'features' object use their own 'label'",
     )
     add(
-        "--key",
-        choices=KEY_STRATEGIES,
-        default="id",
-        help="record key: the event id, or none (default: %(default)s)",
-    )
-    add(
         "--label-delay",
         type=int,
         metavar="D",
@@ -95,19 +117,11 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
         " event (before event i, the label of event i - D; the last D close the stream)",
     )
     add(
-        "--labels-topic",
-        metavar="T",
-        help="with --label-delay: send the labels to topic T instead, keyed by id on the"
-        " partition number of their event; T is created with the events topic's partition"
-        " count (the daemon's --labels-topic)",
-    )
-    add(
         "--number-labels",
         action="store_true",
         help="with --file: labels are numbers (a regression's targets), sent as floats;"
         " without it a label is a class (bool, integer or string)",
     )
-    add_security_arguments(parser)
 
 
 def add_security_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,3 +139,18 @@ def add_security_arguments(parser: argparse.ArgumentParser) -> None:
     add("--ssl-certfile", type=Path, help="client certificate (PEM)")
     add("--ssl-keyfile", type=Path,
         help="client private key (PEM); its password, if any, from STREAMLEARN_SSL_PASSWORD")
+
+
+def source_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The source options of parsed arguments, as ``SourceOptions`` keyword arguments."""
+    return {
+        "count": args.count,
+        "seed": args.seed,
+        "generator": args.generator,
+        "drift_at": tuple(args.drift_at or ()),
+        "drift_width": args.drift_width,
+        "file": args.file,
+        "label_column": args.label_column,
+        "label_delay": args.label_delay,
+        "number_labels": args.number_labels,
+    }

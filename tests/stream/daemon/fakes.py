@@ -24,17 +24,17 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from river import linear_model, preprocessing
 
-from learners.origin import Origin
 from learners.prequential import PartitionLearner
 from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoints.checkpointer import Checkpointer
 from stream.daemon.labels_topic import LabelsTopic
 from stream.daemon.loop import Daemon, LoopTiming
+from stream.daemon.memory import LogicalClock, MemoryLogReader, MemorySink, MemorySource
 from stream.daemon.partitions import PartitionSlot, PartitionTable
 from stream.daemon.publisher import Publisher
 from stream.daemon.replay import Replayer
 from stream.daemon.run_log import RunLog
-from stream.ports import Headers, Rebalance, Record, SourceRecord, TopicPartition
+from stream.ports import Headers, Record, SourceRecord, TopicPartition
 from stream.tools.produce import encode_event
 
 TOPIC = "events"
@@ -46,17 +46,8 @@ DEAD_LETTERS = "dead-letters"
 Call = tuple[Any, ...]
 
 
-class FakeClock:
-    """Seconds that pass only when :meth:`advance` is called."""
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+class FakeClock(LogicalClock):
+    """Seconds that pass only when :meth:`advance` is called (the production clock)."""
 
 
 class Journal(list[Call]):
@@ -102,137 +93,58 @@ def encoded_records(
 # -- the group consumer ---------------------------------------------------------------------
 
 
-class FakeSource:
-    """A group consumer over in-memory partition logs.
-
-    ``poll`` first runs a pending rebalance (in the listener, as kafka-python does
-    inside ``poll``), then answers the next *scripted* answer if there is one (exactly
-    those records, as a fetch completed before a pause would deliver them), else up to
-    ``max_records`` from each assigned, unpaused partition's position. A poll that finds
-    nothing waits its whole timeout on the fake clock.
-    """
+class FakeSource(MemorySource):
+    """:class:`MemorySource` with what tests script and check: calls journaled, scripted
+    answers (exactly those records, as a fetch completed before a pause would deliver
+    them), an outage (``up``), commit errors, and a bound on polls."""
 
     #: Polls after which a loop that should have stopped fails the test instead of hanging.
     POLL_LIMIT = 10_000
 
     def __init__(self, clock: FakeClock, journal: Journal, max_records: int = 500) -> None:
-        self.clock = clock
+        super().__init__(clock, max_records)
         self.journal = journal
-        self.max_records = max_records
-        self.logs: dict[TopicPartition, list[SourceRecord]] = {}
-        self.positions: dict[TopicPartition, int] = {}
-        self.paused: set[TopicPartition] = set()
-        self.committed_offsets: dict[TopicPartition, int] = {}
         self.scripted: deque[dict[TopicPartition, list[SourceRecord]]] = deque()
-        self.listener: Rebalance | None = None
-        self.subscribed: str | Sequence[str] | None = None
         self.up = True
         #: Raised by the next commits, one each (CommitRefused, BrokerUnavailable).
         self.commit_errors: deque[Exception] = deque()
         self.poll_timeouts: list[int] = []
         #: The poll that runs a rebalance returns nothing (kafka-python's way).
         self.nothing_after_rebalance = False
-        self._rebalances: deque[tuple[str, list[TopicPartition]]] = deque()
-
-    # test controls
-
-    def append(self, records: Sequence[SourceRecord]) -> None:
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            log = self.logs.setdefault(tp, [])
-            assert record.offset == len(log), "records are appended in offset order"
-            log.append(record)
-
-    def assign_on_next_poll(self, *tps: TopicPartition) -> None:
-        self._rebalances.append(("assigned", list(tps)))
-
-    def revoke_on_next_poll(self, *tps: TopicPartition) -> None:
-        self._rebalances.append(("revoked", list(tps)))
-
-    # Source
-
-    def subscribe(self, topic: str | Sequence[str], listener: Rebalance) -> None:
-        self.subscribed, self.listener = topic, listener
 
     def poll(self, timeout_ms: int) -> Mapping[TopicPartition, Sequence[Record]]:
         self.poll_timeouts.append(timeout_ms)
         assert len(self.poll_timeouts) <= self.POLL_LIMIT, "the loop did not stop"
-        rebalanced = bool(self._rebalances)
-        while self._rebalances:
-            self._rebalance(*self._rebalances.popleft())
+        rebalanced = self._run_rebalances()
         if rebalanced and self.nothing_after_rebalance:
             return {}  # as kafka-python: the poll that ran the join hands out no records
         if self.scripted:
             return self.scripted.popleft()
-        answer: dict[TopicPartition, Sequence[Record]] = {}
-        if self.up:
-            for tp, position in self.positions.items():
-                if tp in self.paused:
-                    continue
-                records = self.logs.get(tp, [])[position : position + self.max_records]
-                if records:
-                    answer[tp] = records
-                    self.positions[tp] = records[-1].offset + 1
-        if not answer:
+        if not self.up:
             self.clock.advance(timeout_ms / 1000)
-        return answer
-
-    def _rebalance(self, kind: str, tps: list[TopicPartition]) -> None:
-        assert self.listener is not None, "subscribe first"
-        if kind == "assigned":
-            for tp in tps:
-                # Like auto_offset_reset=earliest: the committed offset, else the start.
-                self.positions[tp] = self.committed_offsets.get(tp, 0)
-            self.listener.assigned(tps)
-        else:
-            self.listener.revoked(tps)
-            for tp in tps:
-                self.positions.pop(tp, None)
-                self.paused.discard(tp)
+            return {}
+        return self._fetch(timeout_ms)
 
     def pause(self, tp: TopicPartition) -> None:
         self.journal.append(("pause", tp))
-        self.paused.add(tp)
+        super().pause(tp)
 
     def resume(self, tp: TopicPartition) -> None:
         self.journal.append(("resume", tp))
-        self.paused.discard(tp)
+        super().resume(tp)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.journal.append(("seek", tp, offset))
-        self.positions[tp] = offset
-
-    def highwater(self, tp: TopicPartition) -> int | None:
-        return len(self.logs.get(tp, []))
-
-    def log_start(self, tp: TopicPartition) -> int | None:
-        return 0
-
-    def committed(self, tp: TopicPartition) -> int | None:
-        return self.committed_offsets.get(tp)
-
-    def reset_position(self, tp: TopicPartition) -> str:
-        self.seek(tp, 0)
-        return "the start of the log (auto_offset_reset=earliest)"
-
-    def origin(self, tp: TopicPartition) -> Origin:
-        # One cluster, one incarnation of each topic: checkpoints made here belong here.
-        return Origin(tp.topic, tp.partition, cluster_id="fake", topic_id=f"id-{tp.topic}")
+        super().seek(tp, offset)
 
     def commit(self, offsets: Mapping[TopicPartition, int], blocking: bool = True) -> None:
         self.journal.append(("commit", dict(offsets), self.clock()))
         if self.commit_errors:
             raise self.commit_errors.popleft()
-        self.committed_offsets.update(offsets)
+        super().commit(offsets)
 
     def reachable(self) -> bool:
         return self.up
-
-    def joining(self) -> bool:
-        return False
-
-    def settle(self) -> None:
-        pass
 
     def close(self) -> None:
         self.journal.append(("close",))
@@ -241,9 +153,8 @@ class FakeSource:
 # -- the replay's reader --------------------------------------------------------------------
 
 
-class FakeLogReader:
-    """Reads a partition's log from ``source.logs``, ``per_read`` records a call, each call
-    costing ``read_cost_s`` of fake time (a fetch's round trip)."""
+class FakeLogReader(MemoryLogReader):
+    """:class:`MemoryLogReader` that journals each start and keeps what each read got."""
 
     def __init__(
         self,
@@ -253,37 +164,21 @@ class FakeLogReader:
         per_read: int = 100,
         read_cost_s: float = 0.02,
     ) -> None:
-        self.logs = logs
-        self.clock = clock
+        super().__init__(logs, clock, per_read, read_cost_s)
         self.journal = journal
-        self.per_read = per_read
-        self.read_cost_s = read_cost_s
-        self.positions: dict[TopicPartition, int] = {}
         self.reads: list[tuple[TopicPartition, int, int]] = []  # (tp, from, count)
         self.made = 0  # times a replayer's factory handed this reader out
         self.closed = False
 
     def start(self, tp: TopicPartition, offset: int) -> None:
         self.journal.append(("replay_start", tp, offset))
-        self.positions = {tp: offset}
+        super().start(tp, offset)
 
     def read(self, tp: TopicPartition, timeout_ms: int, max_records: int) -> list[Record]:
         position = self.positions[tp]
-        records = self.logs.get(tp, [])[position : position + min(self.per_read, max_records)]
+        records = super().read(tp, timeout_ms, max_records)
         self.reads.append((tp, position, len(records)))
-        if records:
-            self.positions[tp] = records[-1].offset + 1
-            self.clock.advance(self.read_cost_s)
-        else:
-            self.clock.advance(timeout_ms / 1000)
-        return list(records)
-
-    def position(self, tp: TopicPartition) -> int | None:
-        return self.positions.get(tp)
-
-    def log_start(self, tp: TopicPartition) -> int | None:
-        log = self.logs.get(tp, [])
-        return log[0].offset if log else 0
+        return records
 
     def close(self) -> None:
         self.closed = True
@@ -292,36 +187,30 @@ class FakeLogReader:
 # -- outputs and the checkpoint store -------------------------------------------------------
 
 
-class RecordingSink:
-    """Keeps what was sent; each send costs ``send_cost_s`` of fake time, the stand-in for
-    a slow model or output that makes a cycle run out of budget."""
+class RecordingSink(MemorySink):
+    """:class:`MemorySink` whose sends cost ``send_cost_s`` of fake time (the stand-in for
+    a slow model or output that makes a cycle run out of budget), flushes journaled."""
 
     def __init__(self, clock: FakeClock, journal: Journal, send_cost_s: float = 0.0) -> None:
+        super().__init__()
         self.clock = clock
         self.journal = journal
         self.send_cost_s = send_cost_s
-        self.sent: list[tuple[str, bytes, bytes | None, Headers]] = []
         #: Raised by the next flushes, one each (PublishTimeout, PublishError).
         self.flush_errors: deque[Exception] = deque()
 
     def send(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
-        self.sent.append((topic, value, key, headers))
+        super().send(topic, value, key, headers)
         self.clock.advance(self.send_cost_s)
-
-    def ship(self) -> None:
-        pass
 
     def flush(self, timeout_s: float = 30.0) -> None:
         self.journal.append(("flush", len(self.sent)))
         if self.flush_errors:
             raise self.flush_errors.popleft()
 
-    def close(self) -> None:
-        pass
-
     def predicted_offsets(self, tp: TopicPartition) -> list[int]:
         """Offsets of ``tp`` whose predictions were sent, in sending order."""
-        values = (json.loads(value) for topic, value, _, _ in self.sent if topic == PREDICTIONS)
+        values = (json.loads(value) for value in self.values(PREDICTIONS))
         return [v["offset"] for v in values if v["partition"] == tp.partition]
 
 

@@ -19,6 +19,7 @@ from learners.retraining import REPLAYING, RetrainJob
 from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoints.checkpointer import Checkpointer
 from stream.daemon.loop import Daemon, LoopTiming
+from stream.daemon.memory import MemorySink
 from stream.daemon.model_errors import ModelErrors
 from stream.daemon.partitions import PartitionSlot, PartitionTable
 from stream.daemon.publisher import Publisher
@@ -53,22 +54,7 @@ class StandInConsumer:
         return Origin(tp.topic, tp.partition)
 
 
-class RecordingSink:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes | None, Any]] = []
-
-    def send(self, topic: str, value: bytes, key: bytes | None, headers: Any) -> None:
-        self.sent.append((topic, value, key, headers))
-
-    def ship(self) -> None:
-        pass
-
-    def flush(self, timeout_s: float = 30.0) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
+class RecordingSink(MemorySink):
     def dead_letters(self) -> list[dict[str, str]]:
         return [
             {name: value.decode() for name, value in headers}

@@ -21,6 +21,7 @@ from learners.state import PartitionState
 from monitoring.metrics import StreamlearnMetrics
 from stream.checkpoints.checkpointer import Checkpointer
 from stream.daemon.loop import Daemon, LoopTiming
+from stream.daemon.memory import MemorySink
 from stream.daemon.model_errors import ModelErrors
 from stream.daemon.partitions import PartitionSlot, PartitionTable
 from stream.daemon.publisher import Publisher
@@ -92,20 +93,6 @@ class StandInConsumer:
         pass
 
 
-class NullSink:
-    def send(self, topic: str, value: bytes, key: bytes | None, headers: Any) -> None:
-        pass
-
-    def ship(self) -> None:
-        pass
-
-    def flush(self, timeout_s: float = 30.0) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _learner(drift_action: str) -> PartitionLearner:
     model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
     model = cast(base.Classifier, model)
@@ -145,7 +132,7 @@ def _live(
     """The records through the daemon loop; ``served_during_replay`` live events are
     served while each retrain replays (0: the replay ends before any is)."""
     metrics, consumer = _metrics(), StandInConsumer()
-    publisher = Publisher(NullSink(), "predictions", "dead")
+    publisher = Publisher(MemorySink(), "predictions", "dead")
     replayer = Replayer(lambda: ListReader(records), give_up_after_s=0.0)
     table = PartitionTable(
         consumer,  # type: ignore[arg-type]
@@ -259,7 +246,7 @@ def _table(max_events: int = 1000) -> tuple[PartitionTable, StandInConsumer, Rep
         consumer,  # type: ignore[arg-type]
         lambda tp: _learner("reset"),
         Checkpointer(None, None, metrics),
-        Publisher(NullSink(), None, None),
+        Publisher(MemorySink(), None, None),
         metrics,
         replayer,
         rebuilder=Rebuilder(replayer, metrics, max_events=max_events),
