@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, get_origin
 
 from learners.exceptions import LearnersError
 from monitoring.exceptions import MonitoringError
@@ -96,13 +97,17 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             continue
         default = "" if info.is_required() else f" (default: {info.default})"
         # A yes/no setting is a flag: given alone it means true ("--x false" still works).
-        flag = {"nargs": "?", "const": "true"} if info.annotation is bool else {}
+        flag: dict[str, Any] = {"nargs": "?", "const": "true"} if info.annotation is bool else {}
+        names = [f"--{name.replace('_', '-')}"]
+        if get_origin(info.annotation) is tuple:  # a list: --challenger A --challenger B
+            flag = {"action": "append", "metavar": "SPEC"}
+            names.insert(0, names[0].removesuffix("s"))
         run.add_argument(
-            f"--{name.replace('_', '-')}",
+            *names,
             dest=name,
             default=None,
             help=f"{info.description}{default}",
-            **flag,  # type: ignore[arg-type]
+            **flag,
         )
     run.set_defaults(handler=_run_daemon)
 

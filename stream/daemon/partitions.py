@@ -40,6 +40,8 @@ from stream.ports import Record, Source, TopicPartition
 log = logging.getLogger(__name__)
 
 LearnerFactory = Callable[[TopicPartition], PartitionLearner]
+#: Applies this run's settings to a restored learner (its challengers, ``daemon/app.py``).
+Adopt = Callable[[TopicPartition, PartitionLearner], None]
 Identify = Callable[[TopicPartition], Origin]
 
 
@@ -101,8 +103,10 @@ class PartitionTable:
         clock: Callable[[], float] = time.monotonic,
         identify: Identify | None = None,
         rebuilder: Rebuilder | None = None,
+        adopt: Adopt | None = None,
     ) -> None:
         self.consumer = consumer
+        self.adopt = adopt
         self.learner_factory = learner_factory
         self.checkpointer = checkpointer
         self.publisher = publisher
@@ -139,6 +143,8 @@ class PartitionTable:
             origin=origin,
             last_checkpoint_at=self.clock(),
         )
+        if self.adopt is not None:
+            self.adopt(tp, slot.learner)
         # Counters restored with the state were reported by an earlier process.
         slot.reported = lifetime_counts(slot)
         offset = restored.next_offset
@@ -421,6 +427,8 @@ def show_state(slot: PartitionSlot) -> None:
     scores = learner.scores()
     if scores is not None:
         m.show_scores(scores)
+    if learner.challengers is not None:
+        m.show_models(learner.metric, learner.challengers.scores())
     m.adwin_width.set(learner.detector.width)
     m.model_version.set(learner.model_version)
     m.learned_events.set(learner.learned)
