@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -139,7 +140,7 @@ def test_switches_are_at_least_a_window_apart_and_back_needs_a_fresh_window() ->
     learner = learner_with(a, [("b", b)], window=window, margin=0.05)
     stream = (({"t": t, "y": t % 3 == 0}, t % 3 == 0) for t in range(events))
     taken = switches(run(learner, stream))
-    gaps = [later.offset - earlier.offset for earlier, later in zip(taken, taken[1:], strict=False)]
+    gaps = [later.offset - earlier.offset for earlier, later in pairwise(taken)]
     assert len(taken) > 5  # the lead did change hands, many times
     assert all(gap >= window for gap in gaps), gaps
     assert taken[0].offset >= window - 1
@@ -228,7 +229,8 @@ def test_a_reset_leaves_the_challengers_models_alone_and_restarts_their_windows(
 
 
 def test_no_switch_while_a_retrain_is_in_flight() -> None:
-    learner = learner_with(dummy.NoChangeClassifier(), [("lr", lr())], 50, 0.05, drift_action="retrain")
+    weak = dummy.NoChangeClassifier()
+    learner = learner_with(weak, [("lr", lr())], 50, 0.05, drift_action="retrain")
     learner.retrain = RetrainJob(learner.fresh_model(), 300, 20_000, pool=(0, 1))
     stream = list(separable(300, seed=8))
     assert switches(run(learner, stream[:200])) == []
