@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from learners.prequential import PartitionLearner
+from stream.cli import main
 from stream.daemon.app import learner_factory
 from stream.daemon.loop import Daemon, LoopTiming
 from stream.ports import TopicPartition
@@ -117,3 +120,21 @@ def test_without_challengers_predictions_name_the_model_and_no_model_series_appe
     labels = {"topic": TOPIC, "partition": 0}
     assert h.sample("streamlearn_model_serving", **labels, model=WEAK) is None
     assert h.sample("streamlearn_model_switches_total", **labels) == 0
+
+
+@pytest.mark.parametrize(
+    ("challenger", "message"),
+    [
+        ("sklearn:linear_model._logistic.LogisticRegression", "the private name '_logistic'"),
+        ("linear_model.NoSuchClassifier", "has no name 'NoSuchClassifier'"),
+        ("linear_model.LinearRegression", "is a model for regression"),
+    ],
+)
+def test_a_bad_challenger_is_refused_at_start_with_a_message(
+    challenger: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No broker listens there: the spec is refused before anything connects.
+    argv = ["run", "--bootstrap-servers", "127.0.0.1:9", "--topic", "t", "--challenger", challenger]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "streamlearn run: error: challenger" in error and message in error
