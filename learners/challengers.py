@@ -2,21 +2,24 @@
 
 A partition's learner serves one model; ``--challenger SPEC`` adds others. Each
 challenger predicts every labelled event before learning it (test-then-train, like the
-serving model), so both are scored on the same events. A challenger *takes over* when,
-over the last ``window`` labelled events both of them predicted, it beat the serving
-model by more than ``margin``:
+serving model), so both are scored on the same events. They are compared over
+consecutive windows of ``window`` labelled events both predicted; at the end of each, a
+challenger *takes over* when it beat the serving model by more than ``margin``:
 
 - classification: its accuracy minus the serving model's accuracy > ``margin``
   (accuracy points: 0.02 is two points); a model with nothing to say is wrong;
 - regression: its mean absolute error is lower than the serving model's by more than
-  ``margin`` of the serving model's (0.02: 2 % lower).
+  ``margin`` of the serving model's (0.02: 2 % lower);
 
-Then the serving model becomes a challenger in its place (it keeps learning) and every
-comparison window starts afresh: any further switch, back or elsewhere, needs a full
-fresh window of ``window`` events won by the margin. So switches are at least
-``window`` labelled events apart, and two models of equal skill switch only when chance
-gives one of them a lead of ``margin`` over a whole window (``docs/models.md`` has the
-odds). Every switch is reported as an outcome by the learner (``ModelSwitched``).
+and when its lead is ``SIGNIFICANCE_Z`` (3) standard deviations of a chance lead at
+least (``Duel.significant``), so a small window cannot switch on luck. Then the serving
+model becomes a challenger in its place (it keeps learning) and every window starts
+afresh: any further switch, back or elsewhere, needs a full fresh window won by the
+margin. So switches are at least ``window`` labelled events apart, and two models of equal
+skill switch about once in 700 windows (``docs/models.md`` has measured odds). A
+challenger clearly better from some event on takes over at the end of the first window
+after it: within ``2 * window`` labelled events. Every switch is reported by the learner
+(``ModelSwitched``).
 
 Each model is also scored on its own (cumulative since it joined the partition, and
 rolling), by name, wherever it served or shadowed: what ``streamlearn_model_accuracy``
@@ -39,6 +42,7 @@ and ``streamlearn_model_mae`` export.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -65,6 +69,8 @@ __all__ = [
 
 #: ``NAME=SPEC`` names a challenger; a River or sklearn spec never starts that way.
 _NAMED = re.compile(r"\s*(?P<name>[A-Za-z][A-Za-z0-9_-]*)\s*=(?!=)\s*(?P<spec>.*)\Z", re.DOTALL)
+#: A lead must be this many standard deviations of a chance lead too (``Duel``).
+SIGNIFICANCE_Z = 3.0
 #: A model that did not exist when an event was predicted has no prediction for it.
 _ABSENT = object()
 
@@ -119,45 +125,69 @@ def parse_challengers(
 
 
 class Duel:
-    """A challenger and the serving model over the last ``window`` labelled events both
-    predicted: each one's rolling score on exactly those events.
+    """A challenger against the serving model over one window of ``window`` labelled events
+    both predicted: each one's total (hits, or absolute errors), and the spread of the
+    per-event differences, to judge whether the challenger's lead is more than chance.
 
-    >>> duel = Duel(regression=False, window=2)
-    >>> for serving, challenger in ((1, 1), (0, 1), (0, 1)):
+    >>> duel = Duel(regression=False, window=4)
+    >>> for serving, challenger in ((1, 1), (0, 1), (0, 1), (1, 0)):
     ...     duel.update(serving, challenger, 1)
-    >>> duel.scores(), duel.lead()
-    ((0.0, 1.0), 1.0)
+    >>> duel.full, duel.scores(), duel.lead(), duel.significant()
+    (True, (0.5, 0.75), 0.25, False)
     """
 
     def __init__(self, regression: bool, window: int) -> None:
         self.regression = regression
         self.window = window
-        kind = RollingError if regression else RollingAccuracy
-        self.serving = kind(window)
-        self.challenger = kind(window)
+        self.count = 0
+        self.serving = 0.0
+        self.challenger = 0.0
+        #: Sum of the squared per-event differences (classification: the disagreements).
+        self.spread = 0.0
 
     def update(self, serving_pred: Any, pred: Any, y: Any) -> None:
         if not self.regression:
             # A model with nothing to say is wrong here: abstaining must not win.
-            self.serving.update(serving_pred == y)
-            self.challenger.update(pred == y)
+            serving_hit, hit = serving_pred == y, pred == y
+            self.serving += serving_hit
+            self.challenger += hit
+            self.spread += serving_hit != hit
         elif serving_pred is not None and pred is not None:
-            self.serving.update(abs(serving_pred - y))
-            self.challenger.update(abs(pred - y))
+            serving_error, error = abs(serving_pred - y), abs(pred - y)
+            self.serving += serving_error
+            self.challenger += error
+            self.spread += (serving_error - error) ** 2
+        else:
+            return
+        self.count += 1
+
+    @property
+    def full(self) -> bool:
+        return self.count >= self.window
 
     def scores(self) -> tuple[float, float]:
-        """Serving and challenger accuracy (or MAE) over the window."""
-        return self.serving.get(), self.challenger.get()
+        """Serving and challenger accuracy (or MAE) over the window so far."""
+        count = self.count or 1
+        return self.serving / count, self.challenger / count
 
-    def lead(self) -> float | None:
-        """How much better the challenger did (accuracy points, or the fraction of the
-        serving MAE it saved); None until the window is full."""
-        if len(self.serving) < self.window:
-            return None
-        serving, challenger = self.serving.get(), self.challenger.get()
+    def gain(self) -> float:
+        """The challenger's total advantage: hits more, or absolute error less."""
+        difference = self.challenger - self.serving
+        return -difference if self.regression else difference
+
+    def lead(self) -> float:
+        """How much better the challenger did: accuracy points, or the fraction of the
+        serving model's MAE it saved."""
         if not self.regression:
-            return challenger - serving
-        return (serving - challenger) / serving if serving > 0 else 0.0
+            return self.gain() / (self.count or 1)
+        return self.gain() / self.serving if self.serving > 0 else 0.0
+
+    def significant(self) -> bool:
+        """The lead is ``SIGNIFICANCE_Z`` standard deviations of a chance one at least (a
+        sign test over the events the two disagreed on; for a regressor, the paired
+        differences of the absolute errors)."""
+        gain = self.gain()
+        return gain > 0 and gain >= SIGNIFICANCE_Z * math.sqrt(self.spread)
 
 
 class Contender:
@@ -216,6 +246,8 @@ class ChallengerSet:
         self.serving = self._contender(serving_name, None)
         self.challengers = [self._contender(name, model) for name, model in challengers]
         self.switches = 0
+        #: Serving and challenger scores over the window that made the last leader.
+        self.decided = (0.0, 0.0)
 
     def _contender(self, name: str, blueprint: Any) -> Contender:
         return Contender(name, blueprint, self.regression, self.rolling_window, self.window)
@@ -256,9 +288,12 @@ class ChallengerSet:
                 if paired:
                     duel = challenger.duel
                     duel.update(serving_pred, pred, y)
-                    lead = duel.lead()
-                    if lead is not None and lead > best:
-                        leader, best = challenger, lead
+                    if duel.full:  # decided once per window, then a fresh one
+                        lead = duel.lead()
+                        if lead > best and duel.significant():
+                            leader, best = challenger, lead
+                            self.decided = duel.scores()
+                        challenger.duel = Duel(self.regression, self.window)
             model.learn_one(x, y)
         return leader
 

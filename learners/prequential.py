@@ -373,11 +373,11 @@ class PartitionLearner:
     def _switch_to(self, leader: Contender, offset: int) -> None:
         """A challenger beat the serving model over a full window: it serves from now on,
         and the serving model becomes a challenger. Not while a retrain is in flight: that
-        is judged against the model it was asked for (the duel goes on meanwhile)."""
+        is judged against the model it was asked for (the next window decides again)."""
         challengers = self.challengers
         if self.retrain is not None or challengers is None:
             return
-        serving_score, challenger_score = leader.duel.scores()
+        serving_score, challenger_score = challengers.decided
         previous = challengers.serving.name
         model, blueprint = challengers.switch(leader, self.model, self._blueprint)
         self._replace_model(model)
