@@ -10,7 +10,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
-from river import base, dummy, linear_model, preprocessing, stats
+from river import base, datasets, dummy, linear_model, preprocessing, stats
 
 from learners.challengers import ChallengerSet, attach, parse_challengers
 from learners.checkpoint import decode_checkpoint, encode_checkpoint
@@ -22,6 +22,7 @@ from learners.retraining import RetrainJob
 from learners.spec import CLASSIFICATION
 from learners.state import PartitionState, SequenceTracker
 from stream.settings import RunSettings
+from tests.learners.test_checkpoint_fixtures import FIXTURES
 
 
 def separable(count: int, seed: int = 1) -> Iterator[tuple[dict[str, float], bool]]:
@@ -315,8 +316,9 @@ def test_a_learner_from_before_challengers_takes_them_on() -> None:
 )
 def test_challenger_specs_are_checked_at_start(spec: str, message: str | None) -> None:
     if message is None:
-        assert [n for n, _ in parse_challengers([spec], "tree.HoeffdingTreeClassifier",
-                                                CLASSIFICATION)] == ["x"]
+        assert [
+            n for n, _ in parse_challengers([spec], "tree.HoeffdingTreeClassifier", CLASSIFICATION)
+        ] == ["x"]
         return
     with pytest.raises(ModelSpecError, match="challenger") as refused:
         parse_challengers([spec], "tree.HoeffdingTreeClassifier", CLASSIFICATION)
@@ -325,11 +327,15 @@ def test_challenger_specs_are_checked_at_start(spec: str, message: str | None) -
 
 def test_a_name_given_twice_is_refused() -> None:
     with pytest.raises(ModelSpecError, match="given twice"):
-        parse_challengers(["linear_model.LogisticRegression"], "linear_model.LogisticRegression",
-                          CLASSIFICATION)
+        parse_challengers(
+            ["linear_model.LogisticRegression"], "linear_model.LogisticRegression", CLASSIFICATION
+        )
     with pytest.raises(ModelSpecError, match="given twice"):
-        parse_challengers(["a=linear_model.LogisticRegression", "a=tree.HoeffdingTreeClassifier"],
-                          "linear_model.LogisticRegression", CLASSIFICATION)
+        parse_challengers(
+            ["a=linear_model.LogisticRegression", "a=tree.HoeffdingTreeClassifier"],
+            "linear_model.LogisticRegression",
+            CLASSIFICATION,
+        )
 
 
 def test_bad_settings_are_refused() -> None:
@@ -337,3 +343,20 @@ def test_bad_settings_are_refused() -> None:
         ChallengerSet(CLASSIFICATION, "m", [], window=0)
     with pytest.raises(ValueError, match="margin"):
         ChallengerSet(CLASSIFICATION, "m", [], margin=-0.1)
+
+
+def test_a_release_checkpoint_takes_challengers_on_and_serves_exactly_as_before() -> None:
+    # A learner pickled before challengers existed: it reads no name, no challengers.
+    blob = (FIXTURES / "reset-lr-v1.ckpt").read_bytes()
+    restored = decode_checkpoint(blob, key=None).state.learner  # type: ignore[attr-defined]
+    plain = decode_checkpoint(blob, key=None).state.learner  # type: ignore[attr-defined]
+    assert restored.model_name is None and restored.challengers is None
+    spec = "preprocessing.StandardScaler | linear_model.LogisticRegression"
+    added, _ = attach(restored, (spec, lr()), [("prior", dummy.PriorClassifier())], 100, 0.02)
+    assert added == ["prior"] and restored.model_name == spec
+    events = list(datasets.Phishing())[800:]
+    for offset, (x, y) in enumerate(events, start=800):
+        # The serving model predicts and learns as it would have without challengers.
+        assert restored.step(x, y, offset) == plain.step(x, y, offset)
+    assert restored.challengers is not None
+    assert restored.challengers.challengers[0].cumulative.total == len(events) - 1

@@ -109,6 +109,28 @@ def test_a_restart_restores_the_model_that_serves_and_its_challengers(tmp_path: 
     assert h.sample("streamlearn_model_switches_total", **labels) == 0  # this process's
 
 
+def test_a_restart_with_other_challengers_keeps_those_named_again(tmp_path: Path) -> None:
+    h = ChallengedHarness(tmp_path, timing=LoopTiming(stop_after_idle_s=2.0))
+    h.source.append(encoded_records(TP0, flip_stream(250)))
+    h.start(TP0)
+    assert h.run() == 0  # lr took over: the weak --model is a challenger now
+    settings = h.factory.settings.model_copy(
+        update={"challengers": ("prior=dummy.PriorClassifier",)}
+    )
+    h.factory = learner_factory(settings)  # the next run drops lr, adds prior
+    h.daemon = h._build()
+    h.source.append(encoded_records(TP0, flip_stream(10, seed=2), first_offset=250))
+    h.source.assign_on_next_poll(TP0)
+    h.source.subscribe(TOPIC, h.daemon)
+    assert h.run() == 0
+    learner = h.slot(TP0).learner
+    assert learner.model_name == "lr"  # what served goes on serving
+    assert learner.challengers is not None
+    assert [c.name for c in learner.challengers.challengers] == [WEAK, "prior"]
+    # Its state kept: 260 events, the first unscored (the no-change guess had nothing).
+    assert learner.challengers.challengers[0].cumulative.total == 259
+
+
 def test_without_challengers_predictions_name_the_model_and_no_model_series_appear(
     tmp_path: Path,
 ) -> None:
