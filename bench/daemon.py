@@ -70,7 +70,12 @@ class DaemonProcess:
             "stop_after_idle": 60,
             "predictions_topic": self.predictions_topic, **self.options,
         }
-        args = [f"--{k.replace('_', '-')}={v}" for k, v in values.items() if v is not None]
+        args = []
+        for key, value in values.items():
+            # A list setting (--challenger) is its option repeated.
+            for item in value if isinstance(value, list | tuple) else (value,):
+                if item is not None:
+                    args.append(f"--{key.replace('_', '-')}={item}")
         if self.profile_to is None:
             return [sys.executable, "-m", "stream", "run", *args]
         return [sys.executable, "-m", "pyinstrument", "--renderer", "text", "--outfile",

@@ -6,6 +6,8 @@ the model's own: prequential accuracy, events/s, and the longest single step (a 
 happens inside one step, so that is the pause a refit adds to the loop).
 
 ``--pause`` measures only the refit pause: LogisticRegression on a 20,000-event window.
+``--challengers``: a served model with a challenger (``--challenger``), each generator, and
+the CPU time per event with 0, 1 and 3 challengers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from learners.challengers import attach
 from learners.prequential import PartitionLearner
 from learners.spec import parse_model_spec
 from stream.tools.generators import concept_stream
@@ -91,15 +94,75 @@ def compare(count: int, action: str) -> None:
             )
 
 
+#: Served model and challenger of ``--challengers``: each the better one somewhere.
+DUELS = (("river LR", "river HAT"), ("river HAT", "river LR"))
+
+
+def challengers(count: int, action: str) -> None:
+    drift_at = (count // 3, 2 * count // 3)
+    print(
+        f"{count:,} events, concept changes at {drift_at}, drift action {action}, "
+        "challenger window 1,000, margin 0.02"
+    )
+    print("| generator | serving, challenger | served accuracy | each alone | switches at |")
+    print("|---|---|---:|---:|---|")
+    for generator in GENERATORS:
+        events = list(concept_stream(generator, seed=42, drift_at=drift_at, count=count))
+        for serving, challenger in DUELS:
+            learner = PartitionLearner(parse_model_spec(MODELS[serving]), drift_action=action)
+            attach(
+                learner,
+                (serving, parse_model_spec(MODELS[serving])),
+                [(challenger, parse_model_spec(MODELS[challenger]))],
+            )
+            switched = []
+            for offset, (x, y) in enumerate(events):
+                learner.step(x, y, offset)
+                switched += [o.offset for o in learner.drain_outcomes() if hasattr(o, "previous")]
+            assert learner.challengers is not None
+            alone = {m.name: m.cumulative for m in learner.challengers.scores()}
+            print(
+                f"| {generator} | {serving}, {challenger} | {learner.cumulative.get():.4f} | "
+                f"{alone[serving]:.4f}, {alone[challenger]:.4f} | "
+                f"{', '.join(f'{o:,}' for o in switched) or 'none'} |",
+                flush=True,
+            )
+    lr = MODELS["river LR"]
+    events = list(concept_stream("agrawal", seed=42, drift_at=drift_at, count=count))
+    for shadows in (0, 1, 3):
+        learner = PartitionLearner(parse_model_spec(lr), drift_action=action)
+        attach(
+            learner,
+            ("LR", parse_model_spec(lr)),
+            [(f"c{n}", parse_model_spec(lr)) for n in range(shadows)],
+        )
+        started = time.process_time()
+        for offset, (x, y) in enumerate(events):
+            learner.step(x, y, offset)
+        cpu = (time.process_time() - started) / count
+        print(
+            f"river LR with {shadows} LR challenger(s): {cpu * 1e6:.1f} µs/event CPU "
+            f"({1 / cpu:,.0f} events/s)",
+            flush=True,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.models", description=__doc__)
     parser.add_argument("--pause", action="store_true", help="only the 20,000-event refit pause")
+    parser.add_argument(
+        "--challengers",
+        action="store_true",
+        help="a model with a challenger, and what challengers cost",
+    )
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--drift-action", default="none", choices=("none", "reset", "retrain"))
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # lbfgs/MLP convergence warnings on every refit
     if args.pause:
         pause(args.events)
+    elif args.challengers:
+        challengers(args.events, args.drift_action)
     else:
         compare(args.events, args.drift_action)
 

@@ -23,8 +23,11 @@ from bench.workload import MODELS, Context, Stream, prepare
 CONTENDERS = ("limit", "naive", "peer", "streamlearn")
 # Memory last but one: its 1,000,000 events stay in the in-memory broker and slow the
 # sections after it.
-SECTIONS = ("throughput", "latency", "scaling", "retrain", "anatomy", "split", "memory",
-            "profile")
+SECTIONS = ("throughput", "challengers", "latency", "scaling", "retrain", "anatomy", "split",
+            "memory", "profile")
+#: Challengers of the ``challengers`` section: copies of the LR model under other names,
+#: so a row's cost is that of running the serving model's equal in shadow.
+CHALLENGER_COUNTS = (1, 3)
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.md"
 
 
@@ -84,7 +87,8 @@ class Bench:
 
     def run(self) -> list[Row]:
         sections: dict[str, Callable[[], None]] = {
-            "throughput": self.throughput, "latency": self.latency, "memory": self.memory,
+            "throughput": self.throughput, "challengers": self.challengers,
+            "latency": self.latency, "memory": self.memory,
             "scaling": self.scaling, "retrain": self.retrain, "anatomy": self.anatomy,
             "split": self.split,
             "profile": self.profile,
@@ -147,6 +151,24 @@ class Bench:
                 ratio = ours / statistics.median(self.rates[other, model])
                 self.rows.append(Row(f"ratio.{model}.{other}", f"{model} streamlearn / {other}",
                                      f"{ratio:.2f}", ratio, "ratio of medians"))
+
+    def challengers(self) -> None:
+        """Events/s of the LR daemon with 0, 1 and 3 LR challengers (``--challenger``)."""
+        none = self.measure("streamlearn", "LR")  # the throughput section's, when it ran
+        self.rows.append(Row("challengers.0", "LR, no challenger, events/s", rates_text(none),
+                             statistics.median(none), "as throughput.LR.streamlearn"))
+        for count in CHALLENGER_COUNTS:
+            options = {"challengers": [f"c{n}={MODELS['LR']}" for n in range(1, count + 1)]}
+            rates = []
+            for run in range(self.plan.runs):
+                result = scenarios.run_streamlearn(self.ctx, self.stream(), MODELS["LR"],
+                                                   options=options)
+                say(f"LR + {count} challenger(s) run {run + 1}/{self.plan.runs}: "
+                    f"{result.rate:,.0f} events/s")
+                rates.append(result.rate)
+            self.rows.append(Row(f"challengers.{count}", f"LR + {count} LR challenger(s), "
+                                 "events/s", rates_text(rates), statistics.median(rates),
+                                 "each learns and predicts every event in shadow"))
 
     # -- the daemon's other figures -------------------------------------------------------
 

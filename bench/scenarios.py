@@ -7,6 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.contenders import RUN_TIMEOUT_S, Throughput
 from bench.daemon import DaemonProcess
@@ -23,10 +24,12 @@ def _learned(bootstrap: str, predictions_topic: str, count: int) -> list[Learned
 
 
 def run_streamlearn(ctx: Context, stream: Stream, spec: str,
-                    profile_to: Path | None = None) -> Throughput:
-    """One daemon from the first to the last learned event of the pre-produced topic."""
+                    profile_to: Path | None = None,
+                    options: dict[str, Any] | None = None) -> Throughput:
+    """One daemon from the first to the last learned event of the pre-produced topic;
+    ``options`` are more settings (e.g. challengers)."""
     predictions = f"{stream.topic}.sl-{_tag()}"
-    with DaemonProcess(ctx, stream.topic, spec, group=f"sl-{_tag()}",
+    with DaemonProcess(ctx, stream.topic, spec, group=f"sl-{_tag()}", options=options,
                        predictions_topic=predictions, profile_to=profile_to) as daemon:
         daemon.wait_learned(stream.count, RUN_TIMEOUT_S)
     return throughput(_learned(stream.bootstrap, predictions, stream.count))

@@ -31,6 +31,16 @@ class Scores(NamedTuple):
     rmse_rolling: float | None = None
 
 
+class ModelScores(NamedTuple):
+    """One model's own prequential score (accuracy, or a regressor's MAE), by name, with
+    ``--challenger`` (``learners/challengers.py``)."""
+
+    name: str
+    serving: bool
+    cumulative: float
+    rolling: float
+
+
 @dataclass(frozen=True, slots=True)
 class DriftDetected:
     """ADWIN fired and the error rate went up (a detection on improvement is not a drift)."""
@@ -91,4 +101,28 @@ class RetrainAbandoned:
     model_version: int
 
 
-Outcome = DriftDetected | ModelReset | RetrainRequested | RetrainDecided | RetrainAbandoned
+@dataclass(frozen=True, slots=True)
+class ModelSwitched:
+    """A challenger beat the serving model over the last ``window`` labelled events both
+    predicted, and serves from now on (``learners/challengers.py``); the scores are over
+    that window: accuracies, or mean absolute errors (``metric`` ``"mae"``)."""
+
+    offset: int
+    learned: int
+    previous: str
+    model: str
+    serving_score: float
+    challenger_score: float
+    window: int
+    model_version: int
+    metric: str = ACCURACY
+
+
+Outcome = (
+    DriftDetected
+    | ModelReset
+    | RetrainRequested
+    | RetrainDecided
+    | RetrainAbandoned
+    | ModelSwitched
+)

@@ -56,6 +56,9 @@ class Pending(NamedTuple):
     #: The no-change baseline's prediction: the last label seen when the event came
     #: (None before any, and in entries pickled before the baseline existed).
     baseline: Any = None
+    #: Every model's prediction by name, when the learner has challengers
+    #: (``learners/challengers.py``); None without them.
+    models: dict[str, Any] | None = None
 
 
 class PendingLabels:
@@ -95,6 +98,7 @@ class PendingLabels:
         at: float,
         offset: int,
         baseline: Any = None,
+        models: dict[str, Any] | None = None,
     ) -> None:
         """Keep a prediction until its label comes; an id already waiting is replaced
         (the older entry is dropped: its label would now join the newer one)."""
@@ -102,7 +106,9 @@ class PendingLabels:
         entries = self._entries
         if entries.pop(event_id, None) is not None:
             self.dropped += 1
-        entries[event_id] = Pending(features, prediction, model_version, at, offset, baseline)
+        entries[event_id] = Pending(
+            features, prediction, model_version, at, offset, baseline, models
+        )
         if len(entries) > self.max_pending:
             self._drop_oldest()
 

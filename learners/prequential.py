@@ -16,7 +16,7 @@ is the classification learner; a regressor's is ``learners.regression.Regression
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from river import base, drift
 
@@ -28,6 +28,7 @@ from learners.outcomes import (
     ACCURACY,
     DriftDetected,
     ModelReset,
+    ModelSwitched,
     Outcome,
     RetrainAbandoned,
     RetrainDecided,
@@ -37,6 +38,9 @@ from learners.outcomes import (
 from learners.pending import PendingLabels
 from learners.retraining import RetrainJob
 from learners.spec import CLASSIFICATION, final_step, task_of
+
+if TYPE_CHECKING:
+    from learners.challengers import ChallengerSet, Contender
 
 DRIFT_ACTIONS = ("none", "reset", "retrain")
 
@@ -59,6 +63,10 @@ class PartitionLearner:
     #: Predictions waiting for their label (``hold``, ``join``); None in learners pickled
     #: before it existed, until their first ``hold``.
     pending: PendingLabels | None = None
+    #: Models learning in shadow that may take over (``learners/challengers.py``), and
+    #: the serving model's name; None without them, and in learners pickled before them.
+    challengers: ChallengerSet | None = None
+    model_name: str | None = None
 
     def __init__(
         self,
@@ -187,7 +195,14 @@ class PartitionLearner:
         if y is None:
             self.predicted += 1
             return y_pred, proba
+        challengers = self.challengers
+        if challengers is None:
+            self._learn(x, y, y_pred, offset, offset, self.baseline.last, True)
+            return y_pred, proba
+        leader = challengers.learn(x, y, y_pred, True)
         self._learn(x, y, y_pred, offset, offset, self.baseline.last, True)
+        if leader is not None:
+            self._switch_to(leader, offset)
         return y_pred, proba
 
     def _learn(
@@ -251,7 +266,8 @@ class PartitionLearner:
         pending = self.pending
         if pending is None:  # a learner from a checkpoint older than late labels
             pending = self.pending = PendingLabels(self.max_pending, self.label_ttl_s)
-        pending.add(event_id, x, y_pred, self.model_version, at, offset, self.baseline.last)
+        held = None if self.challengers is None else self.challengers.predictions(x, y_pred)
+        pending.add(event_id, x, y_pred, self.model_version, at, offset, self.baseline.last, held)
         return y_pred, proba
 
     def join(self, event_id: str, y: Any, at: float, offset: int) -> bool:
@@ -269,7 +285,13 @@ class PartitionLearner:
             return False
         watch = entry.model_version == self.model_version
         x, y_pred = entry.features, entry.prediction
+        challengers = self.challengers
+        leader = None
+        if challengers is not None:  # scored on what they predicted when the event came
+            leader = challengers.learn(x, y, y_pred, watch, entry.models or {})
         self._learn(x, y, y_pred, offset, entry.offset, entry.baseline, watch)
+        if leader is not None:
+            self._switch_to(leader, offset)
         return True
 
     def bound_pending(self, max_pending: int, label_ttl_s: float) -> None:
@@ -345,6 +367,35 @@ class PartitionLearner:
         self.model_version += 1
         # The error stream of the new model is a new stream; the old window says nothing of it.
         self.detector = drift.ADWIN(delta=self.adwin_delta)
+        if self.challengers is not None:  # they were compared with the model that is gone
+            self.challengers.restart()
+
+    def _switch_to(self, leader: Contender, offset: int) -> None:
+        """A challenger beat the serving model over a full window: it serves from now on,
+        and the serving model becomes a challenger. Not while a retrain is in flight: that
+        is judged against the model it was asked for (the next window decides again)."""
+        challengers = self.challengers
+        if self.retrain is not None or challengers is None:
+            return
+        serving_score, challenger_score = challengers.decided
+        previous = challengers.serving.name
+        model, blueprint = challengers.switch(leader, self.model, self._blueprint)
+        self._replace_model(model)
+        self._blueprint = blueprint
+        self.model_name = leader.name
+        self.outcomes.append(
+            ModelSwitched(
+                offset,
+                self.learned,
+                previous,
+                leader.name,
+                serving_score,
+                challenger_score,
+                challengers.window,
+                self.model_version,
+                self.metric,
+            )
+        )
 
     def fresh_model(self) -> base.Classifier:
         """An untrained clone of the model this learner started with."""

@@ -62,11 +62,13 @@ def screening(model: Any) -> Any:
 
 
 def drain_screened(learner: Any) -> Counter[str]:
-    """Events the serving model's and a retrain candidate's refits left out since the last
-    call, by reason (empty unless they are screening ``sklearn:`` models)."""
+    """Events the serving model's, a retrain candidate's and the challengers' refits left
+    out since the last call, by reason (empty unless they are screening ``sklearn:`` models)."""
     total: Counter[str] = Counter()
     retrain = getattr(learner, "retrain", None)
-    for model in (learner.model, getattr(retrain, "candidate", None)):
+    challengers = getattr(learner, "challengers", None)
+    shadows = challengers.models() if challengers is not None else []
+    for model in (learner.model, getattr(retrain, "candidate", None), *shadows):
         drain = getattr(model, "drain_screened", None)
         if drain is not None:
             total.update(drain())

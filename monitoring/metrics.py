@@ -9,7 +9,7 @@ The hot path updates plain counters per *batch* through pre-bound children.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import assert_never
 
 from prometheus_client import (
@@ -25,6 +25,8 @@ from prometheus_client import (
 from learners.outcomes import (
     DriftDetected,
     ModelReset,
+    ModelScores,
+    ModelSwitched,
     Outcome,
     RetrainAbandoned,
     RetrainDecided,
@@ -128,6 +130,35 @@ class StreamlearnMetrics:
             (*pl, "result"),
             registry=registry,
         )
+        self.model_switches = Counter(
+            "streamlearn_model_switches",
+            "Challengers that took over from the serving model (--challenger).",
+            pl,
+            registry=registry,
+        )
+        self.model_accuracy = Gauge(
+            "streamlearn_model_accuracy",
+            "Prequential accuracy of each model of the partition, serving or challenger, "
+            "by model name, cumulative or rolling; classification with --challenger.",
+            (*pl, "model", "window"),
+            registry=registry,
+        )
+        self.model_mae = Gauge(
+            "streamlearn_model_mae",
+            "Prequential mean absolute error of each model of the partition, by model name, "
+            "cumulative or rolling; regression with --challenger.",
+            (*pl, "model", "window"),
+            registry=registry,
+        )
+        self.model_serving = Gauge(
+            "streamlearn_model_serving",
+            "1 for the model that serves the partition's predictions, 0 for a challenger; "
+            "with --challenger.",
+            (*pl, "model"),
+            registry=registry,
+        )
+        # The model names each partition exported, to remove their series on revoke.
+        self._model_names: dict[tuple[str, str], set[str]] = {}
         self.adwin_width = Gauge(
             "streamlearn_adwin_width", "ADWIN window width in events.", pl, registry=registry
         )
@@ -311,6 +342,11 @@ class StreamlearnMetrics:
         ):  # fmt: skip
             for window in WINDOWS:
                 _remove(windowed, (*labels, window))
+        for name in self._model_names.pop(labels, ()):
+            _remove(self.model_serving, (*labels, name))
+            for window in WINDOWS:
+                _remove(self.model_accuracy, (*labels, name, window))
+                _remove(self.model_mae, (*labels, name, window))
 
 
 def _remove(metric: Gauge, labels: tuple[str, ...]) -> None:
@@ -331,6 +367,7 @@ class PartitionMetrics:
         self._scores: dict[Gauge, tuple[Gauge, Gauge]] = {}
         self.drifts = m.drifts.labels(*labels)
         self.resets = m.resets.labels(*labels)
+        self.switches = m.model_switches.labels(*labels)
         self.promoted = m.retrains.labels(*labels, "promoted")
         self.rejected = m.retrains.labels(*labels, "rejected")
         self.abandoned = m.retrains.labels(*labels, "abandoned")
@@ -380,6 +417,17 @@ class PartitionMetrics:
             self._set(m.accuracy, scores.cumulative, scores.rolling)
             self._set(m.baseline_accuracy, scores.baseline_cumulative, scores.baseline_rolling)
 
+    def show_models(self, metric: str, scores: Sequence[ModelScores]) -> None:
+        """Each model's own scores by name, and which one serves (with ``--challenger``)."""
+        m = self._metrics
+        gauge = m.model_mae if metric == "mae" else m.model_accuracy
+        names = m._model_names.setdefault(self._labels, set())
+        for model in scores:
+            names.add(model.name)
+            gauge.labels(*self._labels, model.name, "cumulative").set(model.cumulative)
+            gauge.labels(*self._labels, model.name, "rolling").set(model.rolling)
+            m.model_serving.labels(*self._labels, model.name).set(1 if model.serving else 0)
+
     def _set(self, gauge: Gauge, cumulative: float | None, rolling: float | None) -> None:
         if cumulative is None or rolling is None:
             return
@@ -404,5 +452,7 @@ class PartitionMetrics:
                     (self.promoted if outcome.promoted else self.rejected).inc()
                 case RetrainAbandoned():
                     self.abandoned.inc()
+                case ModelSwitched():
+                    self.switches.inc()
                 case _:
                     assert_never(outcome)

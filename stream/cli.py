@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 from learners.exceptions import LearnersError
 from monitoring.exceptions import MonitoringError
@@ -107,13 +107,17 @@ def _add_settings_options(parser: argparse.ArgumentParser, leave_out: Collection
             continue
         default = "" if info.is_required() else f" (default: {info.default})"
         # A yes/no setting is a flag: given alone it means true ("--x false" still works).
-        flag = {"nargs": "?", "const": "true"} if info.annotation is bool else {}
+        flag: dict[str, Any] = {"nargs": "?", "const": "true"} if info.annotation is bool else {}
+        names = [f"--{name.replace('_', '-')}"]
+        if get_origin(info.annotation) is tuple:  # a list: --challenger A --challenger B
+            flag = {"action": "append", "metavar": "SPEC"}
+            names.insert(0, names[0].removesuffix("s"))
         parser.add_argument(
-            f"--{name.replace('_', '-')}",
+            *names,
             dest=name,
             default=None,
             help=f"{info.description}{default}",
-            **flag,  # type: ignore[arg-type]
+            **flag,
         )
 
 

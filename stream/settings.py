@@ -59,6 +59,24 @@ class RunSettings(BaseSettings):
     model: str = Field(
         DEFAULT_MODEL, description="River model, e.g. 'tree.HoeffdingTreeClassifier'"
     )
+    challengers: tuple[str, ...] = Field(
+        (),
+        description="(--challenger, repeatable) a model that learns every labelled event in "
+        "shadow and takes over when it beats the serving one: a spec as --model, "
+        "optionally named NAME=SPEC",
+    )
+    challenger_window: int = Field(
+        1000,
+        ge=1,
+        description="a challenger takes over when it beat the serving model over the last "
+        "this many labelled events; after a switch a full fresh window is needed again",
+    )
+    challenger_margin: float = Field(
+        0.02,
+        ge=0,
+        description="by how much a challenger must beat the serving model: accuracy points "
+        "(classification), or a fraction of the serving MAE (regression)",
+    )
     drift_action: Literal["none", "reset", "retrain"] = Field(
         "reset", description="what to do when ADWIN sees the error rate go up"
     )

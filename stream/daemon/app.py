@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
+from learners.challengers import attach, model_name, parse_challengers
 from learners.prequential import PartitionLearner
 from learners.regression import learner_for
 from learners.screening import screening
@@ -69,8 +70,37 @@ class _NewLearner:
         blueprint = parse_model_spec(settings.model)
         self.task = task_of(blueprint)
         self.blueprint = screening(blueprint) if settings.screen_pool else blueprint
+        self.name = model_name(settings.model)
+        self.challengers = [
+            (name, screening(model) if settings.screen_pool else model)
+            for name, model in parse_challengers(settings.challengers, settings.model, self.task)
+        ]
 
     def __call__(self, tp: TopicPartition) -> PartitionLearner:
+        learner = self._new()
+        self._attach(learner)
+        return learner
+
+    def adopt(self, tp: TopicPartition, learner: PartitionLearner) -> None:
+        """A restored learner: this run's challengers, its own state kept (``attach``)."""
+        added, dropped = self._attach(learner)
+        if added or dropped:
+            log.warning(
+                "%s[%d]: restored learner (serving %r): challengers added %s, dropped %s",
+                tp.topic, tp.partition, learner.model_name, added or "none", dropped or "none",
+            )  # fmt: skip
+
+    def _attach(self, learner: PartitionLearner) -> tuple[list[str], list[str]]:
+        settings = self.settings
+        return attach(
+            learner,
+            (self.name, self.blueprint.clone()),
+            [(name, model.clone()) for name, model in self.challengers],
+            settings.challenger_window,
+            settings.challenger_margin,
+        )
+
+    def _new(self) -> PartitionLearner:
         settings = self.settings
         # A classifier's learner or a regressor's: the task is chosen here, once.
         return learner_for(
@@ -94,6 +124,11 @@ def learner_factory(settings: RunSettings) -> _NewLearner:
         new_learner.task,
         settings.drift_action,
     )
+    for name, model in new_learner.challengers:
+        log.info(
+            "challenger %r: %s; takes over when better by %g over %d labelled events",
+            name, describe_model(model), settings.challenger_margin, settings.challenger_window,
+        )  # fmt: skip
     return new_learner
 
 
@@ -224,7 +259,7 @@ def make_replayer(
 def assemble_daemon(
     settings: RunSettings,
     consumer: Source,
-    new_learner: Callable[[TopicPartition], PartitionLearner],
+    new_learner: _NewLearner,
     publisher: Publisher,
     checkpointer: Checkpointer,
     replayer: Replayer,
@@ -260,6 +295,7 @@ def assemble_daemon(
         # it would hold events whose labels never come (docs/labels.md).
         rebuilder=None if labels is not None else rebuilder,
         labels_topic=settings.labels_topic,
+        adopt=new_learner.adopt,
     )
     return Daemon(
         consumer,

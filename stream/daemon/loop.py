@@ -300,6 +300,9 @@ class Daemon:
         decode = self.decode
         step = learner.stepper()
         publish = publisher.predictions_topic is not None
+        # The model that predicts, for the whole batch: it changes only with an outcome,
+        # which ends the batch after the event that caused it (predicted by this one).
+        version, model = learner.model_version, learner.model_name
         dead = handled = 0
         newest_timestamp = None
         for record in records:
@@ -345,7 +348,7 @@ class Daemon:
                 step = learner.stepper()
                 continue
             if publish:
-                publisher.prediction(record, event, y_pred, proba, learner.model_version)
+                publisher.prediction(record, event, y_pred, proba, version, model)
             newest_timestamp = event.timestamp
             if learner.outcomes or (handled & 63 == 0 and now() > deadline):
                 break
@@ -381,6 +384,8 @@ class Daemon:
         scores = learner.scores()
         if scores is not None:
             m.show_scores(scores)
+        if learner.challengers is not None:
+            m.show_models(learner.metric, learner.challengers.scores())
         m.adwin_width.set(learner.detector.width)
         m.model_version.set(learner.model_version)
         pending = learner.pending

@@ -40,6 +40,8 @@ from stream.ports import Record, Source, TopicPartition
 log = logging.getLogger(__name__)
 
 LearnerFactory = Callable[[TopicPartition], PartitionLearner]
+#: Applies this run's settings to a restored learner (its challengers, ``daemon/app.py``).
+Adopt = Callable[[TopicPartition, PartitionLearner], None]
 Identify = Callable[[TopicPartition], Origin]
 
 
@@ -106,11 +108,13 @@ class PartitionTable:
         identify: Identify | None = None,
         rebuilder: Rebuilder | None = None,
         labels_topic: str | None = None,
+        adopt: Adopt | None = None,
     ) -> None:
         """``labels_topic``: late labels also come on that topic, co-partitioned; its
         offsets are checkpointed, restored and committed with the events offsets."""
         self.consumer = consumer
         self.labels_topic = labels_topic
+        self.adopt = adopt
         self.learner_factory = learner_factory
         self.checkpointer = checkpointer
         self.publisher = publisher
@@ -147,6 +151,8 @@ class PartitionTable:
             origin=origin,
             last_checkpoint_at=self.clock(),
         )
+        if self.adopt is not None:
+            self.adopt(tp, slot.learner)
         # Counters restored with the state were reported by an earlier process.
         slot.reported = lifetime_counts(slot)
         offset = restored.next_offset
@@ -456,6 +462,8 @@ def show_state(slot: PartitionSlot) -> None:
     scores = learner.scores()
     if scores is not None:
         m.show_scores(scores)
+    if learner.challengers is not None:
+        m.show_models(learner.metric, learner.challengers.scores())
     m.adwin_width.set(learner.detector.width)
     m.model_version.set(learner.model_version)
     m.learned_events.set(learner.learned)

@@ -38,7 +38,10 @@ class Publisher:
         y_pred: Any,
         proba: dict[Any, float] | None,
         model_version: int,
+        model: str | None = None,
     ) -> None:
+        """``model`` names the model that made the prediction (its spec, or the name given
+        with ``--challenger NAME=SPEC``)."""
         if self.sink is None or self.predictions_topic is None:
             return
         value = {
@@ -49,6 +52,7 @@ class Publisher:
             "prediction": y_pred,
             "probabilities": proba or None,
             "model_version": model_version,
+            "model": model,
         }
         # orjson: 0.3 µs instead of json's 4 µs per event. Class keys are written as
         # the JSON text of the label ("true", "1", "cat"), so they match "prediction".

@@ -13,6 +13,7 @@ from typing import IO, Any, assert_never
 from learners.outcomes import (
     DriftDetected,
     ModelReset,
+    ModelSwitched,
     Outcome,
     RetrainAbandoned,
     RetrainDecided,
@@ -90,6 +91,22 @@ class RunLog:
                     outcome.offset,
                     outcome.learned,
                     reason=outcome.reason,
+                    model_version=outcome.model_version,
+                )
+            case ModelSwitched():
+                self.write(
+                    "switch",
+                    *at,
+                    outcome.offset,
+                    outcome.learned,
+                    previous=outcome.previous,
+                    model=outcome.model,
+                    # serving_accuracy/challenger_accuracy, or serving_mae/challenger_mae
+                    **{
+                        f"serving_{outcome.metric}": outcome.serving_score,
+                        f"challenger_{outcome.metric}": outcome.challenger_score,
+                    },
+                    window=outcome.window,
                     model_version=outcome.model_version,
                 )
             case _:

@@ -8,6 +8,7 @@ from typing import assert_never
 from learners.outcomes import (
     DriftDetected,
     ModelReset,
+    ModelSwitched,
     Outcome,
     RetrainAbandoned,
     RetrainDecided,
@@ -59,6 +60,19 @@ def log_outcome(tp: TopicPartition, outcome: Outcome) -> None:
                 "retrain ABANDONED at %s: the candidate raised (%s); model v%d serves on",
                 where,
                 outcome.reason,
+                outcome.model_version,
+            )
+        case ModelSwitched():
+            log.warning(
+                "model SWITCHED at %s: challenger %r %s %.3f vs serving %r %.3f over the last "
+                "%d labelled events; it serves as model v%d",
+                where,
+                outcome.model,
+                outcome.metric,
+                outcome.challenger_score,
+                outcome.previous,
+                outcome.serving_score,
+                outcome.window,
                 outcome.model_version,
             )
         case _:

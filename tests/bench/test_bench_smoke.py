@@ -22,6 +22,7 @@ EXPECTED = [
     *(f"ratio.{m}.{c}" for m in MODELS for c in ("limit", "naive", "peer")),
     "latency.p50", "latency.p99", "memory.early", "memory.late", "memory.growth",
     "scaling.one", "scaling.two", "scaling.ratio", "retrain.pause", "profile.LR",
+    "challengers.0", "challengers.1", "challengers.3",
     *(f"split.{m}.{k}" for m in MODELS for k in ("one", "child", "gain")),
 ]
 
