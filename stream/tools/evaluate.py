@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 DEFAULT_WINDOWS = (1_000, 5_000)
 #: Run-log fields every line has: not repeated in the printed log.
 _COMMON_FIELDS = frozenset({"time", "kind", "topic", "partition", "offset", "learned"})
-#: Run-log kinds printed as the drift and retrain log (accuracy samples are for the plot).
-_DECISIONS = frozenset({"drift", "reset", "retrain", "retrain_abandoned"})
+#: Run-log kinds printed as the decision log: drifts, resets, retrains and challengers that
+#: took over (accuracy samples are for the plot).
+_DECISIONS = frozenset({"drift", "reset", "retrain", "retrain_abandoned", "switch"})
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,7 @@ def format_figures(figures: Figures) -> str:
         lines.append(
             f"after the change at event {change['index']:,}: {_windows(metric, change['windows'])}"
         )
-    lines.append(f"drifts and retrain decisions ({_count(figures.log)}):")
+    lines.append(f"drifts and decisions ({_count(figures.log)}):")
     drifts = iter(figures.after_drifts)
     for line in figures.log:
         extra = {k: v for k, v in line.items() if k not in _COMMON_FIELDS}

@@ -97,6 +97,19 @@ def test_a_regression_reports_its_mae(tmp_path: Path) -> None:
     assert figures.after_changes[0]["windows"][0]["value"] > 0
 
 
+def test_a_challenger_that_takes_over_is_in_the_decision_log(tmp_path: Path) -> None:
+    options = SourceOptions(count=3_000, generator="sea", seed=4)
+    config = settings(
+        model="dummy.PriorClassifier()",
+        challengers=("lr=preprocessing.StandardScaler() | linear_model.LogisticRegression()",),
+        challenger_window=500,
+    )
+    figures = evaluate(options, config, tmp_path / "log.jsonl").figures
+    [switch] = [line for line in figures.log if line["kind"] == "switch"]
+    assert switch["model"] == "lr" and switch["offset"] == 499
+    assert switch["challenger_accuracy"] > switch["serving_accuracy"]
+
+
 def test_a_file_is_evaluated_as_produce_would_replay_it(tmp_path: Path) -> None:
     path = tmp_path / "rows.csv"
     path.write_text("a,b,label\n" + "".join(f"{i % 7},{i % 3},{i % 2}\n" for i in range(400)))
