@@ -40,6 +40,7 @@ class GroupSource:
 
     def __init__(self, consumer: KafkaConsumer) -> None:
         self.consumer = consumer
+        self._position_unknown = False  # warned once that positions cannot be read
 
     def subscribe(self, topic: str | Sequence[str], listener: Rebalance) -> None:
         topics = [topic] if isinstance(topic, str) else list(topic)
@@ -62,6 +63,19 @@ class GroupSource:
 
     def highwater(self, tp: TopicPartition) -> int | None:
         return cast("int | None", self.consumer.highwater(_theirs(tp)))
+
+    def position(self, tp: TopicPartition) -> int | None:
+        # KafkaConsumer.position() waits for a reset or a validation to finish: the
+        # subscription state answers at once (kafka-python has no public call for it).
+        try:
+            state = self.consumer._subscription.assignment.get(_theirs(tp))
+            position = None if state is None else state.position
+        except Exception:  # an internal API changed: unknown, as before a fetch
+            if not self._position_unknown:
+                self._position_unknown = True
+                log.warning("cannot read the position of %s", tp, exc_info=True)
+            return None
+        return None if position is None else int(position.offset)
 
     def log_start(self, tp: TopicPartition) -> int | None:
         try:

@@ -132,6 +132,10 @@ class FakeSource:
         self.poll_timeouts: list[int] = []
         #: The poll that runs a rebalance returns nothing (kafka-python's way).
         self.nothing_after_rebalance = False
+        #: The high watermark each partition's last fetch brought (none before one).
+        self.fetched_ends: dict[TopicPartition, int] = {}
+        #: Polls that leave a partition out still (its first fetches come late).
+        self.fetch_delays: dict[TopicPartition, int] = {}
         self._rebalances: deque[tuple[str, list[TopicPartition]]] = deque()
 
     # test controls
@@ -167,8 +171,9 @@ class FakeSource:
         answer: dict[TopicPartition, Sequence[Record]] = {}
         if self.up:
             for tp, position in self.positions.items():
-                if tp in self.paused:
+                if tp in self.paused or self._fetch_delayed(tp):
                     continue
+                self.fetched_ends[tp] = len(self.logs.get(tp, []))
                 records = self.logs.get(tp, [])[position : position + self.max_records]
                 if records:
                     answer[tp] = records
@@ -177,18 +182,26 @@ class FakeSource:
             self.clock.advance(timeout_ms / 1000)
         return answer
 
+    def _fetch_delayed(self, tp: TopicPartition) -> bool:
+        left = self.fetch_delays.get(tp, 0)
+        if left:
+            self.fetch_delays[tp] = left - 1
+        return left > 0
+
     def _rebalance(self, kind: str, tps: list[TopicPartition]) -> None:
         assert self.listener is not None, "subscribe first"
         if kind == "assigned":
             for tp in tps:
                 # Like auto_offset_reset=earliest: the committed offset, else the start.
                 self.positions[tp] = self.committed_offsets.get(tp, 0)
+                self.fetched_ends.pop(tp, None)
             self.listener.assigned(tps)
         else:
             self.listener.revoked(tps)
             for tp in tps:
                 self.positions.pop(tp, None)
                 self.paused.discard(tp)
+                self.fetched_ends.pop(tp, None)
 
     def pause(self, tp: TopicPartition) -> None:
         self.journal.append(("pause", tp))
@@ -203,7 +216,10 @@ class FakeSource:
         self.positions[tp] = offset
 
     def highwater(self, tp: TopicPartition) -> int | None:
-        return len(self.logs.get(tp, []))
+        return self.fetched_ends.get(tp)
+
+    def position(self, tp: TopicPartition) -> int | None:
+        return self.positions.get(tp)
 
     def log_start(self, tp: TopicPartition) -> int | None:
         return 0
@@ -418,7 +434,7 @@ class Harness:
             self.timing,
             clock=self.clock,
             cycle_clock=self.clock,
-            labels=None if labels is None else LabelsTopic(labels, TOPIC, self.source),
+            labels=None if labels is None else LabelsTopic(labels, TOPIC, self.source, metrics),
         )
 
     def new_learner(self, tp: TopicPartition) -> PartitionLearner:
