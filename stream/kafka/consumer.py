@@ -47,6 +47,7 @@ class GroupSource:
         self.consumer.subscribe(topics, listener=_Listener(listener))
 
     def poll(self, timeout_ms: int) -> Mapping[TopicPartition, Sequence[Record]]:
+        release_parked(self.consumer)
         # kafka-python's TopicPartition is a namedtuple equal to ours: no copy needed.
         return cast(
             Mapping[TopicPartition, Sequence[Record]], self.consumer.poll(timeout_ms=timeout_ms)
@@ -144,6 +145,21 @@ class GroupSource:
     def close(self) -> None:
         # Leaving the group revokes the partitions; the daemon commits what it checkpointed.
         self.consumer.close(autocommit=False)
+
+
+def release_parked(consumer: KafkaConsumer) -> None:
+    """Let kafka-python hand back the records it parked for a partition paused mid-batch.
+
+    kafka-python 3.0.12 parks the rest of a fetched batch when its partition is paused,
+    and takes it back once resumed only if no batch is in line; but a batch read to its
+    end stays in line (empty, not None) until another fetch completes. With nothing else
+    to fetch the resumed partition then never gets its records, nor is fetched again (a
+    partition with parked records is not). Clearing the empty batch lets the next poll
+    take the parked one back."""
+    fetcher = consumer._fetcher
+    current = fetcher._next_partition_records
+    if current is not None and not current:
+        fetcher._next_partition_records = None
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
