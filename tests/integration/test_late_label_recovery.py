@@ -148,7 +148,8 @@ def test_kill_minus_9_with_labels_on_their_own_topic_joins_each_label_once(
     def all_checkpointed() -> bool:
         checkpoint = local_checkpoint(state_dir, topic_name, 0)
         return checkpoint is not None and (
-            checkpoint.next_offset, state_of(checkpoint).labels_offset
+            checkpoint.next_offset,
+            state_of(checkpoint).labels_offset,
         ) == (events, events)
 
     with daemons(daemon):
