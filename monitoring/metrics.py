@@ -284,6 +284,13 @@ class StreamlearnMetrics:
             pl,
             registry=registry,
         )
+        self.label_waits_expired = Counter(
+            "streamlearn_label_waits_expired",
+            "Times the events of a partition stopped waiting for labels not fetched yet "
+            "(--labels-topic), after the maximum wait.",
+            pl,
+            registry=registry,
+        )
         self.label_delay = Histogram(
             "streamlearn_label_delay_seconds",
             "From an unlabelled event to its label (Kafka record times), per joined label.",

@@ -76,6 +76,10 @@ class Source(Protocol):
     def highwater(self, tp: TopicPartition) -> int | None:
         """The high watermark that came with the last fetch (None before one)."""
 
+    def position(self, tp: TopicPartition) -> int | None:
+        """The next offset of ``tp`` to fetch (past every record polled), without a broker
+        round trip: None while it is not known (a reset in flight)."""
+
     def log_start(self, tp: TopicPartition) -> int | None:
         """The first offset the log still holds; None when the broker did not answer."""
 

@@ -244,9 +244,10 @@ class RunSettings(BaseSettings):
         if self.drift_action == "retrain":
             # A retrain replays the events topic only: the labels of its pool are elsewhere.
             raise ValueError(
-                "labels_topic cannot go with drift_action 'retrain': a retrain replays the "
-                "events topic, where labels sent on the labels topic are not; use 'reset' or "
-                "'none', or send the labels in-band (docs/labels.md)"
+                "--labels-topic cannot go with --drift-action retrain (yet): a retrain "
+                "replays the events topic only, where labels sent on the labels topic are "
+                "not. Pass --drift-action reset (or none) with --labels-topic, or send the "
+                "labels in-band on --topic to retrain (docs/labels.md)"
             )
 
     def _check_checkpoint_keys(self) -> None:

@@ -194,7 +194,7 @@ def _build_and_run(
             log.info("stopped while waiting for the broker")
             return 0
         try:
-            labels = _labels_topic(settings, consumer)
+            labels = _labels_topic(settings, consumer, metrics)
             publisher, checkpointer, replayer = _outputs_and_state(
                 settings, keys, metrics, resources, decode
             )
@@ -223,7 +223,9 @@ def _build_and_run(
         return daemon.run()
 
 
-def _labels_topic(settings: RunSettings, consumer: Source) -> LabelsTopic | None:
+def _labels_topic(
+    settings: RunSettings, consumer: Source, metrics: StreamlearnMetrics
+) -> LabelsTopic | None:
     """The labels topic, refused at start when it is not co-partitioned with the events."""
     if settings.labels_topic is None:
         return None
@@ -236,7 +238,7 @@ def _labels_topic(settings: RunSettings, consumer: Source) -> LabelsTopic | None
         count,
         settings.topic,
     )
-    return LabelsTopic(settings.labels_topic, settings.topic, consumer)
+    return LabelsTopic(settings.labels_topic, settings.topic, consumer, metrics)
 def make_replayer(
     settings: RunSettings,
     reader: Callable[[], LogReader],

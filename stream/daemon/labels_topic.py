@@ -16,6 +16,15 @@ position at the high watermark of the last fetch) the queued labels are handled 
 So a daemon that catches up on a backlog of both topics joins each label as live, rather
 than finding labels of events it has not read yet.
 
+Events wait, the other way round, for labels not fetched yet (:meth:`LabelsTopic.ready`):
+an event goes once the labels partition was read up to a record later than it, or up to
+the high watermark of its last fetch (labels may stop coming: an idle labels topic holds
+nothing back). A labels partition that is neither (never fetched, or fetched too slowly)
+holds its events back at most ``max_wait_s``; then they go, counted in
+``streamlearn_label_waits_expired_total`` and logged. Without this wait the first events
+would be handled before the labels preceding them whenever the labels partition's first
+fetch comes after the events partition's.
+
 Each slot's ``state.labels_offset`` is the next labels offset to handle: it is
 checkpointed with the events offset and the pending store, and restored (the labels
 partition is sought to it) on assignment, so after a crash every label is joined once.
@@ -29,6 +38,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from monitoring.metrics import StreamlearnMetrics
 from stream.daemon.partitions import PartitionSlot
 from stream.events import NOT_A_LABEL, DeadLetter, LateLabel
 from stream.ports import Record, Source, TopicPartition
@@ -40,17 +50,36 @@ log = logging.getLogger(__name__)
 
 #: Label records queued per partition before its labels partition is paused.
 MAX_QUEUED = 20_000
+#: Longest the events of a partition wait for its labels partition to be fetched, in
+#: seconds: a fetch takes milliseconds, so only a labels partition whose broker does not
+#: answer (or answers very slowly) holds events back that long.
+MAX_WAIT_S = 30.0
 
 
 class LabelsTopic:
     """The label records of each partition, waiting for their turn in record-time order."""
 
-    def __init__(self, topic: str, events_topic: str, consumer: Source) -> None:
+    def __init__(
+        self,
+        topic: str,
+        events_topic: str,
+        consumer: Source,
+        metrics: StreamlearnMetrics | None = None,
+        max_wait_s: float = MAX_WAIT_S,
+    ) -> None:
         self.topic = topic
         self.events_topic = events_topic
         self.consumer = consumer
+        self.metrics = metrics
+        self.max_wait_s = max_wait_s
         self._queues: dict[int, deque[Record]] = {}
         self._paused: set[int] = set()
+        #: Record time (ms) of the last label fetched, per partition.
+        self._fetched_time: dict[int, int] = {}
+        #: Since when (the loop's clock) the events of a partition wait for labels.
+        self._waiting_since: dict[int, float] = {}
+        #: Partitions whose events stopped waiting after ``max_wait_s``.
+        self._given_up: set[int] = set()
 
     def labels_of(self, tp: TopicPartition) -> TopicPartition:
         """The labels partition co-partitioned with the events partition ``tp``."""
@@ -75,12 +104,72 @@ class LabelsTopic:
             if tp.topic != self.topic:
                 events[tp] = records
                 continue
+            if not records:
+                continue
             queue = self._queues.setdefault(tp.partition, deque())
             queue.extend(records)
+            self._fetched_time[tp.partition] = records[-1].timestamp
             if len(queue) >= MAX_QUEUED and tp.partition not in self._paused:
                 self._paused.add(tp.partition)
                 self.consumer.pause(tp)
         return events
+
+    def ready(self, tp: TopicPartition, records: Sequence[Record], now: float) -> int:
+        """How many of ``records`` (events of ``tp``, in order) may be handled now: every
+        one when the labels partition is caught up, else those not later than the last
+        label fetched; 0 means they wait. After ``max_wait_s`` of waiting, every one."""
+        partition = tp.partition
+        if self._labels_caught_up(partition):
+            return self._stop_waiting(partition, len(records))
+        fetched = self._fetched_time.get(partition)
+        count = 0
+        if fetched is not None:
+            for record in records:
+                if record.timestamp > fetched:
+                    break
+                count += 1
+        if count:
+            return self._stop_waiting(partition, count)
+        since = self._waiting_since.setdefault(partition, now)
+        if now - since < self.max_wait_s:
+            return 0
+        if partition not in self._given_up:
+            self._given_up.add(partition)
+            self._count_wait_expired(tp)
+        return len(records)
+
+    def waiting(self, tp: TopicPartition) -> bool:
+        """True while the events of ``tp`` are held back for labels not fetched yet."""
+        partition = tp.partition
+        return partition in self._waiting_since and partition not in self._given_up
+
+    def _labels_caught_up(self, partition: int) -> bool:
+        """The labels partition was read up to the high watermark of its last fetch."""
+        labels = TopicPartition(self.topic, partition)
+        end = self.consumer.highwater(labels)
+        if end is None:
+            return False
+        position = self.consumer.position(labels)
+        return position is not None and position >= end
+
+    def _stop_waiting(self, partition: int, count: int) -> int:
+        self._waiting_since.pop(partition, None)
+        self._given_up.discard(partition)
+        return count
+
+    def _count_wait_expired(self, tp: TopicPartition) -> None:
+        log.warning(
+            "%s[%d]: events handled without waiting longer for labels partition %s[%d], "
+            "neither fetched past them nor caught up after %.0f s: labels before them in "
+            "time may come after them",
+            tp.topic,
+            tp.partition,
+            self.topic,
+            tp.partition,
+            self.max_wait_s,
+        )
+        if self.metrics is not None:
+            self.metrics.label_waits_expired.labels(tp.topic, str(tp.partition)).inc()
 
     def queued(self, tp: TopicPartition) -> int:
         queue = self._queues.get(tp.partition)
@@ -116,6 +205,8 @@ class LabelsTopic:
         """Forget the queued labels of ``partition`` (revoked, or read from a refused place)."""
         self._queues.pop(partition, None)
         self._paused.discard(partition)
+        self._fetched_time.pop(partition, None)
+        self._stop_waiting(partition, 0)
 
     def _maybe_resume(self, partition: int) -> None:
         if partition in self._paused and self.queued(TopicPartition(self.topic, partition)) < (

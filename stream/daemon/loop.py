@@ -152,12 +152,21 @@ class Daemon:
 
     def _idle_too_long(self) -> bool:
         idle, last = self.timing.stop_after_idle_s, self._last_record_at
-        if idle is None or last is None or self._busy():
+        if idle is None or last is None or self._busy() or self._waiting_for_labels():
             return False  # held-back records or a replay are work, not idleness
         return self.clock() - last >= idle
 
     def _busy(self) -> bool:
-        return self.replayer.busy or any(slot.backlog for slot in self.slots.values())
+        """Work to do without polling (not events waiting for labels: a poll brings those)."""
+        return self.replayer.busy or any(
+            slot.backlog and not self._waits_for_labels(slot) for slot in self.slots.values()
+        )
+
+    def _waits_for_labels(self, slot: PartitionSlot) -> bool:
+        return self.labels is not None and self.labels.waiting(slot.tp)
+
+    def _waiting_for_labels(self) -> bool:
+        return any(self._waits_for_labels(slot) for slot in self.slots.values())
 
     def _cycle(self) -> None:
         # With a retrain replaying or records held back there is work without new data:
@@ -236,12 +245,15 @@ class Daemon:
         while records and slot.halted is None:  # a halted partition's records stay unhandled
             # Records behind a backlog join it: order within a partition is the contract.
             held = slot.replaying or slot.rebuild is not None
-            if held or slot.backlog or self._cycle_clock() > deadline:
+            handled = 0
+            if not (held or slot.backlog or self._cycle_clock() > deadline):
+                handled = self._handle_in_order(slot, records, deadline)
+            if not handled:  # held, late, or waiting for labels (--labels-topic)
                 # Pausing the partition bounds the backlog to one poll's worth of records.
                 slot.backlog.extend(records)
                 self.consumer.pause(slot.tp)
                 return
-            records = records[self._handle_in_order(slot, records, deadline) :]
+            records = records[handled:]
 
     def _drain_backlog(self, slot: PartitionSlot, deadline: float) -> None:
         """Serve held-back records until ``deadline``; while a replay runs, at most a slice
@@ -254,8 +266,9 @@ class Daemon:
         records = slot.backlog[:limit]
         del slot.backlog[:limit]
         while records and self._cycle_clock() <= deadline:
-            records = records[self._handle_in_order(slot, records, deadline) :]
-            if slot.replaying:
+            handled = self._handle_in_order(slot, records, deadline)
+            records = records[handled:]
+            if slot.replaying or not handled:  # not handled: waiting for labels
                 break  # one slice per cycle while the candidate catches up
         slot.backlog[:0] = records
         if slot.halted is not None:
@@ -269,14 +282,21 @@ class Daemon:
         self, slot: PartitionSlot, records: Sequence[Record], deadline: float
     ) -> int:
         """``_handle`` the events, with the queued labels of a labels topic in between,
-        in record-time order (``daemon/labels_topic.py``)."""
+        in record-time order (``daemon/labels_topic.py``); 0 when the events wait for
+        labels not fetched yet."""
         labels = self.labels
-        if labels is None or not labels.queued(slot.tp):
+        if labels is None:
             return self._handle(slot, records, deadline)
+        ready = labels.ready(slot.tp, records, self.clock())
+        if not ready:
+            return 0
+        if not labels.queued(slot.tp):
+            return self._handle(slot, records[:ready], deadline)
         join_labels(self, slot, labels.before(slot.tp, records[0].timestamp))
         if slot.halted is not None:
             return len(records)  # never handled: a halted partition's records stay so
-        return self._handle(slot, records[: labels.prefix(slot.tp, records)], deadline)
+        count = min(ready, labels.prefix(slot.tp, records))
+        return self._handle(slot, records[:count], deadline)
 
     def _join_caught_up(self, labels: LabelsTopic) -> None:
         """Labels queued for a partition whose events are all handled go in now."""

@@ -96,7 +96,7 @@ class MemorySource:
     def _fetch(self, timeout_ms: int) -> dict[TopicPartition, Sequence[Record]]:
         answer: dict[TopicPartition, Sequence[Record]] = {}
         for tp, position in self.positions.items():
-            if tp in self.paused:
+            if not self._fetchable(tp):
                 continue
             records = self.logs.get(tp, [])[position : position + self.max_records]
             if records:
@@ -106,6 +106,9 @@ class MemorySource:
         if not answer:
             self.clock.advance(timeout_ms / 1000)
         return answer
+
+    def _fetchable(self, tp: TopicPartition) -> bool:
+        return tp not in self.paused
 
     def _rebalance(self, kind: str, tps: list[TopicPartition]) -> None:
         if self.listener is None:
@@ -132,6 +135,9 @@ class MemorySource:
 
     def highwater(self, tp: TopicPartition) -> int | None:
         return len(self.logs.get(tp, []))
+
+    def position(self, tp: TopicPartition) -> int | None:
+        return self.positions.get(tp)
 
     def log_start(self, tp: TopicPartition) -> int | None:
         return 0

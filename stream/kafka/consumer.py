@@ -40,12 +40,14 @@ class GroupSource:
 
     def __init__(self, consumer: KafkaConsumer) -> None:
         self.consumer = consumer
+        self._position_unknown = False  # warned once that positions cannot be read
 
     def subscribe(self, topic: str | Sequence[str], listener: Rebalance) -> None:
         topics = [topic] if isinstance(topic, str) else list(topic)
         self.consumer.subscribe(topics, listener=_Listener(listener))
 
     def poll(self, timeout_ms: int) -> Mapping[TopicPartition, Sequence[Record]]:
+        release_parked(self.consumer)
         # kafka-python's TopicPartition is a namedtuple equal to ours: no copy needed.
         return cast(
             Mapping[TopicPartition, Sequence[Record]], self.consumer.poll(timeout_ms=timeout_ms)
@@ -62,6 +64,19 @@ class GroupSource:
 
     def highwater(self, tp: TopicPartition) -> int | None:
         return cast("int | None", self.consumer.highwater(_theirs(tp)))
+
+    def position(self, tp: TopicPartition) -> int | None:
+        # KafkaConsumer.position() waits for a reset or a validation to finish: the
+        # subscription state answers at once (kafka-python has no public call for it).
+        try:
+            state = self.consumer._subscription.assignment.get(_theirs(tp))
+            position = None if state is None else state.position
+        except Exception:  # an internal API changed: unknown, as before a fetch
+            if not self._position_unknown:
+                self._position_unknown = True
+                log.warning("cannot read the position of %s", tp, exc_info=True)
+            return None
+        return None if position is None else int(position.offset)
 
     def log_start(self, tp: TopicPartition) -> int | None:
         try:
@@ -130,6 +145,21 @@ class GroupSource:
     def close(self) -> None:
         # Leaving the group revokes the partitions; the daemon commits what it checkpointed.
         self.consumer.close(autocommit=False)
+
+
+def release_parked(consumer: KafkaConsumer) -> None:
+    """Let kafka-python hand back the records it parked for a partition paused mid-batch.
+
+    kafka-python 3.0.12 parks the rest of a fetched batch when its partition is paused,
+    and takes it back once resumed only if no batch is in line; but a batch read to its
+    end stays in line (empty, not None) until another fetch completes. With nothing else
+    to fetch the resumed partition then never gets its records, nor is fetched again (a
+    partition with parked records is not). Clearing the empty batch lets the next poll
+    take the parked one back."""
+    fetcher = consumer._fetcher
+    current = fetcher._next_partition_records
+    if current is not None and not current:
+        fetcher._next_partition_records = None
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base

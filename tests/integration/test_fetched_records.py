@@ -8,6 +8,7 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from stream.kafka.consumer import GroupSource
 from stream.kafka.fetched_records import speed_up_fetches
 from tests.integration.kafka_helpers import create_topic, read_all
 
@@ -67,3 +68,48 @@ def poll_some(consumer: KafkaConsumer, tp: TopicPartition, count: int) -> list:
     while len(records) < count and time.monotonic() < deadline:
         records += consumer.poll(timeout_ms=200).get(tp, [])
     return records
+
+
+def test_a_partition_paused_mid_batch_gets_the_rest_once_resumed(
+    kafka_bootstrap: str, topic_name: str
+) -> None:
+    # kafka-python parks the rest of a batch whose partition is paused; once the other
+    # partition's batch is read to its end, the parked one must still come back on resume
+    # (GroupSource.poll releases it: stream/kafka/consumer.py, release_parked).
+    create_topic(kafka_bootstrap, topic_name, partitions=2)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for i in range(200):
+        for partition in (0, 1):
+            producer.send(topic_name, value=f"{partition}-{i}".encode(), partition=partition)
+    producer.flush()
+    producer.close()
+    tps = [TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)]
+    consumer = speed_up_fetches(
+        KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=None, max_poll_records=50)
+    )
+    source = GroupSource(consumer)
+    got: dict[int, list[int]] = {0: [], 1: []}
+
+    def poll_until(done: object) -> None:
+        deadline = time.monotonic() + 20
+        while not done() and time.monotonic() < deadline:  # type: ignore[operator]
+            for tp, records in source.poll(timeout_ms=100).items():
+                got[tp.partition] += [r.offset for r in records]
+
+    try:
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)
+        poll_until(lambda: got[0] or got[1])
+        paused = 0 if got[0] else 1
+        other = 1 - paused
+        assert 0 < len(got[paused]) < 200  # in the middle of its batch
+        consumer.pause(tps[paused])
+        poll_until(lambda: len(got[other]) == 200)
+        source.poll(timeout_ms=300)  # the other partition's empty fetches come in line
+        consumer.resume(tps[paused])
+        poll_until(lambda: len(got[paused]) == 200)
+    finally:
+        consumer.close()
+    assert got[other] == list(range(200))
+    assert got[paused] == list(range(200))

@@ -58,9 +58,8 @@ def test_labels_on_their_own_topic_join_as_in_band_ones(
             partition=partition,
             window="cumulative",
         )
-        # Not equal to 1e-12 yet: events are not held back for labels not fetched yet
-        # (one Tansu run in four learned its first labels late); see docs/labels.md.
-        assert accuracy > 0.5 and expected > 0.5
+        # The same joins in the same order: events wait for the labels before them.
+        assert accuracy == expected
 
 
 def test_a_labels_topic_with_another_partition_count_is_refused(

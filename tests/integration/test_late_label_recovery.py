@@ -1,6 +1,8 @@
 """kill -9 at random moments with labels coming 200 records late: the predictions waiting
 for their labels travel in the checkpoint, so every label is joined exactly once,
-learned == joined, and the model is the one an uninterrupted learner builds."""
+learned == joined, and the model is the one an uninterrupted learner builds. The same with
+the labels on their own topic (``--labels-topic``), whose offset travels in the checkpoint
+too."""
 
 from __future__ import annotations
 
@@ -124,3 +126,56 @@ def test_kill_minus_9_joins_every_late_label_exactly_once(
     assert final.model_version == reference.model_version > 1  # the drifts were seen
     assert final.cumulative.hits == reference.cumulative.hits
     assert probe_predictions(final) == probe_predictions(reference)
+
+
+def test_kill_minus_9_with_labels_on_their_own_topic_joins_each_label_once(
+    kafka_bootstrap: str, topic_name: str, tmp_path: Path
+) -> None:
+    # Lean: fewer events and kills than the in-band case above; the same checks of
+    # exactly once, with the labels offset restored from the checkpoint at each restart.
+    held_back, live, kills = 600, 1_500, 3
+    labels = f"{topic_name}-labels"
+    create_topic(kafka_bootstrap, topic_name, 1)
+    produce(_options(kafka_bootstrap, topic_name, SEED, held_back, labels_topic=labels))
+    state_dir = tmp_path / "state"
+    options = {"state-dir": state_dir, "labels-topic": labels, **LEARNING}
+    daemon = DaemonProcess(kafka_bootstrap, topic_name, tmp_path / "daemon.log", options)
+    rng = random.Random(SEED)
+    more = _options(kafka_bootstrap, topic_name, SEED + 1, live, rate=600.0, labels_topic=labels)
+    feeder = threading.Thread(target=produce, args=(more,))
+    events = held_back + live
+
+    def all_checkpointed() -> bool:
+        checkpoint = local_checkpoint(state_dir, topic_name, 0)
+        return checkpoint is not None and (
+            checkpoint.next_offset,
+            state_of(checkpoint).labels_offset,
+        ) == (events, events)
+
+    with daemons(daemon):
+        daemon.start()
+        wait_until(
+            lambda: daemon.metric_sum("streamlearn_checkpoints_total") >= 1,
+            60,
+            "a checkpoint before the first kill",
+        )
+        feeder.start()
+        for _ in range(kills):
+            time.sleep(rng.uniform(0.05, 1.5))  # mid-batch, mid-checkpoint, mid-join ...
+            daemon.kill()
+            daemon.start()
+            wait_until(lambda: "assigned" in daemon.log(), 60, "the restarted daemon's assignment")
+        feeder.join(60)
+        assert not feeder.is_alive()
+        wait_until(all_checkpointed, 90, "the last run to checkpoint the end of both topics")
+        assert daemon.metric("streamlearn_pending_labels") == 0
+        assert daemon.terminate() == 0
+
+    assert daemon.log(whole=True).count("restored checkpoint") == kills
+    final = state_of(local_checkpoint(state_dir, topic_name, 0)).learner
+    pending = final.pending
+    assert pending is not None
+    assert (final.learned, pending.joined, final.predicted, len(pending)) == (
+        events, events, events, 0,
+    )  # fmt: skip
+    assert (pending.unknown, pending.duplicate, pending.expired) == (0, 0, 0)

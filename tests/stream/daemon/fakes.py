@@ -111,6 +111,11 @@ class FakeSource(MemorySource):
         self.poll_timeouts: list[int] = []
         #: The poll that runs a rebalance returns nothing (kafka-python's way).
         self.nothing_after_rebalance = False
+        #: The high watermark each partition's last fetch brought (none before one, as
+        #: kafka-python knows it only from fetches).
+        self.fetched_ends: dict[TopicPartition, int] = {}
+        #: Polls that leave a partition out still (its first fetches come late).
+        self.fetch_delays: dict[TopicPartition, int] = {}
 
     def poll(self, timeout_ms: int) -> Mapping[TopicPartition, Sequence[Record]]:
         self.poll_timeouts.append(timeout_ms)
@@ -124,6 +129,28 @@ class FakeSource(MemorySource):
             self.clock.advance(timeout_ms / 1000)
             return {}
         return self._fetch(timeout_ms)
+
+    def _fetchable(self, tp: TopicPartition) -> bool:
+        if not super()._fetchable(tp):
+            return False
+        left = self.fetch_delays.get(tp, 0)
+        if left:
+            self.fetch_delays[tp] = left - 1
+            return False
+        self.fetched_ends[tp] = len(self.logs.get(tp, []))
+        return True
+
+    def _rebalance(self, kind: str, tps: list[TopicPartition]) -> None:
+        if kind == "assigned":
+            for tp in tps:
+                self.fetched_ends.pop(tp, None)
+        super()._rebalance(kind, tps)
+        if kind != "assigned":
+            for tp in tps:
+                self.fetched_ends.pop(tp, None)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.fetched_ends.get(tp)
 
     def pause(self, tp: TopicPartition) -> None:
         self.journal.append(("pause", tp))
@@ -307,7 +334,7 @@ class Harness:
             self.timing,
             clock=self.clock,
             cycle_clock=self.clock,
-            labels=None if labels is None else LabelsTopic(labels, TOPIC, self.source),
+            labels=None if labels is None else LabelsTopic(labels, TOPIC, self.source, metrics),
         )
 
     def new_learner(self, tp: TopicPartition) -> PartitionLearner:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from stream.daemon.labels_topic import MAX_WAIT_S
 from stream.daemon.loop import LoopTiming
 from stream.exceptions import SettingsError, StreamError
 from stream.kafka.admin import co_partition_count
@@ -78,6 +79,71 @@ def test_labels_fetched_ahead_of_their_events_join_as_in_band_ones(tmp_path: Pat
     assert h.slot(TP0).state.labels_offset == count
 
 
+def test_a_labels_partition_fetched_late_still_gives_the_in_band_accuracy(
+    tmp_path: Path,
+) -> None:
+    # The first polls bring events only: they wait for the labels that precede them in
+    # time instead of being predicted before those labels are learned.
+    (tmp_path / "in-band").mkdir()
+    count, delay = 1_500, 100
+    h = labelled_harness(tmp_path)
+    h.source.append(delayed_stream(TP0, count, delay, LABELS))
+    h.source.fetch_delays[L0] = 5
+    h.start(TP0, L0)
+    assert h.run() == 0
+    learner = h.slot(TP0).learner
+    pending = learner.pending
+    assert pending is not None
+    assert (pending.joined, pending.unknown, pending.expired) == (count, 0, 0)
+    assert learner.cumulative.get() == in_band_accuracy(tmp_path, count, delay)
+    assert ("pause", TP0) in h.journal  # the events partition waited
+    assert not h.sample("streamlearn_label_waits_expired_total", topic=TOPIC, partition="0")
+
+
+def labels_then_silence(count: int, silent: int) -> list[SourceRecord]:
+    """``delayed_stream`` (labels 10 late) followed by ``silent`` unlabelled events whose
+    labels never come."""
+    records = delayed_stream(TP0, count, 10, LABELS)
+    after = 1 + max(r.timestamp for r in records)
+    base = sum(1 for r in records if r.topic == TOPIC)
+    for i in range(silent):
+        value = encode_event(f"silent-{i}", {"x": float(i)}, None, base + i)
+        records.append(SourceRecord(TOPIC, 0, base + i, value, None, after + i))
+    return records
+
+
+def test_an_idle_labels_topic_does_not_hold_events_back(tmp_path: Path) -> None:
+    # The labels partition, read to its high watermark, has nothing more to say: the
+    # events after its last label go at once (the fake clock never reaches the max wait).
+    h = labelled_harness(tmp_path)
+    h.source.append(labels_then_silence(200, 300))
+    h.start(TP0, L0)
+    started = h.clock()
+    assert h.run() == 0
+    slot = h.slot(TP0)
+    assert slot.next_offset == 500
+    assert h.sample("streamlearn_events_total", topic=TOPIC, partition="0", outcome="predicted")
+    assert not h.sample("streamlearn_label_waits_expired_total", topic=TOPIC, partition="0")
+    assert h.clock() - started < MAX_WAIT_S
+
+
+def test_a_labels_partition_never_fetched_holds_events_back_at_most_the_max_wait(
+    tmp_path: Path,
+) -> None:
+    h = labelled_harness(tmp_path)
+    h.source.append(delayed_stream(TP0, 300, 20, LABELS))
+    h.source.fetch_delays[L0] = 10**6  # its broker never answers
+    h.start(TP0, L0)
+    started = h.clock()
+    h.cycle(3)
+    assert h.slot(TP0).next_offset is None  # waiting, not stopped for idleness
+    assert h.daemon.labels is not None and h.daemon.labels.waiting(TP0)
+    assert h.run() == 0
+    assert h.clock() - started >= MAX_WAIT_S
+    assert h.slot(TP0).next_offset == 300
+    assert h.sample("streamlearn_label_waits_expired_total", topic=TOPIC, partition="0") == 1
+
+
 def test_after_a_crash_each_label_is_joined_once(tmp_path: Path) -> None:
     count, delay = 1_200, 50
     h = labelled_harness(tmp_path, checkpoint_every_events=300, max_records=100)
@@ -144,7 +210,7 @@ def test_the_settings_refuse_a_labels_topic_that_cannot_work() -> None:
     base = {"bootstrap_servers": "localhost:9092", "topic": "events"}
     with pytest.raises(ValueError, match="labels_topic must differ"):
         RunSettings(**base, labels_topic="events")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="cannot go with drift_action 'retrain'"):
+    with pytest.raises(ValueError, match=r"Pass --drift-action reset .* with --labels-topic"):
         RunSettings(**base, labels_topic="labels", drift_action="retrain")  # type: ignore[arg-type]
     assert RunSettings(**base, labels_topic="labels").labels_topic == "labels"  # type: ignore[arg-type]
 

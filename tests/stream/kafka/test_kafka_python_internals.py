@@ -174,3 +174,13 @@ def test_the_group_state_the_readiness_check_reads(consumer: Any) -> None:
     require(consumer, "_coordinator.heartbeat.session_timeout_expired", user)
     require(MemberState, "STABLE", user)
     require(MemberState, "REBALANCING", user)
+
+
+def test_the_fetcher_and_subscription_state_the_group_source_reads(consumer: Any) -> None:
+    user = "stream/kafka/consumer.py (release_parked, GroupSource.position)"
+    require(consumer, "_fetcher._next_partition_records", user)
+    require(consumer, "_fetcher._paused_partition_records", user)
+    require(consumer, "_subscription.assignment", user)
+    source = inspect.getsource(Fetcher.fetched_records)
+    # The restore of parked records that release_parked unblocks: still guarded this way?
+    assert "if self._next_partition_records is None:" in source, user
