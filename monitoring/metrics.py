@@ -28,6 +28,7 @@ from learners.outcomes import (
     Outcome,
     RetrainAbandoned,
     RetrainDecided,
+    RetrainDropped,
     RetrainRequested,
     Scores,
 )
@@ -334,6 +335,7 @@ class PartitionMetrics:
         self.promoted = m.retrains.labels(*labels, "promoted")
         self.rejected = m.retrains.labels(*labels, "rejected")
         self.abandoned = m.retrains.labels(*labels, "abandoned")
+        self.dropped = m.retrains.labels(*labels, "dropped")
         self.halted = m.partition_halted.labels(*labels)
         self.adwin_width = m.adwin_width.labels(*labels)
         self.processing = m.processing.labels(*labels)
@@ -404,5 +406,7 @@ class PartitionMetrics:
                     (self.promoted if outcome.promoted else self.rejected).inc()
                 case RetrainAbandoned():
                     self.abandoned.inc()
+                case RetrainDropped():
+                    self.dropped.inc()
                 case _:
                     assert_never(outcome)

@@ -46,6 +46,7 @@ from learners.outcomes import (
     ModelReset,
     RetrainAbandoned,
     RetrainDecided,
+    RetrainDropped,
     RetrainRequested,
 )
 from learners.prequential import PartitionLearner
@@ -182,7 +183,9 @@ class RebuildTask:
             for outcome in learner.drain_outcomes():
                 self.drifts += isinstance(outcome, DriftDetected)
                 self.resets += isinstance(outcome, ModelReset)
-                self.retrains += isinstance(outcome, RetrainDecided | RetrainAbandoned)
+                self.retrains += isinstance(
+                    outcome, RetrainDecided | RetrainAbandoned | RetrainDropped
+                )
                 if isinstance(outcome, RetrainRequested):
                     self._retrain_now(learner)
 

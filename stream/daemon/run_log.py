@@ -16,6 +16,7 @@ from learners.outcomes import (
     Outcome,
     RetrainAbandoned,
     RetrainDecided,
+    RetrainDropped,
     RetrainRequested,
 )
 
@@ -82,10 +83,24 @@ class RunLog:
                     trained_on=outcome.trained_on,
                     evaluated_on=outcome.evaluated_on,
                     model_version=outcome.model_version,
+                    wins=outcome.wins,
+                    losses=outcome.losses,
+                    statistic=round(outcome.statistic, 3),
+                    pool=outcome.pool,
+                    reason=outcome.reason,
                 )
             case RetrainAbandoned():
                 self.write(
                     "retrain_abandoned",
+                    *at,
+                    outcome.offset,
+                    outcome.learned,
+                    reason=outcome.reason,
+                    model_version=outcome.model_version,
+                )
+            case RetrainDropped():
+                self.write(
+                    "retrain_dropped",
                     *at,
                     outcome.offset,
                     outcome.learned,
