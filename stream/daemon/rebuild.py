@@ -198,7 +198,7 @@ class RebuildTask:
         skipped = self.journal.skipped
         for x, y, offset, label_offset in self.recent:
             if start <= offset and label_offset < end and offset not in skipped:
-                job.train(x, y)
+                job.train(x, y, offset)
                 if job.abandoned is not None:
                     break
         job.replay_finished()
