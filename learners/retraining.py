@@ -121,7 +121,7 @@ class Contender:
     ``since``: the first offset of the replay it learns (None: all of it).
     """
 
-    def __init__(self, model: base.Estimator, pool: str, since: int | None = None) -> None:
+    def __init__(self, model: Any, pool: str, since: int | None = None) -> None:
         self.model = model
         self.pool = pool
         self.since = since

@@ -148,7 +148,8 @@ def test_pool_events_the_serving_model_missed_can_promote_at_the_end_of_the_repl
 
 
 def test_pool_events_never_reject_a_young_candidate() -> None:
-    job = RetrainJob(Constant(False), holdout_events=5, serving_errors=dict.fromkeys(range(50), 0.0))
+    serving_right = dict.fromkeys(range(50), 0.0)
+    job = RetrainJob(Constant(False), holdout_events=5, serving_errors=serving_right)
     for offset in range(50):
         job.train({}, True, offset)
     job.replay_finished()
@@ -170,7 +171,8 @@ def test_a_second_alarm_promotes_the_candidate_if_it_leads(leads: bool) -> None:
     assert job.ready is leads
     if leads:
         verdict = job.decide()
-        assert verdict.promoted and verdict.reason == AGAIN and (verdict.wins, verdict.losses) == (4, 3)
+        assert verdict.promoted and verdict.reason == AGAIN
+        assert (verdict.wins, verdict.losses) == (4, 3)
 
 
 def test_the_decision_carries_the_paired_figures() -> None:
