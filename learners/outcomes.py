@@ -64,17 +64,22 @@ class ModelReset:
 
 @dataclass(frozen=True, slots=True)
 class RetrainRequested:
-    """A retrain wants the labelled events at offsets ``[start_offset, end_offset)`` replayed."""
+    """A retrain wants the labelled events at offsets ``[start_offset, end_offset)`` replayed;
+    ``warning``: it starts from the warning zone, before a drift alarm confirmed it."""
 
     start_offset: int
     end_offset: int
+    warning: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class RetrainDecided:
     """A candidate was compared with the serving model on events neither had trained on;
     the scores are accuracies (``metric`` ``"accuracy"``) or mean absolute errors
-    (``"mae"``)."""
+    (``"mae"``). ``wins``/``losses``: events where only the candidate was right (or it
+    had the smaller error) and the reverse; ``statistic`` is the paired test's z;
+    ``pool`` the candidate's pool; ``reason`` why it was decided (``learners.retraining``).
+    """
 
     offset: int
     learned: int
@@ -85,6 +90,11 @@ class RetrainDecided:
     evaluated_on: int
     model_version: int
     metric: str = ACCURACY
+    wins: int = 0
+    losses: int = 0
+    statistic: float = 0.0
+    pool: str = "since-change"
+    reason: str = "cap"
 
     @property
     def result(self) -> str:
@@ -118,6 +128,17 @@ class ModelSwitched:
     metric: str = ACCURACY
 
 
+@dataclass(frozen=True, slots=True)
+class RetrainDropped:
+    """A candidate started by a drift warning saw no alarm within its bound; the serving
+    model stays."""
+
+    offset: int
+    learned: int
+    reason: str
+    model_version: int
+
+
 Outcome = (
     DriftDetected
     | ModelReset
@@ -125,4 +146,5 @@ Outcome = (
     | RetrainDecided
     | RetrainAbandoned
     | ModelSwitched
+    | RetrainDropped
 )

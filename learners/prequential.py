@@ -22,6 +22,7 @@ from river import base, drift
 
 from learners.accuracy import CumulativeAccuracy, RollingAccuracy
 from learners.baseline import NoChangeAccuracy
+from learners.changepoint import change_point
 from learners.exceptions import FeatureBudgetExceeded
 from learners.features import FeatureBudget
 from learners.outcomes import (
@@ -32,11 +33,12 @@ from learners.outcomes import (
     Outcome,
     RetrainAbandoned,
     RetrainDecided,
+    RetrainDropped,
     RetrainRequested,
     Scores,
 )
 from learners.pending import PendingLabels
-from learners.retraining import RetrainJob
+from learners.retraining import BOTH, COMBINED, RETRAIN_POOLS, RetrainJob
 from learners.spec import CLASSIFICATION, final_step, task_of
 
 if TYPE_CHECKING:
@@ -67,6 +69,17 @@ class PartitionLearner:
     #: the serving model's name; None without them, and in learners pickled before them.
     challengers: ChallengerSet | None = None
     model_name: str | None = None
+    #: The retrain's pool and warning zone (``learners.retraining``); class attributes
+    #: too, so learners pickled before them run without a warning zone.
+    retrain_pool = "since-change"
+    max_holdout_events = 3000
+    warning: drift.ADWIN | None = None
+    warning_delta: float | None = None
+    warning_events = 0
+    #: The serving model's error on each event of the ring (None in older learners), and
+    #: the ring count when the serving model was last replaced.
+    _recent_errors: list[float] | None = None
+    _count_at_replacement = 0
 
     def __init__(
         self,
@@ -75,13 +88,22 @@ class PartitionLearner:
         adwin_delta: float = 0.002,
         rolling_window: int = 1000,
         max_retrain_events: int = 20_000,
-        min_retrain_events: int = 100,
+        min_retrain_events: int = 1,
         holdout_events: int = 300,
         max_pending: int = 100_000,
         label_ttl_s: float = 86_400.0,
+        retrain_pool: str = "since-change",
+        max_holdout_events: int = 3000,
+        warning_delta: float | None = None,
+        warning_events: int = 1000,
     ) -> None:
+        """``warning_delta``: a second ADWIN's (looser) confidence, whose warning starts a
+        retrain's candidate before the alarm; one not confirmed by an alarm within
+        ``warning_events`` labelled events is dropped. None: no warning zone."""
         if drift_action not in DRIFT_ACTIONS:
             raise ValueError(f"drift_action must be one of {DRIFT_ACTIONS}, got {drift_action!r}")
+        if retrain_pool not in RETRAIN_POOLS:
+            raise ValueError(f"retrain_pool must be one of {RETRAIN_POOLS}, got {retrain_pool!r}")
         if task_of(model) != self.task:
             raise ValueError(
                 f"{type(self).__name__} serves {self.task}, not a model for {task_of(model)} "
@@ -96,10 +118,15 @@ class PartitionLearner:
         self.holdout_events = holdout_events
         self.max_pending = max_pending
         self.label_ttl_s = label_ttl_s
+        self.retrain_pool = retrain_pool
+        self.max_holdout_events = max_holdout_events
+        self.warning_delta = warning_delta
+        self.warning_events = warning_events
 
         self._blueprint = model.clone()
         self._argmax_of_proba = _predict_is_argmax_of_proba(model)
         self.detector = drift.ADWIN(delta=adwin_delta)
+        self.warning = self._new_warning()
         self._new_scores(rolling_window)
         self.model_version = 1
         self.learned = 0
@@ -114,6 +141,7 @@ class PartitionLearner:
         # events) can be turned into the offset range to replay.
         ring = max_retrain_events if drift_action == "retrain" else 0
         self._recent_offsets: list[int] = [0] * ring
+        self._recent_errors = [0.0] * ring
         self._recent_count = 0
 
     def _new_scores(self, window: int) -> None:
@@ -225,11 +253,10 @@ class PartitionLearner:
         """
         hit = y_pred == y
         if self.drift_action == "retrain":
-            self._recent_offsets[self._recent_count % self.max_retrain_events] = origin
-            self._recent_count += 1
+            self._remember(origin, 0.0 if hit else 1.0)
         # An untrained model may have nothing to say; like River's progressive
         # validation, such an event is learned but not scored.
-        detected = False
+        detected = warned = False
         error_before = 0.0
         if y_pred is not None:
             self.cumulative.update(hit)
@@ -240,6 +267,7 @@ class PartitionLearner:
                 error_before = detector.total / width if width else 0.0
                 detector.update(0.0 if hit else 1.0)
                 detected = detector.drift_detected
+                warned = self.warning is not None and self._warned(0.0 if hit else 1.0)
         self.baseline.score(baseline, y)
         self.model.learn_one(x, y)
         self.learned += 1
@@ -248,6 +276,8 @@ class PartitionLearner:
             self._finish_retrain()
         if detected:
             self._on_detection(offset, error_before)
+        elif warned:
+            self._on_warning()
 
     # -- labels that come later ---------------------------------------------------------
 
@@ -317,19 +347,86 @@ class PartitionLearner:
         if self.drift_action == "reset":
             self._replace_model(self.fresh_model())
             self.outcomes.append(ModelReset(offset, self.learned, self.model_version))
-        elif self.drift_action == "retrain" and self.retrain is None:
-            self._request_retrain(width)
+        elif self.drift_action == "retrain":
+            if self.retrain is None:
+                self._request_retrain(width)
+            else:  # confirms the warning's candidate, or a second alarm (retraining.py)
+                self.retrain.alarm()
+                if self.retrain.done:
+                    self._finish_retrain()
 
-    def _request_retrain(self, width: int) -> None:
-        size = min(max(width, self.min_retrain_events), self.max_retrain_events)
+    # -- the warning zone: a looser ADWIN starts a retrain's candidate early -------------
+
+    def _new_warning(self) -> drift.ADWIN | None:
+        if self.drift_action != "retrain" or not self.warning_delta:
+            return None
+        return drift.ADWIN(delta=self.warning_delta)
+
+    def _warned(self, error: float) -> bool:
+        """Feed the warning detector; True when it fired on a rise of the error."""
+        warning = self.warning
+        assert warning is not None
+        width = warning.width
+        before = warning.total / width if width else 0.0
+        warning.update(error)
+        return warning.drift_detected and warning.estimation > before
+
+    def _on_warning(self) -> None:
+        if self.retrain is None:
+            assert self.warning is not None
+            self._request_retrain(int(self.warning.width), confirmed=False)
+
+    def _remember(self, origin: int, error: float) -> None:
+        """Keep a labelled event's offset (features') and the serving model's error on it,
+        for a retrain's pool and its paired test."""
+        i = self._recent_count % self.max_retrain_events
+        self._recent_offsets[i] = origin
+        if self._recent_errors is not None:
+            self._recent_errors[i] = error
+        self._recent_count += 1
+
+    def _since_change(self, width: int) -> tuple[int, dict[int, float]]:
+        """How many of the last events came after the change, and the serving model's
+        errors on them by offset (the pool's paired scores).
+
+        ADWIN's ``width`` bounds the search; within it, and within the serving model's
+        own events (never those of a model it replaced), the change point is estimated
+        from its errors (``learners.changepoint``). Learners pickled before the errors
+        were kept use the width as it is, with no scores.
+        """
+        errors = self._recent_errors
+        ring, end = self.max_retrain_events, self._recent_count
+        count = min(width, end - self._count_at_replacement, ring)
+        if errors is None or count <= 0:
+            return width, {}
+        indices = [(end - k) % ring for k in range(count, 0, -1)]
+        after = indices[change_point([errors[i] for i in indices]) :]
+        return len(after), {self._recent_offsets[i]: errors[i] for i in after}
+
+    def _request_retrain(self, width: int, confirmed: bool = True) -> None:
+        since_change, serving_errors = self._since_change(width)
+        size = min(max(since_change, self.min_retrain_events), self.max_retrain_events)
         size = min(size, self._recent_count)
         # The last label learned, which may have come after the features recorded above.
         end = self.last_offset + 1
-        start = self._recent_offsets[(self._recent_count - size) % self.max_retrain_events]
+        ring = self.max_retrain_events
+        since = self._recent_offsets[(self._recent_count - size) % ring]
+        # The whole replay window: the older events too (the combined pool).
+        oldest = self._recent_offsets[(self._recent_count - min(self._recent_count, ring)) % ring]
+        start = oldest if self.retrain_pool in (COMBINED, BOTH) else since
         self.retrain = self.retrain_job(
-            self.fresh_model(), self.holdout_events, self.max_retrain_events, pool=(start, end)
+            self.fresh_model(),
+            self.holdout_events,
+            self.max_retrain_events,
+            pool=(start, end),
+            max_holdout_events=max(self.max_holdout_events, self.holdout_events),
+            pool_kind=self.retrain_pool,
+            since=since,
+            confirmed=confirmed,
+            confirm_within=self.warning_events,
+            serving_errors=serving_errors,
         )
-        self.outcomes.append(RetrainRequested(start, end))
+        self.outcomes.append(RetrainRequested(start, end, warning=not confirmed))
 
     def settle_retrain(self) -> None:
         """Decide a retrain that became ready outside ``step`` (when its replay ended)."""
@@ -342,6 +439,10 @@ class PartitionLearner:
         if self.retrain.abandoned is not None:
             reason, self.retrain = self.retrain.abandoned, None
             self.outcomes.append(RetrainAbandoned(offset, self.learned, reason, self.model_version))
+            return
+        if self.retrain.dropped is not None:
+            reason, self.retrain = self.retrain.dropped, None
+            self.outcomes.append(RetrainDropped(offset, self.learned, reason, self.model_version))
             return
         verdict = self.retrain.decide()
         if verdict.promoted:
@@ -358,6 +459,11 @@ class PartitionLearner:
                 verdict.evaluated_on,
                 self.model_version,
                 verdict.metric,
+                verdict.wins,
+                verdict.losses,
+                verdict.statistic,
+                verdict.pool,
+                verdict.reason,
             )
         )
 
@@ -369,6 +475,8 @@ class PartitionLearner:
         self.detector = drift.ADWIN(delta=self.adwin_delta)
         if self.challengers is not None:  # they were compared with the model that is gone
             self.challengers.restart()
+        self.warning = self._new_warning()
+        self._count_at_replacement = self._recent_count
 
     def _switch_to(self, leader: Contender, offset: int) -> None:
         """A challenger beat the serving model over a full window: it serves from now on,

@@ -78,10 +78,7 @@ class RegressionLearner(PartitionLearner):
         watch: bool,
     ) -> None:
         """``PartitionLearner._learn`` with the absolute error in place of the hit."""
-        if self.drift_action == "retrain":
-            self._recent_offsets[self._recent_count % self.max_retrain_events] = origin
-            self._recent_count += 1
-        detected = False
+        detected = warned = False
         error_before = 0.0
         # A model with nothing to say is learned but not scored (as River does), and
         # infinitely wrong for a retrain's holdout.
@@ -96,6 +93,9 @@ class RegressionLearner(PartitionLearner):
                 error_before = detector.total / width if width else 0.0
                 detector.update(error)
                 detected = detector.drift_detected
+                warned = self.warning is not None and self._warned(error)
+        if self.drift_action == "retrain":
+            self._remember(origin, error)
         self.baseline.score(baseline, y)
         self.model.learn_one(x, y)
         self.learned += 1
@@ -104,6 +104,8 @@ class RegressionLearner(PartitionLearner):
             self._finish_retrain()
         if detected:
             self._on_detection(offset, error_before)
+        elif warned:
+            self._on_warning()
 
 
 def learner_for(model: Any, **options: Any) -> PartitionLearner:

@@ -1,25 +1,35 @@
-"""A retrain: a fresh candidate trained on the new concept, promoted only if it is better.
+"""A retrain: fresh candidates trained on the new concept, promoted only if clearly better.
 
 The job is pure bookkeeping; the application feeds it. Its life:
 
-1. *replaying* -- the events since ADWIN's estimated change point are replayed from the
-   log into the candidate (``train``). Live events that arrive meanwhile are kept, in
-   order, with whether the serving model got them right (``observe_live``).
-2. ``replay_finished`` starts *shadowing*: the candidate predicts each kept live event
-   before learning it, and then each new one, until ``holdout_events`` were scored. The
-   serving model also predicted each of them before learning it, so both are scored on
-   the most recent events neither had trained on. Kept events are what make a retrain
-   finish while the daemon catches up on a backlog, when no event is newer than them.
-3. Once ``ready``, ``decide`` says whether the candidate scored strictly better: a higher
-   accuracy (:class:`RetrainJob`, classification) or a lower mean absolute error
-   (:class:`RegressionRetrainJob`).
+1. *replaying* -- the pool is replayed from the log into the candidate(s) (``train``).
+   Live events that arrive meanwhile are kept, in order, with how the serving model
+   scored on them (``observe_live``).
+2. ``replay_finished`` starts *shadowing*: each candidate predicts each kept live event
+   before learning it, and then each new one. The serving model also predicted each of
+   them before learning it, so the errors are paired on events neither had trained on,
+   and every candidate keeps learning every live event while it is judged.
+3. After each shadowed event a paired sequential test (:mod:`learners.decision`, McNemar
+   for a classifier, the sign test on absolute errors for a regressor) may decide:
+   *promote* as soon as a candidate is clearly better; *reject* once every candidate is
+   clearly worse, but not before ``holdout_events`` were scored (a young candidate is
+   worse at first and learns fast); at ``max_holdout_events`` the candidate with more
+   wins than losses is promoted, else the serving model stays.
 
-A candidate that raises on an event (while replaying or shadowing) cannot be trusted to
-be whole: the job is *abandoned* (``abandoned`` says why) and is ``done`` at once; the
-learner drops it and keeps its serving model.
+A job may start *unconfirmed*, from the warning zone (a looser ADWIN,
+``learners.prequential``): it replays and shadows as any job, but decides nothing until
+``confirm`` (the drift alarm). With no alarm within ``confirm_within`` live events it is
+*dropped*. The pool (``pool_kind``) is ``"since-change"`` (the events since the estimated
+change point), ``"combined"`` (the whole replay window, older events first) or
+``"both"``: two candidates, one per pool, raced against the serving model; the first
+clearly better one wins.
+
+A candidate that raises on an event cannot be trusted to be whole: the job is
+*abandoned* (``abandoned`` says why) and is ``done`` at once; the learner drops it and
+keeps its serving model.
 
 >>> from river import linear_model
->>> job = RetrainJob(linear_model.LogisticRegression(), holdout_events=2)
+>>> job = RetrainJob(linear_model.LogisticRegression(), holdout_events=2, max_holdout_events=2)
 >>> job.train({"x": 1.0}, True)
 >>> job.observe_live({"x": 1.0}, True, serving=False)
 False
@@ -28,8 +38,9 @@ False
 False
 >>> job.observe_live({"x": 1.0}, True, serving=False)
 True
->>> job.decide().promoted
-True
+>>> verdict = job.decide()
+>>> verdict.promoted, verdict.wins, verdict.losses, verdict.reason
+(True, 2, 0, 'cap')
 """
 
 from __future__ import annotations
@@ -40,15 +51,30 @@ from typing import Any
 
 from river import base
 
+from learners.decision import SignTest
 from learners.outcomes import ACCURACY, MAE
 
 REPLAYING = "replaying"
 SHADOWING = "shadowing"
 
+SINCE_CHANGE = "since-change"
+COMBINED = "combined"
+BOTH = "both"
+RETRAIN_POOLS = (SINCE_CHANGE, COMBINED, BOTH)
+
+#: Why a verdict was reached.
+BETTER = "clearly better"
+POOL_BETTER = "clearly better on the pool"
+AGAIN = "ahead at a second alarm"
+WORSE = "clearly worse"
+CAPPED = "cap"
+UNDECIDED = "undecided"
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The decision, with both models' scores on the holdout (accuracies, or MAEs)."""
+    """The decision, with the paired test's figures and both models' scores on the
+    events they were compared on (accuracies, or MAEs)."""
 
     promoted: bool
     candidate_score: float
@@ -56,57 +82,199 @@ class Verdict:
     trained_on: int
     evaluated_on: int
     metric: str = ACCURACY
+    wins: int = 0
+    losses: int = 0
+    statistic: float = 0.0
+    pool: str = SINCE_CHANGE
+    reason: str = CAPPED
+
+
+class Tally:
+    """Paired scores of a candidate and the serving model on the same events."""
+
+    def __init__(self) -> None:
+        self.evaluated = 0
+        self.error = 0.0  # the candidate's errors (misses, or absolute errors)
+        self.serving_error = 0.0  # the serving model's on the same events
+        self.test = SignTest()
+
+    def add(self, error: float, serving_error: float) -> None:
+        self.evaluated += 1
+        self.error += error
+        self.serving_error += serving_error
+        self.test.add(error, serving_error)
+
+    def scores(self, metric: str) -> tuple[float, float]:
+        """Both models' accuracies (or MAEs) on these events."""
+        n = self.evaluated
+        if not n:
+            return 0.0, 0.0
+        if metric == ACCURACY:  # errors are counts of misses: exact accuracies
+            return (n - self.error) / n, (n - self.serving_error) / n
+        return self.error / n, self.serving_error / n
+
+
+class Contender:
+    """One candidate model, the pool it learns, and how it compares with the serving
+    model: on the pool events since the change (``replayed``) and on live ones (``live``).
+
+    ``since``: the first offset of the replay it learns (None: all of it).
+    """
+
+    def __init__(self, model: Any, pool: str, since: int | None = None) -> None:
+        self.model = model
+        self.pool = pool
+        self.since = since
+        self.learned = 0
+        self.replayed = Tally()
+        self.live = Tally()
+        self.out = False  # clearly worse: out of the race, learns no more
+
+    def verdict(self, promoted: bool, metric: str, reason: str) -> Verdict:
+        tally = self.replayed if reason == POOL_BETTER else self.live
+        candidate, serving = tally.scores(metric)
+        test = tally.test
+        return Verdict(
+            promoted, candidate, serving, self.learned - self.live.evaluated, tally.evaluated,
+            metric, test.wins, test.losses, test.statistic, self.pool, reason,
+        )  # fmt: skip
 
 
 class RetrainJob:
-    """Train ``candidate`` on replayed and live events, then compare it with the serving model.
+    """Train candidates on replayed and live events, then compare them with the serving
+    model, event by event. Classification: the serving model's score of a live event is
+    whether it was right."""
 
-    Classification: the serving model's score of a live event is whether it was right.
-    """
-
-    #: Why the candidate was given up (it raised), else None. A class attribute too, so
-    #: jobs pickled before it existed read None.
+    metric = ACCURACY
+    #: Why the candidate was given up (it raised), else None. Class attributes too, so
+    #: jobs pickled before they existed read their defaults.
     abandoned: str | None = None
+    #: Why an unconfirmed job was dropped (no alarm came), else None.
+    dropped: str | None = None
+    confirmed = True
+    confirm_within = 0
+    waited = 0
+    pool_kind = SINCE_CHANGE
+    serving_errors: dict[int, float] = {}  # noqa: RUF012 (read-only default for old jobs)
+    #: The decision once reached: (index of the contender, promoted, reason).
+    _decision: tuple[int, bool, str] | None = None
 
     def __init__(
         self,
-        candidate: base.Classifier,
+        candidate: base.Estimator,
         holdout_events: int = 300,
         max_buffered: int = 20_000,
         pool: tuple[int, int] = (0, 0),
+        *,
+        max_holdout_events: int = 3000,
+        pool_kind: str = SINCE_CHANGE,
+        since: int | None = None,
+        confirmed: bool = True,
+        confirm_within: int = 0,
+        serving_errors: dict[int, float] | None = None,
     ) -> None:
+        """``pool``: offsets ``[start, end)`` replayed; with ``pool_kind="both"``,
+        ``since`` is where the since-change candidate's part of it starts.
+        ``serving_errors``: the serving model's errors on pool events it predicted before
+        learning them, by offset; the candidates are scored on those too, predicting each
+        before learning it (test-then-train on the replay), so the paired test starts
+        with the events since the change instead of waiting for new ones."""
         if holdout_events < 1:
             raise ValueError(f"holdout_events must be at least 1, got {holdout_events}")
-        self.candidate = candidate
+        if max_holdout_events < holdout_events:
+            raise ValueError(
+                f"max_holdout_events ({max_holdout_events}) is below holdout_events "
+                f"({holdout_events})"
+            )
+        if pool_kind not in RETRAIN_POOLS:
+            raise ValueError(f"pool_kind must be one of {RETRAIN_POOLS}, got {pool_kind!r}")
         self.holdout_events = holdout_events
+        self.max_holdout_events = max_holdout_events
         self.max_buffered = max_buffered
-        #: Offsets ``[start, end)`` of the partition replayed into the candidate.
         self.pool = pool
+        self.pool_kind = pool_kind
+        self.confirmed = confirmed
+        self.confirm_within = confirm_within
+        self.contenders = [Contender(candidate, pool_kind if pool_kind != BOTH else COMBINED)]
+        if pool_kind == BOTH:
+            since_change = Contender(candidate.clone(), SINCE_CHANGE, since)
+            self.contenders.insert(0, since_change)
+        self.serving_errors = serving_errors or {}
         self.state = REPLAYING
         self.trained_on = 0
         # A bounded buffer: if a replay were ever slower than the live stream, the oldest
         # live events fall out rather than memory growing without end.
         self._live: deque[tuple[dict[Any, Any], Any, Any]] = deque(maxlen=max_buffered)
         self._evaluated = 0
-        self._candidate_hits = 0
-        self._serving_hits = 0
 
-    def restart(self, candidate: base.Classifier) -> None:
-        """Begin the replay again with a fresh candidate (a restored checkpoint caught this
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "contenders" not in state:  # a job pickled before paired decisions
+            _upgrade(state)
+        self.__dict__.update(state)
+
+    @property
+    def candidate(self) -> Any:
+        """The candidate promoted (or to be promoted); the first one before a verdict."""
+        return self.contenders[self._winner].model
+
+    @candidate.setter
+    def candidate(self, model: Any) -> None:
+        self.contenders[self._winner].model = model
+
+    @property
+    def _winner(self) -> int:
+        return self._decision[0] if self._decision is not None else 0
+
+    def restart(self, candidate: base.Estimator) -> None:
+        """Begin the replay again with fresh candidates (a restored checkpoint caught this
         job mid-replay); the live events kept so far stay, in order."""
-        self.candidate = candidate
+        self.contenders = [
+            Contender(candidate if i == 0 else candidate.clone(), c.pool, c.since)
+            for i, c in enumerate(self.contenders)
+        ]
         self.trained_on = 0
+        self._evaluated = 0
         self.state = REPLAYING
 
-    def train(self, x: dict[Any, Any], y: Any) -> None:
-        """Learn one replayed pool event (nothing once the job is abandoned)."""
+    def confirm(self) -> None:
+        """The drift alarm came: the job may now decide."""
+        self.confirmed = True
+        if self.state == SHADOWING and self.abandoned is None:
+            self._decision = self._judge()
+
+    def alarm(self) -> None:
+        """A drift alarm while the job runs. The first confirms a job the warning started;
+        a later one (the serving model's error rose again while the candidates were judged,
+        as in a gradual change) promotes the candidate leading on the live events, if one
+        leads."""
+        if not self.confirmed:
+            self.confirm()
+            return
+        if self._decision is not None or self.state != SHADOWING or self.abandoned is not None:
+            return
+        best = max((c for c in self.contenders if not c.out), key=lambda c: c.live.test.statistic,
+                   default=None)  # fmt: skip
+        if best is not None and best.live.test.statistic > 0:
+            self._decision = self._settle(best, True, AGAIN)
+
+    def train(self, x: dict[Any, Any], y: Any, offset: int | None = None) -> None:
+        """Learn one event: a replayed one at ``offset`` (learned by the candidates whose
+        pool holds it), or a live one (``offset`` None: all learn it)."""
         if self.abandoned is not None:
             return
-        try:
-            self.candidate.learn_one(x, y)
-        except Exception as exc:  # any model error: the candidate is no longer whole
-            self._abandon(exc)
-            return
+        if offset is not None and self._decision is None and offset in self.serving_errors:
+            self._score(x, y, self.serving_errors[offset], live=False)
+            if self.abandoned is not None:
+                return
+        for contender in self.contenders:
+            if offset is not None and contender.since is not None and offset < contender.since:
+                continue
+            try:
+                contender.model.learn_one(x, y)
+            except Exception as exc:  # any model error: the candidate is no longer whole
+                self._abandon(exc)
+                return
+            contender.learned += 1
         self.trained_on += 1
 
     def replay_finished(self) -> None:
@@ -119,8 +287,14 @@ class RetrainJob:
         """Show the job one labelled live event and how the serving model's prediction of
         it scored (right or not; its absolute error for a regression); returns True once
         the job is ``done``."""
-        if self.abandoned is not None:
+        if self.abandoned is not None or self.dropped is not None:
             return True
+        if not self.confirmed:
+            self.waited += 1
+            if self.waited > self.confirm_within:
+                self.dropped = f"no drift alarm within {self.confirm_within} events of the warning"
+                self._live.clear()
+                return True
         if self.state == REPLAYING:
             self._live.append((x, y, serving))
             return False
@@ -129,50 +303,88 @@ class RetrainJob:
 
     @property
     def ready(self) -> bool:
-        return self._evaluated >= self.holdout_events
+        return self._decision is not None
 
     @property
     def done(self) -> bool:
-        """Ready to decide, or abandoned: either way the learner settles the job."""
-        return self.abandoned is not None or self.ready
+        """Decided, abandoned or dropped: either way the learner settles the job."""
+        return self.abandoned is not None or self.dropped is not None or self.ready
 
     def _abandon(self, exc: Exception) -> None:
         self.abandoned = f"{type(exc).__name__}: {exc}"
         self._live.clear()
 
-    def _shadow(self, x: dict[Any, Any], y: Any, serving_hit: bool) -> None:
+    def _shadow(self, x: dict[Any, Any], y: Any, serving: Any) -> None:
         if self.abandoned is not None:
             return
-        if not self.ready:
+        if self._decision is None:
+            self._score(x, y, self._serving_error(serving), live=True)
+            if self.abandoned is not None:
+                return
+        self.train(x, y)
+
+    def _score(self, x: dict[Any, Any], y: Any, serving_error: float, live: bool) -> None:
+        """Each racing candidate predicts ``x`` (before learning it); then the test."""
+        for contender in self.contenders:
+            if contender.out:
+                continue
             try:
-                candidate_hit = self.candidate.predict_one(x) == y
+                error = self._error(contender.model, x, y)
             except Exception as exc:
                 self._abandon(exc)
                 return
-            self._candidate_hits += candidate_hit
-            self._serving_hits += serving_hit
-            self._evaluated += 1
-        self.train(x, y)
+            (contender.live if live else contender.replayed).add(error, serving_error)
+        self._evaluated += live
+        self._decision = self._judge()
+
+    def _error(self, model: Any, x: dict[Any, Any], y: Any) -> float:
+        return 0.0 if model.predict_one(x) == y else 1.0
+
+    def _serving_error(self, serving: Any) -> float:
+        return 0.0 if serving else 1.0
+
+    def _judge(self) -> tuple[int, bool, str] | None:
+        """The verdict the events scored so far allow, if any (none before ``confirm``)."""
+        if not self.confirmed:
+            return None
+        racing = [c for c in self.contenders if not c.out]
+        for contender in racing:
+            # The pool's evidence may only promote: a young candidate is scored there.
+            if contender.replayed.test.clearly_better():
+                return self._settle(contender, True, POOL_BETTER)
+            if contender.live.test.clearly_better():
+                return self._settle(contender, True, BETTER)
+        if self._evaluated >= self.holdout_events:
+            for contender in racing:
+                contender.out = contender.live.test.clearly_worse()
+            if all(c.out for c in self.contenders):
+                best = max(self.contenders, key=lambda c: c.live.test.statistic)
+                return self._settle(best, False, WORSE)
+        if self._evaluated >= self.max_holdout_events:
+            best = max((c for c in racing if not c.out), key=lambda c: c.live.test.statistic)
+            return self._settle(best, best.live.test.wins > best.live.test.losses, CAPPED)
+        return None
+
+    def _settle(self, contender: Contender, promoted: bool, reason: str) -> tuple[int, bool, str]:
+        return self.contenders.index(contender), promoted, reason
 
     def decide(self) -> Verdict:
-        evaluated = max(self._evaluated, 1)
-        candidate_accuracy = self._candidate_hits / evaluated
-        serving_accuracy = self._serving_hits / evaluated
-        return Verdict(
-            promoted=candidate_accuracy > serving_accuracy,
-            candidate_score=candidate_accuracy,
-            serving_score=serving_accuracy,
-            trained_on=self.trained_on - self._evaluated,
-            evaluated_on=self._evaluated,
-        )
+        """The verdict, its figures from the events that decided it (the pool's, or the
+        live ones'); ``trained_on`` counts what the candidate learned besides the live
+        events it was scored on (the pool, and live events after the decision). Before a
+        decision: the figures so far, not promoted."""
+        index, promoted, reason = self._decision or (0, False, UNDECIDED)
+        return self.contenders[index].verdict(promoted, self.metric, reason)
 
 
 class RegressionRetrainJob(RetrainJob):
-    """A retrain of a regressor: the candidate is promoted only if its mean absolute error
-    on the holdout is strictly lower than the serving model's.
+    """A retrain of a regressor: the paired test compares absolute errors (the sign test);
+    the scores are mean absolute errors.
 
     >>> from river import linear_model
-    >>> job = RegressionRetrainJob(linear_model.LinearRegression(), holdout_events=1)
+    >>> job = RegressionRetrainJob(
+    ...     linear_model.LinearRegression(), holdout_events=1, max_holdout_events=1
+    ... )
     >>> job.replay_finished()
     >>> job.observe_live({"x": 1.0}, 0.5, serving=2.0)  # untrained, it predicts 0: error 0.5
     True
@@ -181,33 +393,28 @@ class RegressionRetrainJob(RetrainJob):
     (True, 0.5, 2.0, 'mae')
     """
 
-    #: Sums of the absolute errors on the holdout (set on the instance from the first).
-    _candidate_error = 0.0
-    _serving_error = 0.0
+    metric = MAE
 
-    def _shadow(self, x: dict[Any, Any], y: Any, serving_error: Any) -> None:
-        if self.abandoned is not None:
-            return
-        if not self.ready:
-            try:
-                candidate_error = abs(self.candidate.predict_one(x) - y)
-            except Exception as exc:
-                self._abandon(exc)
-                return
-            self._candidate_error += candidate_error
-            self._serving_error += serving_error
-            self._evaluated += 1
-        self.train(x, y)
+    def _error(self, model: Any, x: dict[Any, Any], y: Any) -> float:
+        return float(abs(model.predict_one(x) - y))
 
-    def decide(self) -> Verdict:
-        evaluated = max(self._evaluated, 1)
-        candidate_mae = self._candidate_error / evaluated
-        serving_mae = self._serving_error / evaluated
-        return Verdict(
-            promoted=self._candidate_error < self._serving_error,
-            candidate_score=candidate_mae,
-            serving_score=serving_mae,
-            trained_on=self.trained_on - self._evaluated,
-            evaluated_on=self._evaluated,
-            metric=MAE,
-        )
+    def _serving_error(self, serving: Any) -> float:
+        return float(serving)
+
+
+def _upgrade(state: dict[str, Any]) -> None:
+    """Turn the state of a job pickled before paired decisions (one candidate, sums of
+    hits or errors) into today's: one since-change contender, its test starting now."""
+    evaluated = state.get("_evaluated", 0)
+    contender = Contender(state.pop("candidate"), SINCE_CHANGE)
+    contender.learned = state.get("trained_on", 0)
+    live = contender.live
+    live.evaluated = evaluated
+    if "_candidate_hits" in state:
+        live.error = float(evaluated - state.pop("_candidate_hits"))
+        live.serving_error = float(evaluated - state.pop("_serving_hits"))
+    else:
+        live.error = state.pop("_candidate_error", 0.0)
+        live.serving_error = state.pop("_serving_error", 0.0)
+    state["contenders"] = [contender]
+    state.setdefault("max_holdout_events", max(state.get("holdout_events", 300), 3000))

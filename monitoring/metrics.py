@@ -30,6 +30,7 @@ from learners.outcomes import (
     Outcome,
     RetrainAbandoned,
     RetrainDecided,
+    RetrainDropped,
     RetrainRequested,
     Scores,
 )
@@ -378,6 +379,7 @@ class PartitionMetrics:
         self.promoted = m.retrains.labels(*labels, "promoted")
         self.rejected = m.retrains.labels(*labels, "rejected")
         self.abandoned = m.retrains.labels(*labels, "abandoned")
+        self.dropped = m.retrains.labels(*labels, "dropped")
         self.halted = m.partition_halted.labels(*labels)
         self.adwin_width = m.adwin_width.labels(*labels)
         self.processing = m.processing.labels(*labels)
@@ -461,5 +463,7 @@ class PartitionMetrics:
                     self.abandoned.inc()
                 case ModelSwitched():
                     self.switches.inc()
+                case RetrainDropped():
+                    self.dropped.inc()
                 case _:
                     assert_never(outcome)

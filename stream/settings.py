@@ -88,10 +88,41 @@ class RunSettings(BaseSettings):
         20_000, ge=1, description="at most this many events replayed into a retrain candidate"
     )
     min_retrain_events: int = Field(
-        100, ge=1, description="at least this many events replayed into a retrain candidate"
+        1,
+        ge=1,
+        description="at least this many events replayed into a retrain candidate (more pads "
+        "the since-change pool with events from before the change)",
     )
     retrain_holdout_events: int = Field(
-        300, ge=1, description="live events both models are scored on before a promotion"
+        300,
+        ge=1,
+        description="live events a retrain's candidate is scored on before it may be rejected "
+        "(it is promoted as soon as it is clearly better: a paired sequential test)",
+    )
+    retrain_max_holdout_events: int = Field(
+        3000,
+        ge=1,
+        description="at most this many live events decide a retrain: then the candidate is "
+        "promoted if it won more of the events where the models differed",
+    )
+    retrain_pool: Literal["since-change", "combined", "both"] = Field(
+        "since-change",
+        description="what a retrain's candidate learns from the log: the events since the "
+        "estimated change point, the whole replay window (max_retrain_events), or both "
+        "(two candidates race)",
+    )
+    warning_delta: float = Field(
+        0.01,
+        ge=0,
+        lt=1,
+        description="confidence of a looser ADWIN whose warning starts a retrain's candidate "
+        "before the drift alarm (0: no warning zone); larger than adwin_delta",
+    )
+    warning_events: int = Field(
+        1000,
+        ge=1,
+        description="a candidate started by a warning is dropped when no drift alarm follows "
+        "within this many labelled events",
     )
     screen_pool: bool = Field(
         False,
@@ -227,6 +258,13 @@ class RunSettings(BaseSettings):
         self._check_labels_topic()
         if self.min_retrain_events > self.max_retrain_events:
             raise ValueError("min_retrain_events is larger than max_retrain_events")
+        if self.retrain_holdout_events > self.retrain_max_holdout_events:
+            raise ValueError("retrain_holdout_events is larger than retrain_max_holdout_events")
+        if self.warning_delta and self.warning_delta <= self.adwin_delta:
+            raise ValueError(
+                f"warning_delta ({self.warning_delta}) must be larger than adwin_delta "
+                f"({self.adwin_delta}): the warning is the looser detector (0 turns it off)"
+            )
         self._check_security()
         self._check_checkpoint_keys()
         self._check_metrics_tls()

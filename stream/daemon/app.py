@@ -111,6 +111,10 @@ class _NewLearner:
             max_retrain_events=settings.max_retrain_events,
             min_retrain_events=settings.min_retrain_events,
             holdout_events=settings.retrain_holdout_events,
+            max_holdout_events=settings.retrain_max_holdout_events,
+            retrain_pool=settings.retrain_pool,
+            warning_delta=settings.warning_delta or None,
+            warning_events=settings.warning_events,
             max_pending=settings.max_pending,
             label_ttl_s=settings.label_ttl,
         )

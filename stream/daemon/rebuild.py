@@ -46,6 +46,7 @@ from learners.outcomes import (
     ModelReset,
     RetrainAbandoned,
     RetrainDecided,
+    RetrainDropped,
     RetrainRequested,
 )
 from learners.prequential import PartitionLearner
@@ -182,7 +183,9 @@ class RebuildTask:
             for outcome in learner.drain_outcomes():
                 self.drifts += isinstance(outcome, DriftDetected)
                 self.resets += isinstance(outcome, ModelReset)
-                self.retrains += isinstance(outcome, RetrainDecided | RetrainAbandoned)
+                self.retrains += isinstance(
+                    outcome, RetrainDecided | RetrainAbandoned | RetrainDropped
+                )
                 if isinstance(outcome, RetrainRequested):
                     self._retrain_now(learner)
 
@@ -195,7 +198,7 @@ class RebuildTask:
         skipped = self.journal.skipped
         for x, y, offset, label_offset in self.recent:
             if start <= offset and label_offset < end and offset not in skipped:
-                job.train(x, y)
+                job.train(x, y, offset)
                 if job.abandoned is not None:
                     break
         job.replay_finished()

@@ -65,14 +65,17 @@ class ReplayTask:
     deadline: float = 0.0
     #: Fetched records not trained yet (the last slice ran out of time).
     pending: list[Record] = field(default_factory=list)
-    #: Features of unlabelled events read so far, by id, for labels later in the range.
-    held: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Features (and offsets) of unlabelled events read so far, by id, for labels later
+    #: in the range.
+    held: dict[str, tuple[dict[str, Any], int]] = field(default_factory=dict)
     #: Reads the records as the loop does (number labels for a regression).
     read: Decoder = decode
 
     def take(self, records: list[Record]) -> bool:
         """Train the candidate on ``records``; True once the range's end was reached (or
-        the candidate raised: the job is abandoned, nothing more to train)."""
+        the candidate raised: the job is abandoned, nothing more to train). Each event is
+        trained at the offset of its features, as the learner recorded it: a job scores
+        its candidates on, and splits its pools by, these offsets."""
         job, skip, screen, read = self.job, self.skip, self.screen, self.read
         for record in records:
             if record.offset >= self.end_offset:
@@ -83,18 +86,19 @@ class ReplayTask:
             if type(event) is Event:
                 if event.label is not None:
                     if screen is None or screen.admit(event.features, event.label) is None:
-                        job.train(event.features, event.label)
+                        job.train(event.features, event.label, record.offset)
                 elif event.id is not None:
-                    self.held[event.id] = event.features
+                    self.held[event.id] = (event.features, record.offset)
                     continue
             elif type(event) is LateLabel:
                 # Joined within the range as the live learner joined it; labels of events
                 # from before the range have nothing to join (older data stays out).
-                features = self.held.pop(event.id, None)
-                if features is None:
+                held = self.held.pop(event.id, None)
+                if held is None:
                     continue
+                features, origin = held
                 if screen is None or screen.admit(features, event.label) is None:
-                    job.train(features, event.label)
+                    job.train(features, event.label, origin)
             if job.abandoned is not None:
                 return True
         return records[-1].offset + 1 >= self.end_offset

@@ -17,6 +17,7 @@ from learners.outcomes import (
     Outcome,
     RetrainAbandoned,
     RetrainDecided,
+    RetrainDropped,
     RetrainRequested,
 )
 
@@ -83,6 +84,11 @@ class RunLog:
                     trained_on=outcome.trained_on,
                     evaluated_on=outcome.evaluated_on,
                     model_version=outcome.model_version,
+                    wins=outcome.wins,
+                    losses=outcome.losses,
+                    statistic=round(outcome.statistic, 3),
+                    pool=outcome.pool,
+                    reason=outcome.reason,
                 )
             case RetrainAbandoned():
                 self.write(
@@ -107,6 +113,15 @@ class RunLog:
                         f"challenger_{outcome.metric}": outcome.challenger_score,
                     },
                     window=outcome.window,
+                    model_version=outcome.model_version,
+                )
+            case RetrainDropped():
+                self.write(
+                    "retrain_dropped",
+                    *at,
+                    outcome.offset,
+                    outcome.learned,
+                    reason=outcome.reason,
                     model_version=outcome.model_version,
                 )
             case _:

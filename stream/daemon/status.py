@@ -12,6 +12,7 @@ from learners.outcomes import (
     Outcome,
     RetrainAbandoned,
     RetrainDecided,
+    RetrainDropped,
     RetrainRequested,
 )
 from stream.daemon.partitions import PartitionSlot
@@ -36,22 +37,28 @@ def log_outcome(tp: TopicPartition, outcome: Outcome) -> None:
             log.warning("model reset at %s: now v%d", where, outcome.model_version)
         case RetrainRequested():
             log.info(
-                "retrain of %s[%d]: replaying offsets %d..%d",
+                "retrain of %s[%d]%s: replaying offsets %d..%d",
                 tp.topic,
                 tp.partition,
+                " on a drift warning" if outcome.warning else "",
                 outcome.start_offset,
                 outcome.end_offset - 1,
             )
         case RetrainDecided():
             log.warning(
-                "retrain %s at %s: candidate %s %.3f vs serving %.3f on %d held-out events "
-                "(candidate trained on %d); model v%d",
+                "retrain %s at %s (%s): candidate %s %.3f vs serving %.3f on %d events, "
+                "%d won / %d lost, z %.2f (%s candidate trained on %d); model v%d",
                 outcome.result.upper(),
                 where,
+                outcome.reason,
                 outcome.metric,
                 outcome.candidate_score,
                 outcome.serving_score,
                 outcome.evaluated_on,
+                outcome.wins,
+                outcome.losses,
+                outcome.statistic,
+                outcome.pool,
                 outcome.trained_on,
                 outcome.model_version,
             )
@@ -75,6 +82,9 @@ def log_outcome(tp: TopicPartition, outcome: Outcome) -> None:
                 outcome.window,
                 outcome.model_version,
             )
+        case RetrainDropped():
+            log.info("retrain DROPPED at %s: %s; model v%d serves on", where, outcome.reason,
+                     outcome.model_version)  # fmt: skip
         case _:
             assert_never(outcome)
 

@@ -35,7 +35,9 @@ DEFAULT_WINDOWS = (1_000, 5_000)
 _COMMON_FIELDS = frozenset({"time", "kind", "topic", "partition", "offset", "learned"})
 #: Run-log kinds printed as the decision log: drifts, resets, retrains and challengers that
 #: took over (accuracy samples are for the plot).
-_DECISIONS = frozenset({"drift", "reset", "retrain", "retrain_abandoned", "switch"})
+_DECISIONS = frozenset(
+    {"drift", "reset", "retrain", "retrain_abandoned", "retrain_dropped", "switch"}
+)
 
 
 @dataclass(frozen=True)

@@ -166,9 +166,10 @@ def test_adwin_watches_the_absolute_error_and_acts_only_when_it_goes_up() -> Non
         ([1.0, 1.0], [2.0, 2.0], True),
         ([2.0, 2.0], [2.0, 2.0], False),
         ([3.0, 1.0], [1.0, 1.0], False),
+        ([0.5, 9.0], [1.0, 1.0], False),  # the sign test: one win, one loss
     ],
 )
-def test_a_candidate_is_promoted_only_if_its_mae_is_strictly_lower(
+def test_a_candidate_is_promoted_only_if_it_wins_more_paired_events_at_the_cap(
     candidate_errors: list[float], serving_errors: list[float], promoted: bool
 ) -> None:
     class Fixed(linear_model.LinearRegression):
@@ -180,7 +181,7 @@ def test_a_candidate_is_promoted_only_if_its_mae_is_strictly_lower(
         def learn_one(self, x: dict[Any, Any], y: Any) -> None:
             pass
 
-    job = RegressionRetrainJob(Fixed(), holdout_events=2)
+    job = RegressionRetrainJob(Fixed(), holdout_events=2, max_holdout_events=2)
     job.replay_finished()
     for y, serving in zip(candidate_errors, serving_errors, strict=True):
         job.observe_live({}, y, serving)

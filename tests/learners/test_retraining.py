@@ -83,14 +83,18 @@ def _labelled_in(request: RetrainRequested) -> list[int]:
     ],
     ids=["width", "min", "max"],
 )
-def test_a_retrain_asks_for_the_last_width_labelled_events_within_min_and_max(
+def test_a_retrain_asks_for_the_events_since_the_estimated_change_within_min_and_max(
     settings: dict[str, int], bound: str
 ) -> None:
     learner = PartitionLearner(_lr(), drift_action="retrain", **settings)
     trigger, drift, request = _until_request(learner, _change_after(3000))
 
-    expected = {"width": drift.width, "min": 1500, "max": 20}[bound]
-    assert 20 < drift.width < 1500, "the scenario must separate the three bounds"
+    # The change is at labelled event 3000: ADWIN's window still holds older events, the
+    # estimate from the serving model's errors (learners/changepoint.py) does not.
+    since_change = trigger + 1 - 3000
+    expected = {"width": since_change, "min": 1500, "max": 20}[bound]
+    assert since_change < drift.width, "ADWIN's window reaches back before the change"
+    assert 20 < since_change < drift.width < 1500, "the scenario must separate the bounds"
     indices = _labelled_in(request)
     # The range ends just after the triggering event and holds exactly the newest
     # ``expected`` labelled events, however many other records sit between them.
@@ -149,16 +153,26 @@ def _live_until_decided(learner: PartitionLearner, live: list[Pair], first: int
     raise AssertionError("no decision")
 
 
-def _candidate_score(pool: list[Pair], holdout: list[Pair]) -> float:
+def _candidate_hits(pool: list[Pair], holdout: list[Pair]) -> list[bool]:
     """An independent recomputation: train a fresh model on the pool, then test-then-train."""
     twin = _lr()
     for x, y in pool:
         twin.learn_one(x, y)
-    hits = 0
+    hits = []
     for x, y in holdout:
-        hits += twin.predict_one(x) == y
+        hits.append(twin.predict_one(x) == y)
         twin.learn_one(x, y)
-    return hits / len(holdout)
+    return hits
+
+
+def _candidate_score(pool: list[Pair], holdout: list[Pair]) -> float:
+    return sum(_candidate_hits(pool, holdout)) / len(holdout)
+
+
+def _wins_losses(candidate: list[bool], serving: list[bool]) -> tuple[int, int]:
+    """McNemar's discordant counts: only the candidate right, only the serving model right."""
+    pairs = list(zip(candidate, serving, strict=True))
+    return sum(c and not s for c, s in pairs), sum(s and not c for c, s in pairs)
 
 
 def test_a_clearly_better_candidate_is_promoted_and_serves() -> None:
@@ -174,12 +188,16 @@ def test_a_clearly_better_candidate_is_promoted_and_serves() -> None:
     live = log[trigger + 1:]
     decided, serving_hits = _live_until_decided(learner, live, trigger + 1)
 
+    # Promoted early, as soon as the paired test said "clearly better".
     assert decided.promoted and decided.result == "promoted"
-    assert decided.candidate_score > decided.serving_score
-    assert (decided.evaluated_on, decided.trained_on) == (300, pool_size)
-    assert decided.serving_score == sum(serving_hits) / 300
+    assert decided.reason == "clearly better" and decided.statistic >= 2.58
+    n = decided.evaluated_on
+    assert 10 <= n < 300 and decided.trained_on == pool_size
+    assert decided.serving_score == sum(serving_hits) / n
     pool = [log[i] for i in _labelled_in(request)]
-    assert decided.candidate_score == _candidate_score(pool, live[:300])
+    candidate_hits = _candidate_hits(pool, live[:n])
+    assert decided.candidate_score == sum(candidate_hits) / n > decided.serving_score
+    assert (decided.wins, decided.losses) == _wins_losses(candidate_hits, serving_hits)
     assert decided.model_version == learner.model_version == 2
     assert learner.model is job.candidate
     assert learner.retrain is None
@@ -187,10 +205,14 @@ def test_a_clearly_better_candidate_is_promoted_and_serves() -> None:
 
 
 def test_a_worse_candidate_is_rejected_and_the_serving_model_stays() -> None:
-    # The pool the candidate learns is the inverted concept; the hold-out is the true one,
-    # which the serving model, trained on 3,000 of its events, knows well.
+    # The pool the candidate learns is the inverted concept (1,500 events of it: the
+    # candidate keeps learning live events, a short pool would be unlearned at once); the
+    # hold-out is the true one, which the serving model, trained on 3,000 of its events,
+    # knows well.
     log = _change_after(3000)
-    learner = PartitionLearner(_lr(), drift_action="retrain", holdout_events=300)
+    learner = PartitionLearner(
+        _lr(), drift_action="retrain", holdout_events=300, min_retrain_events=1500
+    )
     serving = learner.model
     trigger, _, request = _until_request(learner, log)
     pool_size = _replay(learner, log, request, invert=True)
@@ -198,12 +220,15 @@ def test_a_worse_candidate_is_rejected_and_the_serving_model_stays() -> None:
 
     decided, serving_hits = _live_until_decided(learner, true_concept, trigger + 1)
 
+    # Rejected as soon as it may be (after holdout_events), being clearly worse.
     assert not decided.promoted and decided.result == "rejected"
-    assert decided.candidate_score < decided.serving_score
+    assert decided.reason == "clearly worse" and decided.statistic <= -2.58
     assert (decided.evaluated_on, decided.trained_on) == (300, pool_size)
     assert decided.serving_score == sum(serving_hits) / 300
     pool = list(_inverted(log[i] for i in _labelled_in(request)))
-    assert decided.candidate_score == _candidate_score(pool, true_concept[:300])
+    candidate_hits = _candidate_hits(pool, true_concept[:300])
+    assert decided.candidate_score == sum(candidate_hits) / 300 < decided.serving_score
+    assert (decided.wins, decided.losses) == _wins_losses(candidate_hits, serving_hits)
     assert decided.model_version == learner.model_version == 1
     assert learner.model is serving
     assert learner.retrain is None
@@ -227,12 +252,13 @@ def test_live_events_kept_during_the_replay_can_decide_it_when_the_replay_ends()
     [decided] = learner.drain_outcomes()
 
     assert isinstance(decided, RetrainDecided)
-    # Scored on the first 300 kept events, then it learned the other 100.
-    assert decided.evaluated_on == 300
-    assert decided.trained_on == pool_size + 100
-    assert decided.serving_score == sum(serving_hits[:300]) / 300
+    # Scored on the first n kept events (clearly better by then), then it learned the rest.
+    n = decided.evaluated_on
+    assert decided.promoted and n < 400
+    assert decided.trained_on == pool_size + 400 - n
+    assert decided.serving_score == sum(serving_hits[:n]) / n
     pool = [log[i] for i in _labelled_in(request)]
-    assert decided.candidate_score == _candidate_score(pool, live[:300])
+    assert decided.candidate_score == _candidate_score(pool, live[:n])
     assert learner.retrain is None
 
 
@@ -267,19 +293,25 @@ def test_the_job_promotes_only_a_candidate_that_scores_better(holdout_inverted: 
     holdout = _concept(3, 200)
     if holdout_inverted:
         holdout = list(_inverted(holdout))
-    job = RetrainJob(_lr(), holdout_events=200)
+    job = RetrainJob(_lr(), holdout_events=200, max_holdout_events=200)
     for x, y in pool:
         job.train(x, y)
     job.replay_finished()
     hits = _serving_hits(serving, holdout)
     ready = [job.observe_live(x, y, hit) for (x, y), hit in zip(holdout, hits, strict=True)]
 
-    assert ready == [False] * 199 + [True]
+    # A clearly better candidate is promoted early; a worse one is rejected only once
+    # holdout_events were scored.
+    n = ready.index(True) + 1
+    assert ready == [False] * (n - 1) + [True] * (201 - n)
     verdict = job.decide()
     assert verdict.promoted is holdout_inverted
-    assert verdict.serving_score == sum(hits) / 200
-    assert verdict.candidate_score == _candidate_score(pool, holdout)
-    assert (verdict.trained_on, verdict.evaluated_on) == (500, 200)
+    assert verdict.evaluated_on == n and (n < 200) is holdout_inverted
+    assert verdict.serving_score == sum(hits[:n]) / n
+    candidate_hits = _candidate_hits(pool, holdout[:n])
+    assert verdict.candidate_score == sum(candidate_hits) / n
+    assert (verdict.wins, verdict.losses) == _wins_losses(candidate_hits, hits[:n])
+    assert verdict.trained_on == 500 + 200 - n  # the pool, and what it learned after
 
 
 def test_a_tie_keeps_the_serving_model() -> None:
@@ -312,7 +344,7 @@ def test_live_events_are_kept_in_order_while_replaying_and_scored_after() -> Non
 
 
 def test_events_after_the_holdout_are_learned_but_not_scored() -> None:
-    job = RetrainJob(linear_model.LogisticRegression(), holdout_events=3)
+    job = RetrainJob(linear_model.LogisticRegression(), holdout_events=3, max_holdout_events=3)
     job.replay_finished()
     for _ in range(10):
         job.observe_live({"x": 1.0}, True, serving=False)
