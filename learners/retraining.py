@@ -156,6 +156,9 @@ class RetrainJob:
     waited = 0
     pool_kind = SINCE_CHANGE
     serving_errors: dict[int, float] = {}  # noqa: RUF012 (read-only default for old jobs)
+    #: With labels on their own topic: the labels offset the pool's replay reads up to
+    #: (set by the daemon when it submits the replay; a restart replays the same range).
+    labels_end: int | None = None
     #: The decision once reached: (index of the contender, promoted, reason).
     _decision: tuple[int, bool, str] | None = None
 

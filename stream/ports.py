@@ -110,7 +110,8 @@ class Source(Protocol):
 
 
 class LogReader(Protocol):
-    """Reads one offset range of one partition at a time (the retrain replay)."""
+    """Reads one offset range of one partition at a time (the retrain replay; with a
+    labels topic it switches between the events and the labels partition)."""
 
     def start(self, tp: TopicPartition, offset: int) -> None:
         """Read ``tp`` from ``offset`` on (forgetting any earlier range)."""
@@ -122,6 +123,12 @@ class LogReader(Protocol):
     def log_start(self, tp: TopicPartition) -> int | None:
         """The partition's first offset still in the log (retention deletes below it);
         None when the broker did not answer."""
+
+    def offset_for_time(self, tp: TopicPartition, timestamp_ms: int) -> int | None:
+        """The first offset whose record time is ``timestamp_ms`` or later; None when no
+        record is that late. A broker may answer an earlier offset (Tansu answers the
+        log's start; the reader answers it too when the broker does not answer): the
+        caller skips the records older than it wants."""
 
     def close(self) -> None: ...
 

@@ -279,14 +279,6 @@ class RunSettings(BaseSettings):
             others.add(self.checkpoint_topic)
         if labels in others:
             raise ValueError("labels_topic must differ from the input, output, checkpoint topics")
-        if self.drift_action == "retrain":
-            # A retrain replays the events topic only: the labels of its pool are elsewhere.
-            raise ValueError(
-                "--labels-topic cannot go with --drift-action retrain (yet): a retrain "
-                "replays the events topic only, where labels sent on the labels topic are "
-                "not. Pass --drift-action reset (or none) with --labels-topic, or send the "
-                "labels in-band on --topic to retrain (docs/labels.md)"
-            )
 
     def _check_checkpoint_keys(self) -> None:
         keys = self.checkpoint_keys()  # raises on a malformed list

@@ -259,6 +259,7 @@ def make_replayer(
         screen_pool=settings.screen_pool,
         on_screened=lambda tp, counts: metrics.partition(tp.topic, tp.partition).screened(counts),
         on_expired=lambda tp, n: metrics.replay_expired.labels(tp.topic, str(tp.partition)).inc(n),
+        labels_topic=settings.labels_topic,
     )
 
 
@@ -297,9 +298,7 @@ def assemble_daemon(
         metrics,
         replayer,
         clock=clock,
-        # A rebuild replays the events topic only: with labels on their own topic
-        # it would hold events whose labels never come (docs/labels.md).
-        rebuilder=None if labels is not None else rebuilder,
+        rebuilder=rebuilder,
         labels_topic=settings.labels_topic,
         adopt=new_learner.adopt,
     )

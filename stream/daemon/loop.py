@@ -295,6 +295,8 @@ class Daemon:
         join_labels(self, slot, labels.before(slot.tp, records[0].timestamp))
         if slot.halted is not None:
             return len(records)  # never handled: a halted partition's records stay so
+        if slot.replaying:  # a label asked for a retrain: the events wait for its replay
+            return 0
         count = min(ready, labels.prefix(slot.tp, records))
         return self._handle(slot, records[:count], deadline)
 
@@ -427,7 +429,9 @@ class Daemon:
             if isinstance(outcome, RetrainRequested) and slot.learner.retrain is not None:
                 start, end = outcome.start_offset, outcome.end_offset
                 skip = self.model_errors.skipped_within(slot, start, end)
-                self.replayer.submit(tp, start, end, slot.learner.retrain, skip)
+                # With a labels topic, the labels handled so far end its labels range.
+                labels_end = slot.state.labels_offset
+                self.replayer.submit(tp, start, end, slot.learner.retrain, skip, labels_end)
         if slot.journal is not None:
             # A rebuild must never cross a drift, reset or decision: it would re-decide.
             slot.journal.snapshot(slot.learner)

@@ -206,6 +206,12 @@ class MemoryLogReader:
         log = self.logs.get(tp, [])
         return log[0].offset if log else 0
 
+    def offset_for_time(self, tp: TopicPartition, timestamp_ms: int) -> int | None:
+        for record in self.logs.get(tp, []):
+            if record.timestamp >= timestamp_ms:
+                return record.offset
+        return None
+
     def close(self) -> None:
         pass
 

@@ -258,9 +258,12 @@ class PartitionTable:
         assert self.rebuilder is not None
         tp = slot.tp
         resume = self._resume_offset(tp, plan, end)
+        labels_end = self._labels_resume(tp)
         task = None
         if resume is not None:
-            task = self.rebuilder.begin(slot, resume, self.consumer.log_start(tp), self._rebuilt)
+            task = self.rebuilder.begin(
+                slot, resume, self.consumer.log_start(tp), self._rebuilt, labels_end
+            )
         if resume is None or task is None:
             log.warning(
                 "%s[%d]: nothing to rebuild the learner from (%s); it starts afresh",
@@ -272,7 +275,22 @@ class PartitionTable:
         slot.backlog.clear()
         self.consumer.seek(tp, resume)
         self.consumer.pause(tp)
+        if self.labels_topic is not None:  # labels polled meanwhile are dropped: read again
+            labels = TopicPartition(self.labels_topic, tp.partition)
+            if labels_end is not None:
+                self.consumer.seek(labels, labels_end)
+            else:
+                self.consumer.reset_position(labels)
         return True
+
+    def _labels_resume(self, tp: TopicPartition) -> int | None:
+        """With a labels topic, where its partition resumes after a rebuild: the group's
+        committed offset, committed with the events offset the rebuild resumes at. None
+        (no labels replayed, the labels partition read from where the consumer stands)
+        without a labels topic or a committed offset."""
+        if self.labels_topic is None:
+            return None
+        return self._committed(TopicPartition(self.labels_topic, tp.partition))
 
     def _resume_offset(self, tp: TopicPartition, plan: RebuildPlan, end: int) -> int | None:
         """Where the partition resumes: the refused checkpoint's offset when it is a
@@ -338,7 +356,7 @@ class PartitionTable:
         if job is not None and job.state == REPLAYING:
             # The replay did not survive the restart; run it again from the start.
             job.restart(slot.learner.fresh_model())
-            self.replayer.submit(slot.tp, job.pool[0], job.pool[1], job)
+            self.replayer.submit(slot.tp, job.pool[0], job.pool[1], job, labels_end=job.labels_end)
 
     # -- checkpoints and commits ------------------------------------------------------
 

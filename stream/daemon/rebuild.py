@@ -28,6 +28,10 @@ predicting until the replay slice that ends the replay, so when more than
 ``--retrain-holdout-events`` live events were held back meanwhile, the old model served
 (and its ADWIN and accuracy counted) a few events that the rebuilt learner gives to the
 new one (``docs/reliability.md``).
+
+With a labels topic the labels partition is replayed too, up to the labels offset the
+partition resumes at, merged with the events by record time as the live loop merged them
+(``daemon/labels_replay.py``): each label is joined to the prediction it joined live.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from learners.outcomes import (
 from learners.prequential import PartitionLearner
 from learners.retraining import REPLAYING
 from monitoring.metrics import StreamlearnMetrics
+from stream.daemon.labels_replay import LabelsRange
 from stream.daemon.replay import Replayer
 from stream.events import DeadLetter, Decoder, Event, LateLabel, decode
 from stream.ports import Record, TopicPartition
@@ -103,6 +108,10 @@ class RebuildTask:
     held: dict[str, tuple[dict[Any, Any], int]] = field(default_factory=dict)
     #: Reads the records as the loop does (number labels for a regression).
     read: Decoder = decode
+    #: ``--labels-topic``: the labels partition up to where it resumes.
+    labels: LabelsRange | None = None
+    #: Label records of the labels topic stepped.
+    labels_stepped: int = 0
 
     def __post_init__(self) -> None:
         self.began_at = self.clock()
@@ -154,11 +163,37 @@ class RebuildTask:
             self._undo(exc)
             return
         self.stepped += 1
+        self._stepped(learner)
+
+    def _stepped(self, learner: PartitionLearner) -> None:
+        journal = self.journal
         if learner.outcomes:
             self._settle(learner)
             journal.snapshot(learner)  # as the loop: no undo ever crosses an outcome
         elif journal.due:
             journal.snapshot(learner)
+
+    def take_labels(self, records: list[Record]) -> bool:
+        """Label records of the labels topic, as ``labels_topic.join_labels`` takes them:
+        joined at the events position (the last event stepped), minus the outputs."""
+        at_event = self.last_offset
+        for record in records:
+            self.labels_stepped += 1
+            label = self.read(record.value)
+            if type(label) is not LateLabel:
+                self.dead_letters += 1  # dead-lettered when it was first handled
+                continue
+            late, learner = cast(LateLabel, label), self.slot.learner
+            at = record.timestamp * 0.001
+            self.journal.kept.append((None, late.id, late.label, at, at_event))
+            try:
+                if learner.join(late.id, late.label, at, at_event):
+                    self._remember_joined(late.id, late.label, at_event)
+            except Exception as exc:
+                self._undo(exc)
+                continue
+            self._stepped(learner)
+        return False
 
     def _remember_joined(self, event_id: str, label: Any, label_offset: int) -> None:
         """A joined event joins a retrain's pool as the live replay reads it: when both
@@ -206,6 +241,8 @@ class RebuildTask:
 
     def finish(self) -> None:
         seconds = self.clock() - self.began_at
+        if self.labels is not None:  # live labels resume there
+            self.slot.state.labels_offset = self.labels.end
         self.slot.journal = self.journal  # the loop goes on with it (and its skipped offsets)
         self.metrics.rebuilds.labels(self.reason).inc()
         self.metrics.rebuild_seconds.observe(seconds)
@@ -215,7 +252,7 @@ class RebuildTask:
             "%s[%d]: learner REBUILT from the log (checkpoint refused: %s): offsets %d..%d in "
             "%.1f s, %d events stepped (%d learned in all), %d dead letters and %d model "
             "errors skipped, %d drifts, %d resets, %d retrains re-derived; model v%d; "
-            "resuming at offset %d",
+            "resuming at offset %d (%d records of the labels topic stepped)",
             tp.topic,
             tp.partition,
             self.reason,
@@ -231,6 +268,7 @@ class RebuildTask:
             self.retrains,
             learner.model_version,
             self.end_offset,
+            self.labels_stepped,
         )
         if self.last_offset + 1 < self.end_offset:
             log.warning(
@@ -280,8 +318,11 @@ class Rebuilder:
         resume: int,
         log_start: int | None,
         on_done: Callable[[RebuildTask], None],
+        labels_end: int | None = None,
     ) -> RebuildTask | None:
-        """Queue the replay of the events before ``resume``; None when the log holds none."""
+        """Queue the replay of the events before ``resume`` (with a labels topic, and the
+        labels before ``labels_end``, where its labels resume); None when the log holds
+        no event before ``resume``."""
         plan = slot.rebuild
         assert plan is not None
         start = max(resume - self.max_events, log_start or 0)
@@ -292,7 +333,7 @@ class Rebuilder:
         journal = Journal(slot.learner, self.snapshot_every)
         task = RebuildTask(
             slot.tp, start, resume, slot, plan.reason, journal, on_done, self.metrics, self.clock,
-            read=self.decode,
+            read=self.decode, labels=self.replayer.labels_range(slot.tp, labels_end),
         )  # fmt: skip
         self.replayer.add(task)
         plan.started = True

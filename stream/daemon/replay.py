@@ -5,6 +5,11 @@ The log is the retraining pool. One group-less consumer reads the range; the dae
 calls :meth:`Replayer.advance` between live batches with a time budget, so a retrain
 over 20,000 events (or a rebuild over 100,000) never stalls consumption for long nor
 costs group membership. Tasks are served one after another, in the order submitted.
+
+With a labels topic (``--labels-topic``) a task also reads its labels partition, over
+the range :mod:`stream.daemon.labels_replay` finds, and its records are handed out
+merged with the events by record time as the live loop merged them: one reader, moved
+between the two partitions a chunk at a time.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Protocol
 
 from learners.retraining import RetrainJob
 from learners.screening import PoolScreen
+from stream.daemon.labels_replay import LabelsRange
 from stream.events import Decoder, Event, LateLabel, decode
 from stream.ports import LogReader, Record, TopicPartition
 
@@ -40,9 +46,15 @@ class RangeTask(Protocol):
     deadline: float
     #: Fetched records not taken yet (the last slice ran out of time).
     pending: list[Record]
+    #: ``--labels-topic``: the labels partition's range, merged with the events.
+    labels: LabelsRange | None
 
     def take(self, records: list[Record]) -> bool:
         """Use ``records`` (in offset order); True once nothing more is wanted."""
+
+    def take_labels(self, records: list[Record]) -> bool:
+        """Use label records of the labels topic, in the live loop's order; True once
+        nothing more is wanted."""
 
     def finish(self) -> None:
         """The range was read (or reading it gave up); called once."""
@@ -70,6 +82,7 @@ class ReplayTask:
     held: dict[str, tuple[dict[str, Any], int]] = field(default_factory=dict)
     #: Reads the records as the loop does (number labels for a regression).
     read: Decoder = decode
+    labels: LabelsRange | None = None
 
     def take(self, records: list[Record]) -> bool:
         """Train the candidate on ``records``; True once the range's end was reached (or
@@ -91,17 +104,31 @@ class ReplayTask:
                     self.held[event.id] = (event.features, record.offset)
                     continue
             elif type(event) is LateLabel:
-                # Joined within the range as the live learner joined it; labels of events
-                # from before the range have nothing to join (older data stays out).
-                held = self.held.pop(event.id, None)
-                if held is None:
-                    continue
-                features, origin = held
-                if screen is None or screen.admit(features, event.label) is None:
-                    job.train(features, event.label, origin)
+                self._join(event)
             if job.abandoned is not None:
                 return True
         return records[-1].offset + 1 >= self.end_offset
+
+    def take_labels(self, records: list[Record]) -> bool:
+        """Join labels of the labels topic as in-band ones (``take``); what is not a label
+        was dead-lettered live and stays out."""
+        for record in records:
+            event = self.read(record.value)
+            if type(event) is LateLabel:
+                self._join(event)
+                if self.job.abandoned is not None:
+                    return True
+        return False
+
+    def _join(self, label: LateLabel) -> None:
+        """Train the event ``label`` is for, as the live learner joined it; labels of
+        events from before the range have nothing to join (older data stays out)."""
+        held = self.held.pop(label.id, None)
+        if held is None:
+            return
+        features, origin = held
+        if self.screen is None or self.screen.admit(features, label.label) is None:
+            self.job.train(features, label.label, origin)
 
     def finish(self) -> None:
         if self.screen is not None and self.on_screened is not None:
@@ -137,10 +164,13 @@ class Replayer:
         screen_pool: bool = False,
         on_screened: Screened | None = None,
         on_expired: Callable[[TopicPartition, int], None] | None = None,
+        labels_topic: str | None = None,
     ) -> None:
         """``decode`` reads the records as the loop reads them (number labels for a
         regression: ``stream.events.decoder_for``); ``on_expired`` is told how many
-        offsets of a range retention had deleted (a metric)."""
+        offsets of a range retention had deleted (a metric); ``labels_topic``: late
+        labels also come on that topic, and ranges are replayed with theirs."""
+        self.labels_topic = labels_topic
         self.consumer_factory = consumer_factory
         self.decode = decode
         self.give_up_after_s = give_up_after_s
@@ -152,6 +182,8 @@ class Replayer:
         self._tasks: deque[RangeTask] = deque()
         #: The offset the head task's next fetched record should have (-1: none fetched).
         self._next_offset = -1
+        #: The partition the reader reads now (a labels task moves it between two).
+        self._reading: TopicPartition | None = None
 
     def warm_up(self) -> None:
         """Create the consumer now: its bootstrap takes hundreds of milliseconds, which
@@ -166,11 +198,23 @@ class Replayer:
         end: int,
         job: RetrainJob,
         skip: frozenset[int] = frozenset(),
+        labels_end: int | None = None,
     ) -> None:
+        """Replay ``[start, end)`` of ``tp`` into ``job``; with a labels topic, with the
+        labels before ``labels_end`` (the slot's labels offset when the retrain was
+        requested: kept on the job, for a restart to replay the same range)."""
         screen = PoolScreen() if self.screen_pool else None
-        self._tasks.append(
-            ReplayTask(tp, start, end, job, skip, screen, self.on_screened, read=self.decode)
-        )
+        job.labels_end = labels_end
+        task = ReplayTask(tp, start, end, job, skip, screen, self.on_screened, read=self.decode)
+        task.labels = self.labels_range(tp, labels_end)
+        self._tasks.append(task)
+
+    def labels_range(self, tp: TopicPartition, end: int | None) -> LabelsRange | None:
+        """The labels partition of ``tp`` up to ``end``; None without a labels topic, or
+        when no label was handled yet (``end`` None)."""
+        if self.labels_topic is None or end is None:
+            return None
+        return LabelsRange(TopicPartition(self.labels_topic, tp.partition), end)
 
     def add(self, task: RangeTask) -> None:
         """Serve ``task`` after those already submitted."""
@@ -199,6 +243,9 @@ class Replayer:
             self._finish(task)
             return
         stop_at = self.clock() + budget_s
+        if task.labels is not None:
+            self._advance_merged(task, task.labels, consumer, stop_at)
+            return
         while (remaining := stop_at - self.clock()) > 0:
             if not task.pending:
                 task.pending = consumer.read(
@@ -215,6 +262,80 @@ class Replayer:
                 self._finish(task)
                 return
 
+    def _advance_merged(
+        self, task: RangeTask, labels: LabelsRange, consumer: LogReader, stop_at: float
+    ) -> None:
+        """``advance`` for a task with a labels range: events and labels handed out merged
+        by record time; each turn reads one chunk (of one partition) or hands out one run."""
+        while (remaining := stop_at - self.clock()) > 0:
+            timeout_ms = max(int(remaining * 1000), 1)
+            if labels.events_done:
+                if labels.wants(None):
+                    self._read_labels(labels, consumer, timeout_ms)
+                    continue
+                task.take_labels(labels.rest())
+                self._finish(task)
+                return
+            if not task.pending:
+                self._read_at(consumer, task.tp, self._next_offset)
+                task.pending = consumer.read(task.tp, timeout_ms, TRAIN_RUN * 10)
+                if not task.pending:
+                    self._maybe_give_up(task, consumer)
+                    return
+                self._note_gap(task, task.pending[0].offset, consumer)
+                self._next_offset = task.pending[-1].offset + 1
+                task.deadline = self.clock() + self.give_up_after_s
+            chunk = task.pending[:TRAIN_RUN]
+            run = [r for r in chunk if r.offset < task.end_offset]
+            if labels.since is None:  # no label older than the first event is wanted
+                if run:
+                    labels.begin(consumer, run[0].timestamp)
+                    labels.deadline = self.clock() + self.give_up_after_s
+                else:
+                    labels.done = True  # no event replayed: no label can join one
+            if labels.wants(run[-1].timestamp if run else None):
+                self._read_labels(labels, consumer, timeout_ms)
+                continue
+            task.pending = task.pending[TRAIN_RUN:]
+            ended = len(run) < len(chunk) or (bool(run) and run[-1].offset + 1 >= task.end_offset)
+            if self._take_merged(task, labels, run) or ended:
+                labels.events_done = True
+
+    def _take_merged(self, task: RangeTask, labels: LabelsRange, events: list[Record]) -> bool:
+        """Hand ``events`` out with the labels that go before each; True once the task
+        wants no more events."""
+        first = 0
+        for i, event in enumerate(events):
+            due = labels.before(event.timestamp)
+            if not due:
+                continue
+            if i > first and task.take(events[first:i]):
+                return True
+            first = i
+            if task.take_labels(due):
+                return True
+        return first < len(events) and task.take(events[first:])
+
+    def _read_labels(self, labels: LabelsRange, consumer: LogReader, timeout_ms: int) -> None:
+        self._read_at(consumer, labels.tp, labels.position)
+        records = consumer.read(labels.tp, timeout_ms, TRAIN_RUN * 10)
+        if records:
+            labels.add(records)
+            labels.deadline = self.clock() + self.give_up_after_s
+        elif self.clock() > labels.deadline:
+            log.warning(
+                "replay of %s gave up reading labels at offset %d of %d; the rest of its "
+                "events go without their labels",
+                labels.tp, labels.position, labels.end,
+            )  # fmt: skip
+            labels.done = True
+
+    def _read_at(self, consumer: LogReader, tp: TopicPartition, offset: int) -> None:
+        """Move the reader to ``tp`` (at ``offset``) unless it reads ``tp`` already."""
+        if self._reading != tp:
+            consumer.start(tp, offset)
+            self._reading = tp
+
     def _maybe_give_up(self, task: RangeTask, consumer: LogReader) -> None:
         if self.clock() > task.deadline:
             log.warning(
@@ -230,6 +351,7 @@ class Replayer:
         if not task.started:
             self._skip_expired(task, self._consumer)
             self._consumer.start(task.tp, task.start_offset)
+            self._reading = task.tp
             task.started = True
             task.deadline = self.clock() + self.give_up_after_s
         return self._consumer

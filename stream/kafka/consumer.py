@@ -199,5 +199,12 @@ class RangeReader:
         except KafkaError:
             return None
 
+    def offset_for_time(self, tp: TopicPartition, timestamp_ms: int) -> int | None:
+        try:
+            found = self.consumer.offsets_for_times({_theirs(tp): timestamp_ms})[_theirs(tp)]
+        except KafkaError:
+            return self.log_start(tp) or 0  # earlier is safe: the caller skips what it reads
+        return None if found is None else int(found.offset)
+
     def close(self) -> None:
         self.consumer.close()

@@ -32,6 +32,7 @@ from stream.daemon.loop import Daemon, LoopTiming
 from stream.daemon.memory import LogicalClock, MemoryLogReader, MemorySink, MemorySource
 from stream.daemon.partitions import PartitionSlot, PartitionTable
 from stream.daemon.publisher import Publisher
+from stream.daemon.rebuild import Rebuilder
 from stream.daemon.replay import Replayer
 from stream.daemon.run_log import RunLog
 from stream.ports import Headers, Record, SourceRecord, TopicPartition
@@ -286,6 +287,8 @@ class Harness:
     learner_options: dict[str, Any] = field(default_factory=dict)
     #: Late labels also on this topic (``--labels-topic``), co-partitioned with TOPIC.
     labels_topic: str | None = None
+    #: ``--rebuild-events``: a refused checkpoint is rebuilt from the log (0: not).
+    rebuild_events: int = 0
 
     def __post_init__(self) -> None:
         self.clock = FakeClock()
@@ -311,7 +314,12 @@ class Harness:
             self.checkpoint_interval_s,
             clock=self.clock,
         )
-        self.replayer = Replayer(lambda: self.reader, clock=self.clock)
+        self.replayer = Replayer(
+            lambda: self.reader, clock=self.clock, labels_topic=self.labels_topic
+        )
+        rebuilder = None
+        if self.rebuild_events:
+            rebuilder = Rebuilder(self.replayer, metrics, self.rebuild_events, clock=self.clock)
         publisher = Publisher(self.sink, PREDICTIONS, DEAD_LETTERS)
         self.table = PartitionTable(
             self.source,
@@ -322,6 +330,7 @@ class Harness:
             self.replayer,
             clock=self.clock,
             labels_topic=self.labels_topic,
+            rebuilder=rebuilder,
         )
         labels = self.labels_topic
         return Daemon(

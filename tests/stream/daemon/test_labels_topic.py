@@ -4,6 +4,7 @@ assignment that is not co-partitioned, and what is not a label dead-lettered."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from stream.kafka.admin import co_partition_count
 from stream.ports import SourceRecord, TopicPartition
 from stream.settings import RunSettings
 from stream.tools.produce import encode_event, encode_label
-from tests.stream.daemon.fakes import DEAD_LETTERS, TOPIC, TP0, TP1, Harness, flip_stream
+from tests.stream.daemon.fakes import DEAD_LETTERS, PREDICTIONS, TOPIC, TP0, TP1, Harness, flip_stream
 
 LABELS = "labels"
 L0, L1 = TopicPartition(LABELS, 0), TopicPartition(LABELS, 1)
@@ -23,13 +24,18 @@ IDLE = LoopTiming(stop_after_idle_s=2.0)
 
 
 def delayed_stream(
-    tp: TopicPartition, count: int, delay: int, labels_topic: str | None
+    tp: TopicPartition,
+    count: int,
+    delay: int,
+    labels_topic: str | None,
+    flip_at: int | None = None,
 ) -> list[SourceRecord]:
     """Events without their label, and before event i the label of event i - delay (the
     last ``delay`` close the stream), record times 1 ms apart in that order. With
-    ``labels_topic`` the labels go there (same partition number), else in-band."""
+    ``labels_topic`` the labels go there (same partition number), else in-band. From
+    event ``flip_at`` on the concept flips (a drift)."""
     ops: list[tuple[bool, bytes]] = []
-    pairs = list(flip_stream(count, seed=tp.partition + 3))
+    pairs = list(flip_stream(count, flip_at, seed=tp.partition + 3))
     ids = [f"{tp.partition}-{i}" for i in range(count)]
     for i, (features, _) in enumerate(pairs):
         if i >= delay:
@@ -210,9 +216,16 @@ def test_the_settings_refuse_a_labels_topic_that_cannot_work() -> None:
     base = {"bootstrap_servers": "localhost:9092", "topic": "events"}
     with pytest.raises(ValueError, match="labels_topic must differ"):
         RunSettings(**base, labels_topic="events")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"Pass --drift-action reset .* with --labels-topic"):
-        RunSettings(**base, labels_topic="labels", drift_action="retrain")  # type: ignore[arg-type]
     assert RunSettings(**base, labels_topic="labels").labels_topic == "labels"  # type: ignore[arg-type]
+
+
+def test_the_settings_take_a_labels_topic_with_retrain() -> None:
+    # A retrain's replay reads the labels topic too (daemon/labels_replay.py).
+    settings = RunSettings(
+        bootstrap_servers="localhost:9092", topic="events", labels_topic="labels",
+        drift_action="retrain",
+    )  # fmt: skip
+    assert (settings.labels_topic, settings.drift_action) == ("labels", "retrain")
 
 
 def test_the_partition_counts_must_match_and_both_topics_exist() -> None:
@@ -231,3 +244,90 @@ def test_a_checkpoint_from_before_the_labels_topic_restores(tmp_path: Path) -> N
     state = PartitionState.__new__(PartitionState)
     state.__dict__.update({"learner": None, "sequence": None})
     assert state.labels_offset is None
+
+
+# -- a retrain's replay and a rebuild read the labels topic too ----------------------------
+
+DECISION = ("result", "candidate_score", "serving_score", "trained_on", "evaluated_on")
+
+
+def retrained(tmp_path: Path, labels_topic: str | None) -> Harness:
+    """A drifting stream, labels 30 events late, through a daemon that retrains."""
+    h = Harness(tmp_path, timing=IDLE, drift_action="retrain", labels_topic=labels_topic)
+    h.source.append(delayed_stream(TP0, 2_000, 30, labels_topic, flip_at=800))
+    h.start(TP0, *([L0] if labels_topic else []))
+    assert h.run() == 0
+    return h
+
+
+def test_a_retrain_with_a_labels_topic_decides_as_with_in_band_labels(tmp_path: Path) -> None:
+    (tmp_path / "in-band").mkdir()
+    (tmp_path / "topic").mkdir()
+    in_band = retrained(tmp_path / "in-band", None)
+    topic = retrained(tmp_path / "topic", LABELS)
+    decided = topic.run_log("retrain")
+    assert decided and any(d["result"] == "promoted" for d in decided)
+    figures = [{k: d.get(k) for k in DECISION} for d in decided]
+    assert figures == [{k: d.get(k) for k in DECISION} for d in in_band.run_log("retrain")]
+    # The pool's events were trained with the labels the live learner joined to them.
+    assert all(d["trained_on"] > 0 for d in decided)
+    # The replay read the labels partition from the first pool event's time on, not
+    # from its start.
+    starts = [call[2] for call in topic.journal.of("replay_start") if call[1] == L0]
+    assert starts and min(starts) > 0
+    learner = topic.slot(TP0).learner
+    assert learner.cumulative.get() == in_band.slot(TP0).learner.cumulative.get()
+    pending = learner.pending
+    assert pending is not None and learner.learned == pending.joined == 2_000
+
+
+def predictions_by_offset(h: Harness, since: int = 0) -> dict[int, bytes]:
+    """The predictions published (from the ``since``-th output on), by event offset."""
+    values = [value for topic, value, _, _ in h.sink.sent[since:] if topic == PREDICTIONS]
+    return {json.loads(value)["offset"]: value for value in values}
+
+
+@pytest.mark.parametrize("drift_action", ["reset", "retrain"])
+def test_a_rebuild_with_a_labels_topic_predicts_as_the_uninterrupted_run(
+    tmp_path: Path, drift_action: str
+) -> None:
+    """The checkpoint is refused after a crash: the learner is rebuilt from both logs (the
+    whole stream), and every prediction after it is the uninterrupted run's, byte for byte."""
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "rebuilt").mkdir()
+    records = delayed_stream(TP0, 1_500, 40, LABELS, flip_at=600)
+    options = {"drift_action": drift_action, "checkpoint_every_events": 300, "max_records": 100}
+    whole = labelled_harness(tmp_path / "whole", **options)
+    whole.source.append(records)
+    whole.start(TP0, L0)
+    assert whole.run() == 0
+
+    h = labelled_harness(tmp_path / "rebuilt", rebuild_events=10**6, **options)
+    h.source.append(records)
+    h.start(TP0, L0)
+    for _ in range(100):  # past the drift, with checkpoints on the way
+        h.cycle()
+        if (h.slot(TP0).next_offset or 0) > 900 and len(h.journal.of("save")) >= 3:
+            break
+    h.cycle()  # handled past the last checkpoint: read again after the crash
+    resume, labels_at = h.source.committed_offsets[TP0], h.source.committed_offsets[L0]
+    assert 0 < labels_at < h.slot(TP0).state.labels_offset  # type: ignore[operator]
+    # kill -9, and the checkpoint left behind cannot be read (corrupt).
+    assert h.store is not None
+    for key in h.store.blobs:
+        h.store.blobs[key] = b"not a checkpoint"
+    after = len(h.sink.sent)
+    h.daemon = h._build()
+    h.start(TP0, L0)
+    assert h.run() == 0
+    assert h.sample("streamlearn_rebuilds_total", reason="bad_magic") == 1
+    assert ("seek", L0, labels_at) in h.journal  # live labels resume where the rebuild ends
+    rebuilt = predictions_by_offset(h, after)
+    expected = {o: v for o, v in predictions_by_offset(whole).items() if o >= resume}
+    assert min(rebuilt) == resume and rebuilt == expected
+    learner, uninterrupted = h.slot(TP0).learner, whole.slot(TP0).learner
+    assert learner.model_version == uninterrupted.model_version > 1
+    assert learner.cumulative.get() == uninterrupted.cumulative.get()
+    pending = learner.pending
+    assert pending is not None and learner.learned == uninterrupted.learned == 1_500
+    assert pending.duplicate == 0
