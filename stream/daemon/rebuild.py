@@ -183,7 +183,7 @@ class RebuildTask:
             if type(label) is not LateLabel:
                 self.dead_letters += 1  # dead-lettered when it was first handled
                 continue
-            late, learner = cast(LateLabel, label), self.slot.learner
+            late, learner = label, self.slot.learner
             at = record.timestamp * 0.001
             self.journal.kept.append((None, late.id, late.label, at, at_event))
             try:

@@ -16,7 +16,15 @@ from stream.kafka.admin import co_partition_count
 from stream.ports import SourceRecord, TopicPartition
 from stream.settings import RunSettings
 from stream.tools.produce import encode_event, encode_label
-from tests.stream.daemon.fakes import DEAD_LETTERS, PREDICTIONS, TOPIC, TP0, TP1, Harness, flip_stream
+from tests.stream.daemon.fakes import (
+    DEAD_LETTERS,
+    PREDICTIONS,
+    TOPIC,
+    TP0,
+    TP1,
+    Harness,
+    flip_stream,
+)
 
 LABELS = "labels"
 L0, L1 = TopicPartition(LABELS, 0), TopicPartition(LABELS, 1)
