@@ -4,6 +4,9 @@ as the in-band run's does; a labels topic with another partition count is refuse
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from stream.daemon.app import run_daemon
@@ -74,3 +77,35 @@ def test_a_labels_topic_with_another_partition_count_is_refused(
     values["labels_topic"] = f"{topic_name}-missing"
     with pytest.raises(SettingsError, match=r"labels topic .*-missing' does not exist"):
         run_daemon(load_settings(values, environ={}), handle_signals=False)
+
+
+def test_a_retrain_replays_the_labels_topic(
+    kafka_bootstrap: str, topic_name: str, tmp_path: Path
+) -> None:
+    """A drift with labels 20 events late on their own topic: a retrain is decided, its
+    candidate trained on the pool's events joined to their labels, and learned == joined."""
+    labels, count = f"{topic_name}-labels", 3_000
+    options = ProduceOptions(
+        kafka_bootstrap, topic_name, count=count, seed=2, generator="stagger", drift_at=(1_500,),
+        partitions=1, label_delay=20, labels_topic=labels,
+    )  # fmt: skip
+    assert produce(options).failed == 0
+    registry = run_until_idle(
+        kafka_bootstrap,
+        topic_name,
+        labels_topic=labels,
+        drift_action="retrain",
+        model="preprocessing.StandardScaler | linear_model.LogisticRegression",
+        event_log=tmp_path / "run.jsonl",
+    )
+    where = {"topic": topic_name, "partition": 0}
+    decided = sum(
+        sample(registry, "streamlearn_retrains_total", **where, result=result) or 0
+        for result in ("promoted", "rejected")
+    )
+    assert decided >= 1
+    lines = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
+    # Each candidate learned pool events, all of them joined to labels of the labels topic.
+    assert all(line["trained_on"] > 0 for line in lines if line["kind"] == "retrain")
+    joined = sample(registry, "streamlearn_labels_total", **where, outcome="joined")
+    assert joined == sample(registry, "streamlearn_learned_events", **where) == count
