@@ -50,12 +50,14 @@ class Case:
         model = "Hoeffding tree" if self.model == HT else "default (scaled LR)"
         return f"{self.generator} (seed {self.seed}), {kind} | {model}"
 
-    def command(self, action: str) -> str:
+    def command(self, action: str, pool: str | None = None) -> str:
         width = f" --drift-width {self.width}" if self.width else ""
         model = "" if self.model == DEFAULT_MODEL else f" --model {self.model}"
+        pool_option = f" --retrain-pool {pool}" if pool else ""
         return (
             f"streamlearn evaluate --generator {self.generator} --seed {self.seed} "
             f"--count {CHANGE + WINDOW} --drift-at {CHANGE}{width}{model} --drift-action {action}"
+            f"{pool_option}"
         )
 
 
@@ -68,16 +70,24 @@ CASES = (
     Case("sine", 1, DEFAULT_MODEL, width=2_000),
     Case("agrawal", 1, HT, width=2_000),
 )
-ACTIONS = ("none", "reset", "retrain")
+# (as printed, --drift-action, --retrain-pool): the pool both races two candidates.
+ACTIONS = (
+    ("none", "none", None),
+    ("reset", "reset", None),
+    ("retrain", "retrain", None),
+    ("retrain, pool both", "retrain", "both"),
+)
 
 
-def daemon_accuracy(case: Case, action: str, scratch: Path) -> tuple[float, str]:
+def daemon_accuracy(
+    case: Case, action: str, pool: str | None, scratch: Path
+) -> tuple[float, str]:
     """The daemon's accuracy after the change, and its decisions in a few words."""
     settings = RunSettings(
         bootstrap_servers="offline", topic=case.generator, checkpoint_store="none",
-        model=case.model, drift_action=action,
+        model=case.model, drift_action=action, **({"retrain_pool": pool} if pool else {}),
     )  # fmt: skip
-    run_log = scratch / f"{case.generator}-{case.seed}-{case.width}-{action}.jsonl"
+    run_log = scratch / f"{case.generator}-{case.seed}-{case.width}-{action}-{pool}.jsonl"
     figures = evaluate(case.options, settings, run_log, windows=(WINDOW,)).figures
     [change] = figures.after_changes
     [window] = change["windows"]
@@ -111,10 +121,10 @@ def rows() -> Iterator[str]:
     with tempfile.TemporaryDirectory() as scratch:
         for case in CASES:
             stream, model = case.name.split(" | ")
-            for action in ACTIONS:
-                value, said = daemon_accuracy(case, action, Path(scratch))
-                yield (f"| {stream} | {model} | {action} | {value:.3f} | {said} | "
-                       f"`{case.command(action)}` |")  # fmt: skip
+            for label, action, pool in ACTIONS:
+                value, said = daemon_accuracy(case, action, pool, Path(scratch))
+                yield (f"| {stream} | {model} | {label} | {value:.3f} | {said} | "
+                       f"`{case.command(action, pool)}` |")  # fmt: skip
             reference = river_accuracy(case)
             yield (f"| {stream} | {model} | River DriftRetrainingClassifier (DDM) | "
                    f"{reference:.3f} | reference | `python -m bench.drift_table` |")  # fmt: skip
