@@ -6,7 +6,10 @@ started once for the whole session; the test ids end in ``[tansu]`` / ``[apache]
 ``-k tansu`` runs one side. ``STREAMLEARN_TEST_BROKERS=tansu`` (or ``apache``) limits the
 kinds; ``KAFKA_BOOTSTRAP_SERVERS`` replaces them with that one broker (kind ``external``).
 Tests of what only a durable broker shows take ``apache_kafka`` instead: the same Apache
-Kafka, whatever the kinds.
+Kafka, whatever the kinds. Tests that freeze, stop or kill their broker take
+``spare_broker`` (of ``broker_kind``) or ``spare_apache_kafka``: a second broker of the
+kind, also started once for the session (and again after a test stopped it), so the
+session's own broker is never touched.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from stream.kafka.apache import ApacheKafkaBroker
+from stream.kafka.broker_process import BrokerProcess
 from stream.kafka.tansu import EmbeddedBroker
 
 KINDS = ("tansu", "apache")
@@ -63,6 +67,45 @@ def kafka_bootstrap(
         log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
         with EmbeddedBroker(log_path=log_path) as broker:
             yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def _spare_apache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafkaBroker]:
+    folder = tmp_path_factory.mktemp("spare-apache-kafka")
+    with ApacheKafkaBroker(log_dir=folder / "kafka", log_path=folder / "broker.log") as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def _spare_tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    log_path = tmp_path_factory.mktemp("spare-tansu") / "tansu.log"
+    with EmbeddedBroker(log_path=log_path) as broker:
+        yield broker
+
+
+def _answering(broker: BrokerProcess) -> BrokerProcess:
+    """The broker running and answering: started again (same ports, same log directory)
+    if an earlier test stopped or killed it; waited for if one just thawed it."""
+    if broker.running:
+        broker.wait_ready()
+    else:
+        broker.start()
+    return broker
+
+
+@pytest.fixture
+def spare_broker(broker_kind: str, request: pytest.FixtureRequest) -> BrokerProcess:
+    """A broker of ``broker_kind`` that the test may freeze (SIGSTOP), stop or kill."""
+    if broker_kind == "external":
+        pytest.skip("freezes or stops its broker: needs one it started itself")
+    return _answering(request.getfixturevalue(f"_spare_{broker_kind}"))
+
+
+@pytest.fixture
+def spare_apache_kafka(_spare_apache: ApacheKafkaBroker) -> ApacheKafkaBroker:
+    """The spare Apache Kafka, whatever the kinds: for tests that kill and restart it."""
+    _answering(_spare_apache)
+    return _spare_apache
 
 
 @pytest.fixture(scope="session")

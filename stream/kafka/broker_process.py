@@ -106,13 +106,13 @@ class BrokerProcess:
             if self.log_path:
                 sink.close()  # type: ignore[union-attr]
         started = time.monotonic()
-        self._wait_ready()
+        self.wait_ready()
         log.info("%s ready on %s in %.1fs", self.name, self.bootstrap_servers,
                  time.monotonic() - started)
         return self
 
-    def _wait_ready(self) -> None:
-        """Until :meth:`answers` says yes, or the process exits, or the time is up."""
+    def wait_ready(self) -> None:
+        """Until :meth:`answers` says yes; stopped and refused if it exits or the time is up."""
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
