@@ -60,7 +60,7 @@ test: install-test
 	$(VENV)/bin/ruff check stream learners monitoring tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -m "not soak"
+	$(PY) -m pytest -m "not soak" -n 2 --dist loadgroup
 
 lint: install-test
 	$(VENV)/bin/ruff check stream learners monitoring tests bench

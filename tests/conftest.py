@@ -40,6 +40,12 @@ def _broker_kinds() -> list[str]:
     return kinds
 
 
+def one_broker() -> pytest.MarkDecorator:
+    """For a test of our own code paths, not of Kafka's behaviour: run it on the first
+    broker kind only (Tansu unless the kinds say otherwise), not on each."""
+    return pytest.mark.parametrize("broker_kind", _broker_kinds()[:1], indirect=True)
+
+
 @pytest.fixture(scope="session")
 def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafkaBroker]:
     """Apache Kafka (single-node KRaft) for the whole session; its output in broker.log."""
@@ -119,3 +125,29 @@ def topic_name(request: pytest.FixtureRequest) -> str:
     """A topic name unique to the test, so tests sharing one broker never meet."""
     safe = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60]
     return f"t-{safe}-{uuid.uuid4().hex[:8]}"
+
+
+_APACHE_FIXTURES = {"apache_kafka", "spare_apache_kafka", "_spare_apache"}
+
+
+def broker_group(item: pytest.Item) -> str | None:
+    """The brokers a test needs, as an xdist group: ``tansu``, ``apache``, ``external``, or
+    None for a test that needs none.
+
+    With ``pytest -n 2 --dist loadgroup`` every test of a group runs on one worker, so
+    each worker starts only its own brokers (session fixtures are per worker) and no two
+    workers ever share a broker, a topic or a group.
+    """
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "broker_kind" in callspec.params:
+        return str(callspec.params["broker_kind"])
+    if _APACHE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return "apache"
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = broker_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
