@@ -19,7 +19,6 @@ import hashlib
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from stream.exceptions import BrokerError
-from stream.kafka.broker_process import BrokerProcess, free_port, listening
+from stream.kafka.broker_process import BrokerProcess, free_port, listening, run_in_foreground
 
 log = logging.getLogger(__name__)
 
@@ -346,22 +345,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_foreground(host: str = "127.0.0.1", port: int = 0) -> int:
     """Run a broker until Ctrl-C or SIGTERM, its data in a temporary folder removed after."""
     broker = ApacheKafkaBroker(host, port)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        broker.start()
-        print(f"Apache Kafka {kafka_version()} ready: --bootstrap-servers "
-              f"{broker.bootstrap_servers}  (data: {broker.data_dir}; Ctrl-C stops it)",
-              flush=True)
-        broker.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        broker.close()
-    return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    return run_in_foreground(
+        broker,
+        lambda _: f"Apache Kafka {kafka_version()} ready: --bootstrap-servers "
+                  f"{broker.bootstrap_servers}  (data: {broker.data_dir}; Ctrl-C stops it)",
+    )
 
 
 if __name__ == "__main__":

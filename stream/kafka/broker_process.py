@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -179,3 +180,23 @@ class BrokerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def run_in_foreground(broker: BrokerProcess, banner: Callable[[BrokerProcess], str]) -> int:
+    """Run ``broker`` until Ctrl-C or SIGTERM, printing ``banner`` once it answers; then
+    close it (``streamlearn broker``, ``make kafka``)."""
+    # Interrupt the wait below; stopping from inside the handler would race that wait.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        broker.start()
+        print(banner(broker), flush=True)
+        broker.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.close()
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
