@@ -56,6 +56,8 @@ kafka: kafka-jars
 demo: $(STAMP)-demo $(if $(filter kafka,$(BROKER)),kafka-jars)
 	$(VENV)/bin/streamlearn demo --broker $(BROKER)
 
+# Two xdist workers, one per broker kind (tests/conftest.py groups the tests by the brokers
+# they need): the integration tests wait on brokers and daemons much of the time.
 test: install-test
 	$(VENV)/bin/ruff check stream learners monitoring tests bench
 	$(VENV)/bin/mypy
