@@ -56,11 +56,13 @@ kafka: kafka-jars
 demo: $(STAMP)-demo $(if $(filter kafka,$(BROKER)),kafka-jars)
 	$(VENV)/bin/streamlearn demo --broker $(BROKER)
 
+# Two xdist workers, one per broker kind (tests/conftest.py groups the tests by the brokers
+# they need): the integration tests wait on brokers and daemons much of the time.
 test: install-test
 	$(VENV)/bin/ruff check stream learners monitoring tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -m "not soak"
+	$(PY) -m pytest -m "not soak" -n 2 --dist loadgroup
 
 lint: install-test
 	$(VENV)/bin/ruff check stream learners monitoring tests bench

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from learners.exceptions import LearnersError
 from monitoring.exceptions import MonitoringError
 from monitoring.report import add_report_arguments, run_report
 from stream.exceptions import StreamError
+from stream.kafka.broker_process import run_in_foreground
 from stream.kafka.tansu import EmbeddedBroker
 from stream.settings import ENV_PREFIX, RunSettings, load_settings
 from stream.tools.evaluate_args import DESCRIPTION as EVALUATE_DESCRIPTION
@@ -174,24 +174,11 @@ def _run_broker(args: argparse.Namespace) -> int:
         from stream.kafka.apache import run_foreground
 
         return run_foreground(args.host, args.port)
-    broker = EmbeddedBroker(args.host, args.port).start()
-    # Interrupt the wait below; stopping from inside the handler would race that wait.
-    signal.signal(signal.SIGTERM, _interrupt)
-    print(
-        f"broker ready: --bootstrap-servers {broker.bootstrap_servers}  (Ctrl-C stops it)",
-        flush=True,
+    return run_in_foreground(
+        EmbeddedBroker(args.host, args.port),
+        lambda broker: f"broker ready: --bootstrap-servers {broker.bootstrap_servers}  "
+                       "(Ctrl-C stops it)",
     )
-    try:
-        broker.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        broker.stop()
-    return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -19,24 +19,20 @@ import hashlib
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from stream.exceptions import BrokerError
+from stream.kafka.broker_process import BrokerProcess, free_port, listening, run_in_foreground
 from stream.kafka.broker_security import BrokerSecurity
-from stream.kafka.tansu import free_port
 
 log = logging.getLogger(__name__)
 
@@ -190,22 +186,11 @@ def write_log4j_config(path: Path, level: str = "WARN", target: str = "SYSTEM_ER
     return [f"-Dlog4j2.configurationFile={path}"]
 
 
-def _bindable(host: str, port: int) -> bool:
-    # SO_REUSEADDR as Kafka's own server socket: a port whose connections linger in
-    # TIME_WAIT after a kill is free for the restarted broker.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-class ApacheKafkaBroker:
+class ApacheKafkaBroker(BrokerProcess):
     """Apache Kafka (KRaft, broker and controller in one JVM) on ``host:port``.
 
-    A context manager, or ``start()`` / ``stop()``; after ``stop()`` or ``kill()``,
+    A context manager, or ``start()`` / ``stop()`` (:class:`BrokerProcess`, as the Tansu
+    launcher); after ``stop()`` or ``kill()``,
     ``start()`` again restarts it on the same ports and log directory (the data survive).
     ``config`` adds or overrides broker settings. ``security`` opens secured listeners
     besides the PLAINTEXT one (:mod:`stream.kafka.broker_security`); their addresses are
@@ -215,6 +200,9 @@ class ApacheKafkaBroker:
     >>> broker.port > 0 and broker.controller_port > 0 and broker.port != broker.controller_port
     True
     """
+
+    name = "Apache Kafka"
+    ready_poll_s = 0.2
 
     def __init__(
         self,
@@ -228,8 +216,7 @@ class ApacheKafkaBroker:
         log_level: str = "INFO",
         security: BrokerSecurity | None = None,
     ) -> None:
-        self.host = host
-        self.port = port or free_port(host)
+        super().__init__(host, port, log_path, ready_timeout_s)
         self.controller_port = controller_port or _another_free_port(host, self.port)
         self.security = security
         taken = {self.port, self.controller_port}
@@ -240,15 +227,8 @@ class ApacheKafkaBroker:
             taken.add(port)
         self._own_dir = log_dir is None
         self._log_dir = log_dir
-        self.log_path = log_path
         self.config = dict(config or {})
-        self.ready_timeout_s = ready_timeout_s
         self.log_level = log_level
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return f"{self.host}:{self.port}"
 
     def bootstrap_for(self, listener: str) -> str:
         """The address of the secured listener ``listener`` (``SASL`` or ``MTLS``)."""
@@ -322,51 +302,17 @@ class ApacheKafkaBroker:
         if done.returncode != 0:
             raise BrokerError(f"kafka-storage format failed: {(done.stdout + done.stderr)[-2000:]}")
 
-    def start(self) -> ApacheKafkaBroker:
-        if self.running:
-            return self
-        for port in (self.port, self.controller_port):
-            if not _bindable(self.host, port):
-                raise BrokerError(f"port {port} on {self.host} is already in use")
+    def ports(self) -> tuple[int, int]:
+        return (self.port, self.controller_port)
+
+    def command(self) -> list[str]:
         properties = self._write_configs()
         self._format_storage(properties)
-        command = java_command("kafka.Kafka", str(properties), jvm_options=self._jvm_options())
-        sink = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            # A session of its own, as the Tansu launcher: Ctrl-C in a terminal must not
-            # stop the broker before the clients that are still shutting down.
-            self._process = subprocess.Popen(
-                command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        finally:
-            if self.log_path:
-                sink.close()  # type: ignore[union-attr]
-        started = time.monotonic()
-        self._wait_ready()
-        log.info("Apache Kafka %s ready on %s in %.1fs", kafka_version(), self.bootstrap_servers,
-                 time.monotonic() - started)
-        return self
+        return java_command("kafka.Kafka", str(properties), jvm_options=self._jvm_options())
 
-    def _wait_ready(self) -> None:
-        """Until the broker answers a metadata request listing itself, or it exits."""
-        deadline = time.monotonic() + self.ready_timeout_s
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                where = f" (its output: {self.log_path})" if self.log_path else ""
-                raise BrokerError(
-                    f"Apache Kafka exited with code {self._process.returncode} at start{where}"
-                )
-            if self._answers_metadata():
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise BrokerError(
-            f"Apache Kafka did not answer on {self.bootstrap_servers} "
-            f"within {self.ready_timeout_s:.0f}s"
-        )
-
-    def _answers_metadata(self) -> bool:
-        if not _listening(self.host, self.port):
+    def answers(self) -> bool:
+        """The broker answers a metadata request listing itself and a controller."""
+        if not listening(self.host, self.port):
             return False  # not yet: spare the admin client its connection errors
         admin = None
         try:
@@ -380,66 +326,12 @@ class ApacheKafkaBroker:
             if admin is not None:
                 admin.close()
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def wait(self) -> int:
-        """Block until the broker process exits; returns its exit code."""
-        if self._process is None:
-            raise BrokerError("the broker was never started")
-        return self._process.wait()
-
-    def kill(self) -> None:
-        """kill -9: no shutdown, nothing flushed beyond what the OS already has."""
-        if self.running and self._process is not None:
-            self._process.send_signal(signal.SIGKILL)
-            self._process.wait()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """A controlled shutdown (SIGTERM); kill -9 if it takes longer than ``timeout_s``."""
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("Apache Kafka did not stop within %.0fs: killed", timeout_s)
-            self.kill()
-
     def close(self) -> None:
         """Stop, and remove the log directory if this launcher made it."""
         self.stop()
         if self._own_dir and self._log_dir is not None:
             shutil.rmtree(self._log_dir, ignore_errors=True)
             self._log_dir = None
-
-    def __enter__(self) -> ApacheKafkaBroker:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-def _listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _another_free_port(host: str, taken: int) -> int:
@@ -493,22 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_foreground(host: str = "127.0.0.1", port: int = 0) -> int:
     """Run a broker until Ctrl-C or SIGTERM, its data in a temporary folder removed after."""
     broker = ApacheKafkaBroker(host, port)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        broker.start()
-        print(f"Apache Kafka {kafka_version()} ready: --bootstrap-servers "
-              f"{broker.bootstrap_servers}  (data: {broker.data_dir}; Ctrl-C stops it)",
-              flush=True)
-        broker.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        broker.close()
-    return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    return run_in_foreground(
+        broker,
+        lambda _: f"Apache Kafka {kafka_version()} ready: --bootstrap-servers "
+                  f"{broker.bootstrap_servers}  (data: {broker.data_dir}; Ctrl-C stops it)",
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 from stream.daemon.app import configure_logging, run_daemon
 from stream.kafka.admin import ensure_topics
 from stream.kafka.apache import ApacheKafkaBroker, kafka_version
+from stream.kafka.broker_process import BrokerProcess
 from stream.kafka.tansu import EmbeddedBroker
 from stream.settings import load_settings
 
@@ -32,7 +33,7 @@ def run_demo(metrics_port: int = 9464, rate: float = 2000.0, broker: str = "tans
         return _run_on(running.bootstrap_servers, metrics_port, rate, workdir)
 
 
-def _start_broker(kind: str, log_path: Path) -> EmbeddedBroker | ApacheKafkaBroker:
+def _start_broker(kind: str, log_path: Path) -> BrokerProcess:
     if kind == "kafka":
         print(f"starting Apache Kafka {kafka_version()} (log: {log_path})", flush=True)
         return ApacheKafkaBroker(log_path=log_path)

@@ -19,8 +19,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from stream.daemon.app import run_daemon
+from stream.kafka.broker_process import BrokerProcess
 from stream.kafka.fetched_records import speed_up_fetches
-from stream.kafka.tansu import EmbeddedBroker
 from stream.settings import load_settings
 from tests.waiting import wait_until
 
@@ -130,12 +130,12 @@ def sample(registry: CollectorRegistry, name: str, **labels: Any) -> float:
 
 
 @contextlib.contextmanager
-def frozen(broker: EmbeddedBroker) -> Iterator[None]:
+def frozen(broker: BrokerProcess) -> Iterator[None]:
     """SIGSTOP the broker process for the block, SIGCONT it afterwards whatever happens.
 
-    The embedded broker keeps its log in memory, so a real stop would lose every record;
-    a frozen broker stops answering and comes back with its data, as a restarted Kafka
-    broker with persistent logs would."""
+    Tansu keeps its log in memory, so a real stop would lose every record; a frozen broker
+    (Tansu, or Apache Kafka's JVM: broker and controller at once) stops answering, its TCP
+    connections open, and comes back with its data."""
     pid = broker.pid
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from kafka.partitioner.default import murmur2
 
 from stream.exceptions import PublishError, PublishTimeout
 from stream.kafka.batch_producer import BatchProducer
-from stream.kafka.tansu import EmbeddedBroker
+from stream.kafka.broker_process import BrokerProcess
 from tests.integration.kafka_helpers import create_topic, frozen, read_all
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A broker of the test's own, since it is frozen."""
-    with EmbeddedBroker(log_path=tmp_path / "broker.log") as started:
-        yield started
 
 
 def test_keyed_records_go_where_kafkas_partitioner_puts_them_in_order(
@@ -63,40 +54,42 @@ def test_unkeyed_records_all_arrive(kafka_bootstrap: str, topic_name: str) -> No
 
 
 def test_a_frozen_broker_times_the_flush_out_then_everything_arrives_once(
-    own_broker: EmbeddedBroker,
+    spare_broker: BrokerProcess, topic_name: str
 ) -> None:
-    bootstrap = own_broker.bootstrap_servers
-    create_topic(bootstrap, "out")
+    bootstrap = spare_broker.bootstrap_servers
+    create_topic(bootstrap, topic_name)
     producer = BatchProducer({"bootstrap_servers": [bootstrap]}, request_timeout_ms=2000)
     try:
-        producer.send("out", b"before", None, None)
+        producer.send(topic_name, b"before", None, None)
         producer.flush()
-        with frozen(own_broker):
+        with frozen(spare_broker):
             for i in range(100):
-                producer.send("out", str(i).encode(), None, None)
+                producer.send(topic_name, str(i).encode(), None, None)
             with pytest.raises(PublishTimeout):
                 producer.flush(timeout_s=1.0)
         producer.flush(timeout_s=30.0)
     finally:
         producer.close()
-    values = [r.value for r in read_all(bootstrap, "out")]
+    values = [r.value for r in read_all(bootstrap, topic_name)]
     # At-least-once: a request sent into the freeze may be written and retried.
     assert values[0] == b"before"
     assert set(values[1:]) == {str(i).encode() for i in range(100)}
     assert [v for i, v in enumerate(values) if v not in values[:i]] == values[: 1 + 100]
 
 
-def test_past_the_delivery_timeout_a_batch_fails_the_flush(own_broker: EmbeddedBroker) -> None:
-    bootstrap = own_broker.bootstrap_servers
-    create_topic(bootstrap, "out")
+def test_past_the_delivery_timeout_a_batch_fails_the_flush(
+    spare_broker: BrokerProcess, topic_name: str
+) -> None:
+    bootstrap = spare_broker.bootstrap_servers
+    create_topic(bootstrap, topic_name)
     producer = BatchProducer(
         {"bootstrap_servers": [bootstrap]}, delivery_timeout_s=1.0, request_timeout_ms=1500
     )
     try:
-        producer.send("out", b"warm-up", None, None)
+        producer.send(topic_name, b"warm-up", None, None)
         producer.flush()
-        with frozen(own_broker):
-            producer.send("out", b"lost", None, None)
+        with frozen(spare_broker):
+            producer.send(topic_name, b"lost", None, None)
             with pytest.raises(PublishError, match=r"1 send.*not delivered within 1 s"):
                 producer.flush(timeout_s=20.0)
     finally:

@@ -10,7 +10,6 @@ out: every event learned once, no gap, no duplicate, and the very model a calm r
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,16 +42,11 @@ LEARNING = {
 }
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[ApacheKafkaBroker]:
-    """A broker of this test's own: it is killed, and the session's must not be."""
-    with ApacheKafkaBroker(log_dir=tmp_path / "kafka", log_path=tmp_path / "broker.log") as b:
-        yield b
-
-
 def test_broker_killed_and_restarted_on_its_log_dir_loses_and_repeats_nothing(
-    broker: ApacheKafkaBroker, tmp_path: Path
+    spare_apache_kafka: ApacheKafkaBroker, tmp_path: Path
 ) -> None:
+    # The spare broker (conftest.py): it is killed, and the session's must not be.
+    broker = spare_apache_kafka
     bootstrap = broker.bootstrap_servers
     create_topic(bootstrap, TOPIC, 1)
     # Idempotent: a send the dying broker wrote but never acknowledged is not written twice
