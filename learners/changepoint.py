@@ -24,16 +24,35 @@ from collections.abc import Sequence
 
 def change_point(errors: Sequence[float]) -> int:
     """Index of the first event after the most likely rise of the error (0: none found)."""
+    return largest_rise(errors)[0]
+
+
+def largest_rise(errors: Sequence[float], trim: float = 0.0) -> tuple[int, float]:
+    """``change_point`` and its statistic in standard deviations of the errors: how
+    clearly the error rose there (0.0 when it did not rise or does not vary). ``trim``:
+    the share of events at each end where no split is sought (the statistic of a split
+    near an end rests on a few events and is unstable; 0.15 is the usual trimming).
+
+    >>> largest_rise([0.0] * 95 + [1.0] * 5, trim=0.15)[0]  # the rise is too near the end
+    85
+    """
     n = len(errors)
+    low, high = max(1, math.ceil(trim * n)), n - math.ceil(trim * n)
     finite = [e if math.isfinite(e) else 0.0 for e in errors]
     total = sum(finite)
     best, best_at = 0.0, 0
     before = 0.0
     for k in range(1, n):
         before += finite[k - 1]
+        if not low <= k <= high:
+            continue
         mean_before = before / k
         mean_after = (total - before) / (n - k)
         rise = (mean_after - mean_before) * math.sqrt(k * (n - k) / n)
         if rise > best:
             best, best_at = rise, k
-    return best_at
+    if not n:
+        return 0, 0.0
+    mean = total / n
+    spread = math.sqrt(sum((e - mean) ** 2 for e in finite) / n)
+    return best_at, best / spread if spread else 0.0

@@ -31,6 +31,13 @@ PROMOTE_Z = 2.58
 REJECT_Z = 2.58
 #: Events on which the models differed before the test may say "clearly".
 MIN_DISCORDANT = 10
+#: How clearly the serving model's error must have risen after a candidate started (the
+#: standardised rise of ``learners.changepoint.largest_rise``, searched away from the ends:
+#: ``TRIM``) for the candidate to start again instead of being promoted. 3.5 is the 1 %
+#: critical value of the sup-Wald test for one break with 15 % trimming (Andrews 1993,
+#: 12.35 for the squared statistic).
+RISE_Z = 3.5
+TRIM = 0.15
 #: Weight kept by the older differing events at each new one (1: none forgotten).
 DECAY = 1.0
 

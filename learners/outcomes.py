@@ -139,6 +139,20 @@ class RetrainDropped:
     model_version: int
 
 
+@dataclass(frozen=True, slots=True)
+class RetrainRestarted:
+    """A retrain's since-change candidate started again from a later change point (its
+    own error rose, or the serving model's rose after it started: ``reason``); the fresh
+    one learned the ``trained_on`` kept events since then. The job goes on."""
+
+    offset: int
+    learned: int
+    pool: str
+    reason: str
+    trained_on: int
+    model_version: int
+
+
 Outcome = (
     DriftDetected
     | ModelReset
@@ -147,4 +161,5 @@ Outcome = (
     | RetrainAbandoned
     | ModelSwitched
     | RetrainDropped
+    | RetrainRestarted
 )

@@ -35,6 +35,7 @@ from learners.outcomes import (
     RetrainDecided,
     RetrainDropped,
     RetrainRequested,
+    RetrainRestarted,
     Scores,
 )
 from learners.pending import PendingLabels
@@ -272,8 +273,13 @@ class PartitionLearner:
         self.model.learn_one(x, y)
         self.learned += 1
         self.last_offset = offset
-        if self.retrain is not None and self.retrain.observe_live(x, y, hit):
-            self._finish_retrain()
+        retrain = self.retrain
+        if retrain is not None:
+            done = retrain.observe_live(x, y, hit)
+            if retrain.restarted:
+                self._report_restarts(retrain)
+            if done:
+                self._finish_retrain()
         if detected:
             self._on_detection(offset, error_before)
         elif warned:
@@ -352,6 +358,7 @@ class PartitionLearner:
                 self._request_retrain(width)
             else:  # confirms the warning's candidate, or a second alarm (retraining.py)
                 self.retrain.alarm()
+                self._report_restarts(self.retrain)
                 if self.retrain.done:
                     self._finish_retrain()
 
@@ -425,13 +432,23 @@ class PartitionLearner:
             confirmed=confirmed,
             confirm_within=self.warning_events,
             serving_errors=serving_errors,
+            adwin_delta=self.adwin_delta,
         )
         self.outcomes.append(RetrainRequested(start, end, warning=not confirmed))
 
     def settle_retrain(self) -> None:
         """Decide a retrain that became ready outside ``step`` (when its replay ended)."""
-        if self.retrain is not None and self.retrain.done:
-            self._finish_retrain()
+        if self.retrain is not None:
+            self._report_restarts(self.retrain)
+            if self.retrain.done:
+                self._finish_retrain()
+
+    def _report_restarts(self, job: RetrainJob) -> None:
+        for pool, reason, trained_on in job.take_restarts():
+            restarted = RetrainRestarted(
+                self.last_offset, self.learned, pool, reason, trained_on, self.model_version
+            )
+            self.outcomes.append(restarted)
 
     def _finish_retrain(self) -> None:
         assert self.retrain is not None

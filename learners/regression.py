@@ -100,8 +100,13 @@ class RegressionLearner(PartitionLearner):
         self.model.learn_one(x, y)
         self.learned += 1
         self.last_offset = offset
-        if self.retrain is not None and self.retrain.observe_live(x, y, error):
-            self._finish_retrain()
+        retrain = self.retrain
+        if retrain is not None:
+            done = retrain.observe_live(x, y, error)
+            if retrain.restarted:
+                self._report_restarts(retrain)
+            if done:
+                self._finish_retrain()
         if detected:
             self._on_detection(offset, error_before)
         elif warned:

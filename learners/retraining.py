@@ -49,9 +49,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from river import base
+from river import base, drift
 
-from learners.decision import SignTest
+from learners.changepoint import change_point, largest_rise
+from learners.decision import RISE_Z, TRIM, SignTest
 from learners.outcomes import ACCURACY, MAE
 
 REPLAYING = "replaying"
@@ -69,6 +70,10 @@ AGAIN = "ahead at a second alarm"
 WORSE = "clearly worse"
 CAPPED = "cap"
 UNDECIDED = "undecided"
+
+#: Why a candidate started again (``RetrainJob.restarted``).
+OWN_ROSE = "its own error rose"
+SERVING_ROSE = "the serving model's error rose after it started"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,12 @@ class Contender:
     ``since``: the first offset of the replay it learns (None: all of it).
     """
 
+    #: Its own error detector and the scored events it learned since it (re)started,
+    #: with both models' errors (``follow``); None in jobs pickled before restarts.
+    detector: drift.ADWIN | None = None
+    recent: deque[tuple[dict[Any, Any], Any, float, float]] | None = None
+    restarts = 0
+
     def __init__(self, model: Any, pool: str, since: int | None = None) -> None:
         self.model = model
         self.pool = pool
@@ -129,6 +140,58 @@ class Contender:
         self.replayed = Tally()
         self.live = Tally()
         self.out = False  # clearly worse: out of the race, learns no more
+
+    def follow(self, delta: float, keep: int) -> None:
+        """Watch this candidate's own error, keeping its last ``keep`` scored events, so it
+        can start again from a later change point (``restart_from``)."""
+        self.detector = drift.ADWIN(delta=delta)
+        self.recent = deque(maxlen=keep)
+
+    def watch(self, x: dict[Any, Any], y: Any, error: float, serving_error: float) -> bool:
+        """Keep a scored event; True when the candidate's own error went up (ADWIN)."""
+        if self.detector is None or self.recent is None:
+            return False
+        self.recent.append((x, y, error, serving_error))
+        detector = self.detector
+        width = detector.width
+        before = detector.total / width if width else 0.0
+        detector.update(error)
+        return bool(detector.drift_detected) and detector.estimation > before
+
+    def own_change(self) -> int:
+        """Index in ``recent`` of the first event after the most likely rise of its own
+        error, within its detector's window (as the learner estimates a change point)."""
+        assert self.recent is not None and self.detector is not None
+        events = list(self.recent)[-int(self.detector.width) :]
+        return len(self.recent) - len(events) + change_point([e[2] for e in events])
+
+    def serving_rose(self) -> int:
+        """Index in ``recent`` after which the serving model's error clearly rose (a
+        standardised rise of at least ``RISE_Z``), else 0: the change went on after this
+        candidate started, so it learned events from before the latest part of it."""
+        if not self.recent:
+            return 0
+        index, statistic = largest_rise([e[3] for e in self.recent], TRIM)
+        return index if statistic >= RISE_Z else 0
+
+    def restart_from(self, index: int, score: Any) -> None:
+        """Start again: a fresh clone learns the kept events from ``index`` on, test then
+        train, scored against the serving model's errors on them (pool evidence again)."""
+        assert self.recent is not None and self.detector is not None
+        events = list(self.recent)[index:]
+        self.model = self.model.clone()
+        self.learned = 0
+        self.out = False
+        self.replayed, self.live = Tally(), Tally()
+        self.detector = drift.ADWIN(delta=self.detector.delta)
+        self.recent.clear()
+        self.restarts += 1
+        for x, y, _, serving_error in events:
+            error = score(self.model, x, y)
+            self.replayed.add(error, serving_error)
+            self.watch(x, y, error, serving_error)
+            self.model.learn_one(x, y)
+            self.learned += 1
 
     def verdict(self, promoted: bool, metric: str, reason: str) -> Verdict:
         tally = self.replayed if reason == POOL_BETTER else self.live
@@ -159,6 +222,10 @@ class RetrainJob:
     #: With labels on their own topic: the labels offset the pool's replay reads up to
     #: (set by the daemon when it submits the replay; a restart replays the same range).
     labels_end: int | None = None
+    _rising: list[Contender] = []  # noqa: RUF012 (never mutated in place)
+    #: Restarts not yet reported: (pool, reason, events the fresh candidate learned);
+    #: the learner drains them (``take_restarts``).
+    restarted: tuple[tuple[str, str, int], ...] = ()
     #: The decision once reached: (index of the contender, promoted, reason).
     _decision: tuple[int, bool, str] | None = None
 
@@ -175,9 +242,12 @@ class RetrainJob:
         confirmed: bool = True,
         confirm_within: int = 0,
         serving_errors: dict[int, float] | None = None,
+        adwin_delta: float | None = 0.002,
     ) -> None:
         """``pool``: offsets ``[start, end)`` replayed; with ``pool_kind="both"``,
         ``since`` is where the since-change candidate's part of it starts.
+        ``adwin_delta``: the confidence of the since-change candidate's own detector
+        (None: it never starts again).
         ``serving_errors``: the serving model's errors on pool events it predicted before
         learning them, by offset; the candidates are scored on those too, predicting each
         before learning it (test-then-train on the replay), so the paired test starts
@@ -202,7 +272,14 @@ class RetrainJob:
         if pool_kind == BOTH:
             since_change = Contender(candidate.clone(), SINCE_CHANGE, since)
             self.contenders.insert(0, since_change)
+        # A since-change candidate follows the change: when its own error rises, or the
+        # serving model's rose after it started, it starts again from there.
+        if adwin_delta:
+            for contender in self.contenders:
+                if contender.pool == SINCE_CHANGE:
+                    contender.follow(adwin_delta, max_holdout_events)
         self.serving_errors = serving_errors or {}
+        self._rising: list[Contender] = []
         self.state = REPLAYING
         self.trained_on = 0
         # A bounded buffer: if a replay were ever slower than the live stream, the oldest
@@ -243,13 +320,13 @@ class RetrainJob:
         """The drift alarm came: the job may now decide."""
         self.confirmed = True
         if self.state == SHADOWING and self.abandoned is None:
-            self._decision = self._judge()
+            self._decision = self._review(self._judge())
 
     def alarm(self) -> None:
         """A drift alarm while the job runs. The first confirms a job the warning started;
         a later one (the serving model's error rose again while the candidates were judged,
         as in a gradual change) promotes the candidate leading on the live events, if one
-        leads."""
+        leads (and the change did not go on after it started: ``_review``)."""
         if not self.confirmed:
             self.confirm()
             return
@@ -258,7 +335,7 @@ class RetrainJob:
         best = max((c for c in self.contenders if not c.out), key=lambda c: c.live.test.statistic,
                    default=None)  # fmt: skip
         if best is not None and best.live.test.statistic > 0:
-            self._decision = self._settle(best, True, AGAIN)
+            self._decision = self._review(self._settle(best, True, AGAIN))
 
     def train(self, x: dict[Any, Any], y: Any, offset: int | None = None) -> None:
         """Learn one event: a replayed one at ``offset`` (learned by the candidates whose
@@ -279,6 +356,40 @@ class RetrainJob:
                 return
             contender.learned += 1
         self.trained_on += 1
+        rising, self._rising = self._rising, []
+        for contender in rising:  # after it learned the event that raised its error
+            if self._decision is None and not contender.out:
+                self._restart(contender, contender.own_change(), OWN_ROSE)
+                self._decision = self._review(self._judge())
+
+    def _restart(self, contender: Contender, index: int, reason: str) -> None:
+        """Start ``contender`` again from its kept event ``index``; reported."""
+        if self.abandoned is not None:
+            return
+        try:
+            contender.restart_from(index, self._error)
+        except Exception as exc:  # as in training: the candidate is no longer whole
+            self._abandon(exc)
+            return
+        self.restarted = (*self.restarted, (contender.pool, reason, contender.learned))
+
+    def take_restarts(self) -> tuple[tuple[str, str, int], ...]:
+        """The restarts since the last call: (pool, reason, events learned)."""
+        restarted, self.restarted = self.restarted, ()
+        return restarted
+
+    def _review(self, decision: tuple[int, bool, str] | None) -> tuple[int, bool, str] | None:
+        """Promote only a candidate that learned the change as it is now: if the serving
+        model's error clearly rose after the candidate started (a gradual change going
+        on), it starts again from there, and the events kept may promote it at once."""
+        while decision is not None and decision[1] and self.abandoned is None:
+            contender = self.contenders[decision[0]]
+            index = contender.serving_rose()
+            if not index:
+                return decision
+            self._restart(contender, index, SERVING_ROSE)  # ``recent`` shrinks: this ends
+            decision = self._judge()
+        return None if self.abandoned is not None else decision
 
     def replay_finished(self) -> None:
         """The pool is exhausted: score and learn the live events kept meanwhile."""
@@ -337,8 +448,10 @@ class RetrainJob:
                 self._abandon(exc)
                 return
             (contender.live if live else contender.replayed).add(error, serving_error)
+            if contender.watch(x, y, error, serving_error):
+                self._rising = [*self._rising, contender]
         self._evaluated += live
-        self._decision = self._judge()
+        self._decision = self._review(self._judge())
 
     def _error(self, model: Any, x: dict[Any, Any], y: Any) -> float:
         return 0.0 if model.predict_one(x) == y else 1.0
@@ -358,8 +471,9 @@ class RetrainJob:
             if contender.live.test.clearly_better():
                 return self._settle(contender, True, BETTER)
         if self._evaluated >= self.holdout_events:
-            for contender in racing:
-                contender.out = contender.live.test.clearly_worse()
+            for contender in racing:  # a restarted candidate is young again
+                young = contender.live.evaluated < self.holdout_events
+                contender.out = not young and contender.live.test.clearly_worse()
             if all(c.out for c in self.contenders):
                 best = max(self.contenders, key=lambda c: c.live.test.statistic)
                 return self._settle(best, False, WORSE)

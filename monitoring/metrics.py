@@ -32,6 +32,7 @@ from learners.outcomes import (
     RetrainDecided,
     RetrainDropped,
     RetrainRequested,
+    RetrainRestarted,
     Scores,
 )
 from learners.pending import LABEL_OUTCOMES
@@ -129,6 +130,12 @@ class StreamlearnMetrics:
             "streamlearn_retrains",
             "Retrain decisions, by result.",
             (*pl, "result"),
+            registry=registry,
+        )
+        self.retrain_restarts = Counter(
+            "streamlearn_retrain_restarts",
+            "Retrain candidates started again from a later change point.",
+            pl,
             registry=registry,
         )
         self.model_switches = Counter(
@@ -380,6 +387,7 @@ class PartitionMetrics:
         self.rejected = m.retrains.labels(*labels, "rejected")
         self.abandoned = m.retrains.labels(*labels, "abandoned")
         self.dropped = m.retrains.labels(*labels, "dropped")
+        self.restarts = m.retrain_restarts.labels(*labels)
         self.halted = m.partition_halted.labels(*labels)
         self.adwin_width = m.adwin_width.labels(*labels)
         self.processing = m.processing.labels(*labels)
@@ -465,5 +473,7 @@ class PartitionMetrics:
                     self.switches.inc()
                 case RetrainDropped():
                     self.dropped.inc()
+                case RetrainRestarted():
+                    self.restarts.inc()
                 case _:
                     assert_never(outcome)

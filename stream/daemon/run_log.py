@@ -19,6 +19,7 @@ from learners.outcomes import (
     RetrainDecided,
     RetrainDropped,
     RetrainRequested,
+    RetrainRestarted,
 )
 
 
@@ -122,6 +123,17 @@ class RunLog:
                     outcome.offset,
                     outcome.learned,
                     reason=outcome.reason,
+                    model_version=outcome.model_version,
+                )
+            case RetrainRestarted():
+                self.write(
+                    "retrain_restarted",
+                    *at,
+                    outcome.offset,
+                    outcome.learned,
+                    pool=outcome.pool,
+                    reason=outcome.reason,
+                    trained_on=outcome.trained_on,
                     model_version=outcome.model_version,
                 )
             case _:

@@ -14,6 +14,7 @@ from learners.outcomes import (
     RetrainDecided,
     RetrainDropped,
     RetrainRequested,
+    RetrainRestarted,
 )
 from stream.daemon.partitions import PartitionSlot
 from stream.ports import TopicPartition
@@ -85,6 +86,10 @@ def log_outcome(tp: TopicPartition, outcome: Outcome) -> None:
         case RetrainDropped():
             log.info("retrain DROPPED at %s: %s; model v%d serves on", where, outcome.reason,
                      outcome.model_version)  # fmt: skip
+        case RetrainRestarted():
+            log.info("retrain candidate RESTARTED at %s (%s): the %s candidate learns again "
+                     "from the %d events since; model v%d serves on", where, outcome.reason,
+                     outcome.pool, outcome.trained_on, outcome.model_version)  # fmt: skip
         case _:
             assert_never(outcome)
 

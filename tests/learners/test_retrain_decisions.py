@@ -4,6 +4,7 @@ and the paired test's figures in the outcome."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -15,7 +16,9 @@ from learners.prequential import PartitionLearner
 from learners.retraining import (
     AGAIN,
     BETTER,
+    OWN_ROSE,
     POOL_BETTER,
+    SERVING_ROSE,
     SHADOWING,
     RetrainJob,
 )
@@ -194,3 +197,75 @@ def test_the_learner_reports_the_figures_in_its_outcome() -> None:
         (decided.wins - decided.losses) / (decided.wins + decided.losses) ** 0.5
     )
     assert decided.reason in (BETTER, POOL_BETTER) and decided.pool == "since-change"
+
+
+# -- a candidate that follows the change -------------------------------------------------------
+
+
+def test_a_candidate_started_before_the_serving_error_rose_starts_again_from_the_rise() -> None:
+    """The serving model was right on the first 50 pool events and wrong from then on. At
+    the 10th event it missed, the candidate is clearly better on the pool, but it learned
+    the events from before the rise: it starts again from the rise, and the 10 events since
+    promote the fresh one."""
+    serving_errors = {offset: float(offset >= 50) for offset in range(100)}
+    job = RetrainJob(Constant(True), serving_errors=serving_errors)
+    for offset in range(100):
+        job.train({}, True, offset)
+    assert job.take_restarts() == (("since-change", SERVING_ROSE, 10),)
+    assert job.take_restarts() == ()  # reported once
+    job.replay_finished()
+    verdict = job.decide()
+    assert verdict.promoted and verdict.reason == POOL_BETTER
+    assert (verdict.wins, verdict.losses, verdict.evaluated_on) == (10, 0, 10)
+
+
+def test_a_candidate_whose_own_error_rose_starts_again_and_is_young_again() -> None:
+    """The candidate and the serving model agree for 300 events; then the label flips and
+    only the serving model follows. The candidate's own detector sees its error rise: it
+    starts again from its estimated change point, and is not rejected before it was
+    scored on ``holdout_events`` live events of its own."""
+    job = RetrainJob(Constant(True), holdout_events=400, max_holdout_events=2000)
+    job.replay_finished()
+    for _ in range(300):
+        job.observe_live({}, True, serving=True)
+    seen = 0
+    while not job.restarted and seen < 400:
+        job.observe_live({}, False, serving=True)
+        seen += 1
+    (pool, reason, trained_on), = job.take_restarts()
+    assert (pool, reason) == ("since-change", OWN_ROSE)
+    assert 0 < trained_on <= seen  # learned only events since the flip
+    contender = job.contenders[0]
+    assert contender.live.evaluated == 0 and contender.replayed.test.losses == trained_on
+    for _ in range(150):  # clearly worse, but young: kept
+        job.observe_live({}, False, serving=True)
+    assert not job.ready and not contender.out
+
+
+def test_the_learner_reports_a_restart_and_the_daemon_logs_and_counts_it(tmp_path: Any) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from learners.outcomes import RetrainRestarted
+    from monitoring.metrics import StreamlearnMetrics
+    from stream.daemon.run_log import RunLog
+
+    learner = PartitionLearner(parse_model_spec(LR), drift_action="retrain", warning_delta=0.01)
+    stream = DriftStream("sine", 2, "gradual", change_at=3000, after=1500)
+    restarts = [o for _, o in _steps(learner, stream.events()) if isinstance(o, RetrainRestarted)]
+    assert restarts, "no restart on a gradual change"
+    restart = restarts[0]
+    assert restart.pool == "since-change" and restart.trained_on > 0
+    assert restart.offset >= stream.change_at
+
+    run_log = RunLog(tmp_path / "run.jsonl")
+    run_log.outcome("events", 0, restart)
+    run_log.close()
+    line = json.loads((tmp_path / "run.jsonl").read_text())
+    assert line["kind"] == "retrain_restarted" and line["reason"] == restart.reason
+    assert line["trained_on"] == restart.trained_on
+
+    registry = CollectorRegistry()
+    StreamlearnMetrics(registry).partition("events", 0).record_outcomes(restarts)
+    labels = {"topic": "events", "partition": "0"}
+    counted = registry.get_sample_value("streamlearn_retrain_restarts_total", labels)
+    assert counted == len(restarts)

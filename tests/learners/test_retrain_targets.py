@@ -61,19 +61,15 @@ def test_after_an_abrupt_change_a_retrain_scores_as_a_reset_and_well_above_no_ac
     assert retrain >= _accuracy(stream, "none") + 0.03
 
 
-# Measured: the promoted candidate learned the transition (both concepts) and a Hoeffding
-# tree unlearns slowly, while the reset's second reset, late in the transition, starts
-# clean (docs/drift.md).
-GRADUAL_MEASURED = {
-    "stagger": "retrain 0.873 < reset 0.926 (ADWIN alarms 1,192 events before the change)",
-    "mixed": "retrain 0.826 < reset 0.840",
-    "sine": "retrain 0.879 < reset 0.901",
-}
+# Measured: the candidate restarts at the rise of the serving model's error (+740) and
+# is promoted at +817, while the reset's fresh tree serves from +505 (docs/drift.md).
+GRADUAL_UNMET = {"stagger": "retrain 0.920 < reset 0.926"}
 
 
-@pytest.mark.parametrize(
-    "stream", [_unmet(s, GRADUAL_MEASURED[s.generator]) for s in GRADUAL]
-)
+@pytest.mark.parametrize("stream", [
+    _unmet(s, GRADUAL_UNMET[s.generator]) if s.generator in GRADUAL_UNMET else s
+    for s in GRADUAL
+], ids=lambda s: s.name)  # fmt: skip
 def test_after_a_gradual_change_a_retrain_scores_at_least_as_a_reset(stream: DriftStream) -> None:
     assert _accuracy(stream, "retrain") >= _accuracy(stream, "reset")
 
