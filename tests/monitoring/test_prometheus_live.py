@@ -4,7 +4,8 @@ scraping real daemons that learn from the broker.
 Three daemons run as ``python -m stream run`` subprocesses, each on its own topic: two
 classifiers, one resetting and one retraining on drift, so drifts, resets and retrains
 all happen, and a regressor (resetting), so the regression panels and rules have data
-too. They learn from SEA (and Friedman) streams with abrupt changes, produced at a steady rate
+too; one classifier and the regressor run a challenger, for the per-model panels. They
+learn from SEA (and Friedman) streams with abrupt changes, produced at a steady rate
 while Prometheus (the project's config and rules, intervals shortened to 1 s)
 scrapes them, plus a few undecodable records for the dead-letter series. Then every
 expression is sent to ``/api/v1/query``: each must parse, and every dashboard
@@ -42,6 +43,11 @@ DAEMONS = {
     "reset": (LR, "reset", "sea"),
     "retrain": (LR, "retrain", "sea"),
     "regression": (REGRESSOR, "reset", "friedman-drift"),
+}
+# A challenger for the per-model panels, of each task.
+CHALLENGERS = {
+    "reset": "tree=tree.HoeffdingTreeClassifier",
+    "regression": "linear=preprocessing.StandardScaler | linear_model.LinearRegression",
 }
 # 16 s of stream at 1,500 events/s: a drift every 4 s, many scrapes in between.
 EVENTS = 24_000
@@ -126,6 +132,8 @@ def daemons(
                 # A safety net only: the fixture stops it long before.
                 "stop-after-idle": 300,
             }
+            if name in CHALLENGERS:
+                options["challenger"] = CHALLENGERS[name]
             log_path = tmp_path / f"daemon-{name}.log"
             daemon = DaemonProcess(kafka_bootstrap, topic, log_path, options, port=free_port())
             started[topic] = daemon.start()
