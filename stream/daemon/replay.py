@@ -247,20 +247,25 @@ class Replayer:
             self._advance_merged(task, task.labels, consumer, stop_at)
             return
         while (remaining := stop_at - self.clock()) > 0:
-            if not task.pending:
-                task.pending = consumer.read(
-                    task.tp, timeout_ms=max(int(remaining * 1000), 1), max_records=TRAIN_RUN * 10
-                )
-                if not task.pending:
-                    self._maybe_give_up(task, consumer)
-                    return
-                self._note_gap(task, task.pending[0].offset, consumer)
-                self._next_offset = task.pending[-1].offset + 1
-                task.deadline = self.clock() + self.give_up_after_s
+            if not task.pending and not self._refill(task, consumer, remaining):
+                return
             run, task.pending = task.pending[:TRAIN_RUN], task.pending[TRAIN_RUN:]
             if task.take(run):
                 self._finish(task)
                 return
+
+    def _refill(self, task: RangeTask, consumer: LogReader, remaining_s: float) -> bool:
+        """Read the task's next chunk into ``pending``; False when none came within
+        ``remaining_s`` (and the task may have been given up)."""
+        timeout_ms = max(int(remaining_s * 1000), 1)
+        task.pending = consumer.read(task.tp, timeout_ms=timeout_ms, max_records=TRAIN_RUN * 10)
+        if not task.pending:
+            self._maybe_give_up(task, consumer)
+            return False
+        self._note_gap(task, task.pending[0].offset, consumer)
+        self._next_offset = task.pending[-1].offset + 1
+        task.deadline = self.clock() + self.give_up_after_s
+        return True
 
     def _advance_merged(
         self, task: RangeTask, labels: LabelsRange, consumer: LogReader, stop_at: float
@@ -278,13 +283,8 @@ class Replayer:
                 return
             if not task.pending:
                 self._read_at(consumer, task.tp, self._next_offset)
-                task.pending = consumer.read(task.tp, timeout_ms, TRAIN_RUN * 10)
-                if not task.pending:
-                    self._maybe_give_up(task, consumer)
+                if not self._refill(task, consumer, remaining):
                     return
-                self._note_gap(task, task.pending[0].offset, consumer)
-                self._next_offset = task.pending[-1].offset + 1
-                task.deadline = self.clock() + self.give_up_after_s
             chunk = task.pending[:TRAIN_RUN]
             run = [r for r in chunk if r.offset < task.end_offset]
             if labels.since is None:  # no label older than the first event is wanted
