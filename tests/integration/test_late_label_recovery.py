@@ -75,6 +75,18 @@ def _options(bootstrap: str, topic: str, seed: int, count: int, **more: Any) -> 
     )  # fmt: skip
 
 
+def kill_and_restart(
+    daemon: DaemonProcess, rng: random.Random, kills: int, longest_gap_s: float
+) -> None:
+    """kill -9 the daemon ``kills`` times at random moments (mid-batch, mid-checkpoint,
+    mid-join ...), each time starting it again and waiting for its assignment."""
+    for _ in range(kills):
+        time.sleep(rng.uniform(0.05, longest_gap_s))
+        daemon.kill()
+        daemon.start()
+        wait_until(lambda: "assigned" in daemon.log(), 60, "the restarted daemon's assignment")
+
+
 def test_kill_minus_9_joins_every_late_label_exactly_once(
     kafka_bootstrap: str, topic_name: str, tmp_path: Path
 ) -> None:
@@ -96,11 +108,7 @@ def test_kill_minus_9_joins_every_late_label_exactly_once(
             "two checkpoints before the first kill",
         )
         live.start()
-        for _ in range(KILLS):
-            time.sleep(rng.uniform(0.05, 2.0))  # mid-batch, mid-checkpoint, mid-join ...
-            daemon.kill()
-            daemon.start()
-            wait_until(lambda: "assigned" in daemon.log(), 60, "the restarted daemon's assignment")
+        kill_and_restart(daemon, rng, KILLS, longest_gap_s=2.0)
         live.join(120)
         assert not live.is_alive()
         wait_until(
@@ -160,11 +168,7 @@ def test_kill_minus_9_with_labels_on_their_own_topic_joins_each_label_once(
             "a checkpoint before the first kill",
         )
         feeder.start()
-        for _ in range(kills):
-            time.sleep(rng.uniform(0.05, 1.5))  # mid-batch, mid-checkpoint, mid-join ...
-            daemon.kill()
-            daemon.start()
-            wait_until(lambda: "assigned" in daemon.log(), 60, "the restarted daemon's assignment")
+        kill_and_restart(daemon, rng, kills, longest_gap_s=1.5)
         feeder.join(60)
         assert not feeder.is_alive()
         wait_until(all_checkpointed, 90, "the last run to checkpoint the end of both topics")
