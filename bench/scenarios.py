@@ -146,8 +146,12 @@ def run_retrain_pause(ctx: Context, spec: str, stationary: int, after: int, repl
     topic, event_log = f"rt-{_tag()}", ctx.workdir / f"rt-{_tag()}.jsonl"
     count = stationary + after
     produce_stream(bootstrap, topic, count, seed=5, drift_at=(stationary,))
+    # The decision must fall inside the stream: a candidate that is never clearly better
+    # or worse is decided at the cap, so the cap is at most half the events after the change.
+    cap = min(3000, max(300, after // 2))
     options = {"drift_action": "retrain", "max_retrain_events": replay,
-               "min_retrain_events": replay, "event_log": event_log}
+               "min_retrain_events": replay, "retrain_max_holdout_events": cap,
+               "event_log": event_log}
     with DaemonProcess(ctx, topic, spec, group=f"rt-{_tag()}",
                        predictions_topic=f"{topic}.predictions", options=options) as daemon:
         daemon.wait_learned(count, RUN_TIMEOUT_S)

@@ -16,7 +16,8 @@ from stream.exceptions import SettingsError, StreamError
 from stream.settings import ENV_PREFIX, load_settings
 
 DEAD_BROKER = "127.0.0.1:9"  # discard port: nothing listens
-BASE = {"bootstrap_servers": DEAD_BROKER, "topic": "t"}
+# Port 0: tests on other xdist workers start daemons too.
+BASE = {"bootstrap_servers": DEAD_BROKER, "topic": "t", "metrics_port": 0}
 
 
 @pytest.fixture(autouse=True)
