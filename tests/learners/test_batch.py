@@ -247,6 +247,9 @@ def test_a_spec_builds_the_wrapper_with_its_arguments() -> None:
     assert model.estimator.get_params()["hidden_layer_sizes"] == (128,)
     default = parse_model_spec("sklearn:linear_model.LogisticRegression(C=1.0)")
     assert (default.window, default.refit_every) == (10_000, 1_000)  # type: ignore[attr-defined]
+    assert (default.refit_lag, default.lag) == (None, 200)  # type: ignore[attr-defined]
+    lagged = parse_model_spec("sklearn(refit_every=500, refit_lag=0):naive_bayes.GaussianNB")
+    assert (lagged.refit_every, lagged.refit_lag) == (500, 0)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -265,6 +268,12 @@ def test_a_spec_builds_the_wrapper_with_its_arguments() -> None:
         ("sklearn(window=0):naive_bayes.GaussianNB", "at least 1"),
         ("sklearn(window='big'):naive_bayes.GaussianNB", "'window' is not one of"),
         ("sklearn(2):naive_bayes.GaussianNB", "name the arguments"),
+        ("sklearn(refit_lag=-1):naive_bayes.GaussianNB", "refit_lag must be a whole number"),
+        ("sklearn(refit_every=10, refit_lag=11):naive_bayes.GaussianNB", "to refit_every"),
+        ("sklearn(refit_lag=1.5):naive_bayes.GaussianNB", "'refit_lag' is not one of"),
+        ("sklearn(refit_lag=True):naive_bayes.GaussianNB", "'refit_lag' is not one of"),
+        ("sklearn(refit_lag=None):naive_bayes.GaussianNB", "'refit_lag' is not one of"),
+        ("sklearn(refit_lag=os.sep):naive_bayes.GaussianNB", "'refit_lag' is not one of"),
         ("sklearn:", "names no estimator"),
         ("sklearn:linear_model.LogisticRegression | preprocessing.StandardScaler", "transformer"),
     ],
