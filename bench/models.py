@@ -74,7 +74,12 @@ PAUSE_MODELS = {
 @dataclass(frozen=True)
 class Pause:
     longest_step_s: float
-    #: Events/s of the loop while a fit was in flight (background fits only), and not.
+    #: The longest step at which a fit took over (with a lag: the wait for an unfinished
+    #: fit, if any, is in it), and the longest other step.
+    longest_take_over_s: float
+    longest_other_s: float
+    #: Events/s of the loop while a background fit was in flight, and once a fit served
+    #: with none in flight (before the first fit a model predicts nothing: not counted).
     fitting_events_per_s: float
     idle_events_per_s: float
     accuracy: float
@@ -85,38 +90,50 @@ def pause_run(spec: str, generator: str, count: int) -> Pause:
     learner = PartitionLearner(parse_model_spec(spec), drift_action="none")
     model = learner.model
     events = list(concept_stream(generator, seed=42, drift_at=(), count=count))
-    longest = 0.0
-    seconds = {True: 0.0, False: 0.0}
+    longest = {True: 0.0, False: 0.0}  # by "a fit took over in this step"
+    seconds = {True: 0.0, False: 0.0}  # by "a fit was in flight", once a fit served
     steps = {True: 0, False: 0}
     for offset, (x, y) in enumerate(events):
-        fitting = model.fitting  # a fit in flight while this event is predicted and learned
+        fitting, fits = model.fitting, model.fits
         before = time.perf_counter()
         learner.step(x, y, offset)
         took = time.perf_counter() - before
-        longest = max(longest, took)
-        seconds[fitting] += took
-        steps[fitting] += 1
+        took_over = model.fits > fits
+        longest[took_over] = max(longest[took_over], took)
+        if fits:
+            seconds[fitting] += took
+            steps[fitting] += 1
 
     def rate(during: bool) -> float:
         return steps[during] / seconds[during] if seconds[during] else float("nan")
 
-    return Pause(longest, rate(True), rate(False), learner.cumulative.get(), model.fits)
+    return Pause(
+        max(longest.values()),
+        longest[True],
+        longest[False],
+        rate(True),
+        rate(False),
+        learner.cumulative.get(),
+        model.fits,
+    )
 
 
 def pause(count: int, lags: Sequence[int]) -> None:
     print(f"{count:,} events, 20,000-event window, refit every 2,000 events")
     print(
-        "| model | generator | refit_lag | longest step (ms) | events/s, fit in flight "
-        "| events/s, none | accuracy | fits |"
+        "| model | generator | refit_lag | longest step (ms) | at a take-over | other "
+        "| events/s, fit in flight | events/s, none | accuracy | fits |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, estimator in PAUSE_MODELS.items():
         for generator in ("agrawal", "hyperplane"):
             for lag in lags:
                 spec = f"sklearn(window=20000, refit_every=2000, refit_lag={lag}):{estimator}"
                 r = pause_run(spec, generator, count)
+                ms = [f"{s * 1000:,.0f}" for s in (r.longest_step_s, r.longest_take_over_s)]
                 print(
-                    f"| {name} | {generator} | {lag} | {r.longest_step_s * 1000:,.0f} | "
+                    f"| {name.replace('|', chr(92) + '|')} | {generator} | {lag} | "
+                    f"{ms[0]} | {ms[1]} | {r.longest_other_s * 1000:,.0f} | "
                     f"{r.fitting_events_per_s:,.0f} | {r.idle_events_per_s:,.0f} | "
                     f"{r.accuracy:.4f} | {r.refits} |",
                     flush=True,
