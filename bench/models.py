@@ -5,7 +5,10 @@ test-then-train) over the drift generators of ``streamlearn produce``, so the fi
 the model's own: prequential accuracy, events/s, and the longest single step (a refit
 happens inside one step, so that is the pause a refit adds to the loop).
 
-``--pause`` measures only the refit pause: LogisticRegression on a 20,000-event window.
+``--pause`` measures only the refit pause: LogisticRegression and an MLP on a 20,000-event
+window refitted every 2,000 events, for each ``--refit-lags`` (0: the fit inside
+``learn_one``; more: in the background, taken over that many events later, waited for if
+not done): the longest step, and the loop's events/s while a fit is in flight and not.
 ``--challengers``: a served model with a challenger (``--challenger``), each generator, and
 the CPU time per event with 0, 1 and 3 challengers.
 """
@@ -63,20 +66,78 @@ PAUSE_MODELS = {
     "LogisticRegression": "linear_model.LogisticRegression",
     "StandardScaler | LogisticRegression": "preprocessing.StandardScaler | "
     "linear_model.LogisticRegression",
+    "StandardScaler | MLP128 (max_iter=20)": "preprocessing.StandardScaler | "
+    "neural_network.MLPClassifier(hidden_layer_sizes=(128,), max_iter=20, random_state=1)",
 }
 
 
-def pause(count: int) -> None:
+@dataclass(frozen=True)
+class Pause:
+    longest_step_s: float
+    #: The longest step at which a fit took over (with a lag: the wait for an unfinished
+    #: fit, if any, is in it), and the longest other step.
+    longest_take_over_s: float
+    longest_other_s: float
+    #: Events/s of the loop while a background fit was in flight, and once a fit served
+    #: with none in flight (before the first fit a model predicts nothing: not counted).
+    fitting_events_per_s: float
+    idle_events_per_s: float
+    accuracy: float
+    refits: int
+
+
+def pause_run(spec: str, generator: str, count: int) -> Pause:
+    learner = PartitionLearner(parse_model_spec(spec), drift_action="none")
+    model = learner.model
+    events = list(concept_stream(generator, seed=42, drift_at=(), count=count))
+    longest = {True: 0.0, False: 0.0}  # by "a fit took over in this step"
+    seconds = {True: 0.0, False: 0.0}  # by "a fit was in flight", once a fit served
+    steps = {True: 0, False: 0}
+    for offset, (x, y) in enumerate(events):
+        fitting, fits = model.fitting, model.fits
+        before = time.perf_counter()
+        learner.step(x, y, offset)
+        took = time.perf_counter() - before
+        took_over = model.fits > fits
+        longest[took_over] = max(longest[took_over], took)
+        if fits:
+            seconds[fitting] += took
+            steps[fitting] += 1
+
+    def rate(during: bool) -> float:
+        return steps[during] / seconds[during] if seconds[during] else float("nan")
+
+    return Pause(
+        max(longest.values()),
+        longest[True],
+        longest[False],
+        rate(True),
+        rate(False),
+        learner.cumulative.get(),
+        model.fits,
+    )
+
+
+def pause(count: int, lags: Sequence[int]) -> None:
+    print(f"{count:,} events, 20,000-event window, refit every 2,000 events")
+    print(
+        "| model | generator | refit_lag | longest step (ms) | at a take-over | other "
+        "| events/s, fit in flight | events/s, none | accuracy | fits |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, estimator in PAUSE_MODELS.items():
-        spec = f"sklearn(window=20000, refit_every=2000):{estimator}"
         for generator in ("agrawal", "hyperplane"):
-            result = run(spec, generator, count, (), "none")
-            print(
-                f"{generator}: {name}, 20,000-event window, {result.refits} refits: "
-                f"longest step {result.longest_step_s * 1000:.0f} ms, "
-                f"{result.events_per_s:,.0f} events/s, accuracy {result.accuracy:.4f}",
-                flush=True,
-            )
+            for lag in lags:
+                spec = f"sklearn(window=20000, refit_every=2000, refit_lag={lag}):{estimator}"
+                r = pause_run(spec, generator, count)
+                ms = [f"{s * 1000:,.0f}" for s in (r.longest_step_s, r.longest_take_over_s)]
+                print(
+                    f"| {name.replace('|', chr(92) + '|')} | {generator} | {lag} | "
+                    f"{ms[0]} | {ms[1]} | {r.longest_other_s * 1000:,.0f} | "
+                    f"{r.fitting_events_per_s:,.0f} | {r.idle_events_per_s:,.0f} | "
+                    f"{r.accuracy:.4f} | {r.refits} |",
+                    flush=True,
+                )
 
 
 def compare(count: int, action: str) -> None:
@@ -151,6 +212,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.models", description=__doc__)
     parser.add_argument("--pause", action="store_true", help="only the 20,000-event refit pause")
     parser.add_argument(
+        "--refit-lags",
+        default="0,200,2000",
+        help="with --pause: the refit_lag values to measure, comma-separated",
+    )
+    parser.add_argument(
         "--challengers",
         action="store_true",
         help="a model with a challenger, and what challengers cost",
@@ -160,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # lbfgs/MLP convergence warnings on every refit
     if args.pause:
-        pause(args.events)
+        pause(args.events, [int(lag) for lag in args.refit_lags.split(",")])
     elif args.challengers:
         challengers(args.events, args.drift_action)
     else:

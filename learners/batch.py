@@ -5,6 +5,14 @@
 with its last fit. So the daemon's test-then-train loop, its checkpoints and its retrains
 treat a batch model like any River classifier:
 
+- a refit does not stall the loop: the window is copied at the refit point (the
+  ``n``-th labelled event) and fitted on a daemon thread (:mod:`learners.background_fit`)
+  while the model goes on predicting with its previous fit; the new fit takes over after
+  the ``n + refit_lag``-th labelled event, so it predicts from the next one on. If it is
+  not done by then, ``learn_one`` waits for it: predictions never depend on timing, and
+  that wait is the only pause a refit can add. ``refit_lag=0`` fits synchronously inside
+  the ``n``-th ``learn_one``; the default is ``min(200, refit_every)`` (one fit in
+  flight at most: a lag longer than ``refit_every`` is refused);
 - before the first fit it predicts nothing: ``predict_proba_one`` returns ``{}`` (the
   learner then learns the event without scoring it, as for River's untrained models);
 - features are vectorised in a fixed order, the order their names were first learned:
@@ -20,16 +28,20 @@ treat a batch model like any River classifier:
 With ``screen=True`` (``--screen-pool``) a refit leaves out exact duplicates (same
 features and label: one copy is kept) and contradictions (the same features with
 different labels: all are left out); ``drain_screened`` says how many, by reason, since
-it was last called (an event left out of several refits counts in each).
+it was last called (counted when the fit takes over; an event left out of several
+refits counts in each).
 
 >>> from sklearn.linear_model import LogisticRegression
->>> model = WindowedClassifier(LogisticRegression(), window=4, refit_every=2)
+>>> model = WindowedClassifier(LogisticRegression(), window=4, refit_every=2, refit_lag=1)
 >>> model.predict_proba_one({"x": 1.0})
 {}
->>> for x, y in [(0.0, False), (1.0, True), (0.1, False), (0.9, True)]:
+>>> for x, y in [(0.0, False), (1.0, True), (0.1, False)]:
 ...     model.learn_one({"x": x}, y)
->>> model.predict_one({"x": 1.0}), model.fits
-(True, 2)
+>>> model.predict_one({"x": 1.0}), model.fits  # the fit of events 1-2 took over after 3
+(True, 1)
+>>> model.learn_one({"x": 0.9}, True)  # the refit of events 1-4 starts
+>>> model.fitting, model.fits
+(True, 1)
 """
 
 from __future__ import annotations
@@ -41,27 +53,46 @@ from typing import Any
 import numpy as np
 from river import base
 
-__all__ = ["WindowedClassifier"]
+from learners.background_fit import BackgroundFit, FitResult, fit_window
+
+__all__ = ["DEFAULT_REFIT_LAG", "WindowedClassifier"]
 
 #: Columns are allocated in blocks so a growing vocabulary rarely copies the window.
 _COLUMN_BLOCK = 16
 
+#: Labelled events a fit runs in the background before it takes over, unless told.
+DEFAULT_REFIT_LAG = 200
+
 
 class WindowedClassifier(base.Classifier):
     """Refit ``estimator`` (scikit-learn, unfitted) on the last ``window`` events every
-    ``refit_every`` events; predict with the last fit."""
+    ``refit_every`` events, in the background; each fit takes over ``refit_lag`` events
+    after it started (None: ``min(200, refit_every)``); predict with the last fit."""
 
     def __init__(
-        self, estimator: Any, window: int = 10_000, refit_every: int = 1_000, screen: bool = False
+        self,
+        estimator: Any,
+        window: int = 10_000,
+        refit_every: int = 1_000,
+        screen: bool = False,
+        refit_lag: int | None = None,
     ) -> None:
         if window < 1 or refit_every < 1:
             raise ValueError(
                 f"window and refit_every must be at least 1, got {window} and {refit_every}"
             )
+        if refit_lag is not None and (
+            type(refit_lag) is not int or not 0 <= refit_lag <= refit_every
+        ):
+            raise ValueError(
+                f"refit_lag must be a whole number from 0 (synchronous) to refit_every "
+                f"({refit_every}: one fit in flight at a time), got {refit_lag!r}"
+            )
         self.estimator = estimator
         self.window = window
         self.refit_every = refit_every
         self.screen = screen
+        self.refit_lag = refit_lag
 
         self._vocabulary: dict[Any, int] = {}
         self._rows = np.zeros((0, 0))  # a ring of the window's feature rows
@@ -71,6 +102,9 @@ class WindowedClassifier(base.Classifier):
         self._fit_width = 0
         self._constant: Any = None  # the class of a one-class window
         self._decode: list[Any] | None = None  # codes -> labels when types were mixed
+        self._pending: BackgroundFit | None = None  # the fit in flight
+        self._takes_over_at = 0  # the _learned count at which it does
+        #: Fits that took over (a fit still in flight is not counted yet).
         self.fits = 0
         self.screened: Counter[str] = Counter()
 
@@ -86,8 +120,10 @@ class WindowedClassifier(base.Classifier):
             row[column] = value
         self._labels[slot] = y
         self._learned += 1
+        if self._pending is not None and self._learned == self._takes_over_at:
+            self._take_over()  # before a refit due now: a lag of refit_every ends there
         if self._learned % self.refit_every == 0:
-            self.refit()
+            self._start_refit()
 
     def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
         if self._constant is not None:
@@ -116,24 +152,51 @@ class WindowedClassifier(base.Classifier):
 
     # -- the refit --------------------------------------------------------------------
 
-    def refit(self) -> None:
-        """Fit a fresh clone of ``estimator`` on the window as it is now."""
-        from sklearn.base import clone  # the optional extra, needed only once there is data
+    @property
+    def lag(self) -> int:
+        """Labelled events between a refit point and its fit's take-over."""
+        if self.refit_lag is None:
+            return min(DEFAULT_REFIT_LAG, self.refit_every)
+        return self.refit_lag
 
+    @property
+    def fitting(self) -> bool:
+        """True while a fit runs or waits for its take-over."""
+        return self._pending is not None
+
+    def refit(self) -> None:
+        """Fit a fresh clone of ``estimator`` on the window as it is now, and predict with
+        it at once (a fit in flight takes over first, so the order of fits holds)."""
+        self.settle()
         rows, labels = self._window()
-        if self.screen:
-            rows, labels = self._screened(rows, labels)
-        classes = set(labels)
-        if len(classes) < 2:
-            # scikit-learn refuses one class; the window says that class, with certainty.
-            self._fitted, self._constant = None, (labels[0] if labels else None)
-            self._fit_width = rows.shape[1]
-            self.fits += 1
+        self._use(fit_window(self.estimator, rows, labels, self.screen))
+
+    def settle(self) -> None:
+        """The fit in flight, if any, takes over now (waiting for it): a retrain's replay
+        calls this at its end, so a candidate holds the fit of its whole pool whatever
+        the lag."""
+        if self._pending is not None:
+            self._take_over()
+
+    def _start_refit(self) -> None:
+        if self.lag == 0:
+            self.refit()
             return
-        targets, self._decode = _targets(labels)
-        fitted = clone(self.estimator)
-        fitted.fit(rows, targets)
-        self._fitted, self._constant, self._fit_width = fitted, None, rows.shape[1]
+        rows, labels = self._window()  # a copy: the ring moves on during the fit
+        self._pending = BackgroundFit(self.estimator, rows, labels, self.screen)
+        self._pending.start()
+        self._takes_over_at = self._learned + self.lag
+
+    def _take_over(self) -> None:
+        """The fit in flight serves from now on; waits for it if it is still running."""
+        pending, self._pending = self._pending, None
+        assert pending is not None
+        self._use(pending.result())  # a fit that raised raises here, in learn_one
+
+    def _use(self, result: FitResult) -> None:
+        self._fitted, self._constant = result.fitted, result.constant
+        self._fit_width, self._decode = result.width, result.decode
+        self.screened.update(result.screened)
         self.fits += 1
 
     def _window(self) -> tuple[np.ndarray, list[Any]]:
@@ -146,24 +209,6 @@ class WindowedClassifier(base.Classifier):
         order = np.r_[start:count, 0:start]
         labels = self._labels[start:] + self._labels[:start]
         return self._rows[order, :width], labels
-
-    def _screened(self, rows: np.ndarray, labels: list[Any]) -> tuple[np.ndarray, list[Any]]:
-        """Without duplicates (first copy kept) and contradictions (all copies dropped)."""
-        by_features: dict[bytes, set[Any]] = {}
-        keys = [row.tobytes() for row in rows]
-        for key, label in zip(keys, labels, strict=True):
-            by_features.setdefault(key, set()).add(label)
-        kept: list[int] = []
-        seen: set[tuple[bytes, Any]] = set()
-        for i, (key, label) in enumerate(zip(keys, labels, strict=True)):
-            if len(by_features[key]) > 1:
-                self.screened["contradiction"] += 1
-            elif (key, label) in seen:
-                self.screened["duplicate"] += 1
-            else:
-                seen.add((key, label))
-                kept.append(i)
-        return rows[kept], [labels[i] for i in kept]
 
     def drain_screened(self) -> Counter[str]:
         """Events the refits left out since the last call, by reason."""
@@ -185,6 +230,8 @@ class WindowedClassifier(base.Classifier):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # A wrapper pickled before refit_lag existed refitted synchronously, and still does.
+        state = {"refit_lag": 0, "_pending": None, "_takes_over_at": 0, **state}
         self.__dict__.update(state)  # _ensure_room grows the rows back on the next learn
         self._labels += [None] * (self.window - len(self._labels))
 
@@ -226,12 +273,3 @@ class WindowedClassifier(base.Classifier):
             grown = np.zeros((self.window, max(capacity, width + _COLUMN_BLOCK)))
             grown[:height, :capacity] = self._rows
             self._rows = grown
-
-
-def _targets(labels: list[Any]) -> tuple[np.ndarray, list[Any] | None]:
-    """Labels for scikit-learn: as they are when of one type, else codes and their decoding."""
-    if len({type(label) for label in labels}) == 1:
-        return np.asarray(labels), None
-    decode = list(dict.fromkeys(labels))
-    codes = {label: i for i, label in enumerate(decode)}
-    return np.asarray([codes[label] for label in labels]), decode

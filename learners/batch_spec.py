@@ -3,19 +3,24 @@
 The grammar (parsed with :mod:`ast`, like River specs)::
 
     sklearn:ESTIMATOR
-    sklearn(window=N, refit_every=M):ESTIMATOR
+    sklearn(window=N, refit_every=M, refit_lag=L):ESTIMATOR
 
 ``ESTIMATOR`` is ``module.Class`` or ``module.Class(arguments)`` naming a public class of
 one of the scikit-learn modules in :data:`SKLEARN_MODULES` (a leading ``sklearn.`` is
 optional), or several joined by ``|`` into a scikit-learn pipeline whose last step is a
 classifier (``preprocessing.StandardScaler | linear_model.LogisticRegression``).
 Arguments are literals, tuples/lists/dicts of them, or nested estimators. The wrapper's
-own arguments, both optional, are those of :class:`learners.batch.WindowedClassifier`
+own arguments, all optional, are those of :class:`learners.batch.WindowedClassifier`
 (screening is the daemon's ``--screen-pool``, not part of the spec).
 
 >>> model = parse_sklearn_spec("sklearn(window=500):linear_model.LogisticRegression(C=0.5)")
->>> model.window, model.refit_every, model.estimator
-(500, 1000, LogisticRegression(C=0.5))
+>>> model.window, model.refit_every, model.refit_lag, model.estimator
+(500, 1000, None, LogisticRegression(C=0.5))
+>>> too_late = "sklearn(refit_every=100, refit_lag=500):naive_bayes.GaussianNB"
+>>> parse_sklearn_spec(too_late)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+    ...
+learners.exceptions.ModelSpecError: sklearn(refit_every=100, refit_lag=500): refit_lag must be ...
 >>> parse_sklearn_spec("sklearn:linear_model._logistic.LogisticRegression")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
     ...
@@ -43,11 +48,11 @@ SKLEARN_MODULES = frozenset(
     }
 )  # fmt: skip
 
-_WRAPPER_ARGS = {"window": int, "refit_every": int}
+_WRAPPER_ARGS = {"window": int, "refit_every": int, "refit_lag": int}
 _PREFIX = re.compile(r"\s*sklearn\s*(\((?P<args>[^)]*)\))?\s*:(?P<estimator>.*)\Z", re.DOTALL)
 _ALLOWED = (
     "An sklearn spec is 'sklearn:module.Class(arguments)' or "
-    "'sklearn(window=N, refit_every=M):module.Class(arguments)', steps joined "
+    "'sklearn(window=N, refit_every=M, refit_lag=L):module.Class(arguments)', steps joined "
     f"by | into a pipeline ending in a classifier; modules: {', '.join(sorted(SKLEARN_MODULES))}."
 )
 
@@ -90,7 +95,8 @@ def parse_sklearn_spec(text: str) -> WindowedClassifier:
 
 
 def _wrapper_args(text: str) -> dict[str, Any]:
-    """``window=N, refit_every=M``: keyword literals of the right type only."""
+    """``window=N, refit_every=M, refit_lag=L``: keyword literals of the right type only
+    (``ast.literal_eval``: a negative number is read, and refused by the wrapper)."""
     if not text.strip():
         return {}
     try:
@@ -103,7 +109,10 @@ def _wrapper_args(text: str) -> dict[str, Any]:
     args: dict[str, Any] = {}
     for kw in call.keywords:
         kind = _WRAPPER_ARGS.get(kw.arg or "")
-        value = kw.value.value if isinstance(kw.value, ast.Constant) else None
+        try:
+            value = ast.literal_eval(kw.value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            value = None
         if kind is None or type(value) is not kind:
             expected = ", ".join(f"{k}: {t.__name__}" for k, t in _WRAPPER_ARGS.items())
             raise ModelSpecError(f"sklearn({text}): {kw.arg!r} is not one of {expected}")

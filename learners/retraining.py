@@ -394,6 +394,13 @@ class RetrainJob:
     def replay_finished(self) -> None:
         """The pool is exhausted: score and learn the live events kept meanwhile."""
         self.state = SHADOWING
+        for contender in self.contenders:  # a refit in flight takes over: the pool is learned
+            settle = getattr(contender.model, "settle", None)
+            try:
+                if settle is not None and self.abandoned is None:
+                    settle()
+            except Exception as exc:  # as in training: the candidate is no longer whole
+                self._abandon(exc)
         while self._live and self.abandoned is None:
             self._shadow(*self._live.popleft())
 

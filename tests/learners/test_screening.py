@@ -42,7 +42,7 @@ def test_screening_a_refit_undoes_mislabeled_copies() -> None:
     for screen in (False, True):
         model = WindowedClassifier(
             DecisionTreeClassifier(random_state=0), window=len(stream), refit_every=len(stream),
-            screen=screen,
+            screen=screen, refit_lag=0,
         )  # fmt: skip
         for x, y in stream:
             model.learn_one(x, y)
@@ -80,7 +80,7 @@ def test_unhashable_values_are_never_judged_equal() -> None:
 def test_screening_applies_to_window_models_only_and_drains_the_serving_and_candidate() -> None:
     river = parse_model_spec("linear_model.LogisticRegression")
     assert screening(river) is river
-    spec = "sklearn(window=10, refit_every=4):tree.DecisionTreeClassifier"
+    spec = "sklearn(window=10, refit_every=4, refit_lag=0):tree.DecisionTreeClassifier"
     learner = PartitionLearner(screening(parse_model_spec(spec)), drift_action="retrain")
     assert learner.model.screen is True  # type: ignore[attr-defined]
     assert learner.fresh_model().screen is True  # type: ignore[attr-defined]
