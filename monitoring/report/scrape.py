@@ -25,6 +25,9 @@ from monitoring.report.run import (
     RunLog,
 )
 
+# prequential gauge -> what PartitionSeries.metric calls it
+_FIGURES = {"streamlearn_accuracy": "accuracy", "streamlearn_mae": "mae"}
+
 # counter sample name -> the kind of point an increase of it records.
 _COUNTERS = {
     "streamlearn_drifts_total": "drift",
@@ -38,7 +41,9 @@ class _Scrape:
     """The figures of one ``/metrics`` response that a run report needs."""
 
     learned: dict[PartitionKey, int] = field(default_factory=dict)
+    #: The prequential figure by window: accuracies, or MAEs for a regressor (``metric``).
     accuracy: dict[PartitionKey, dict[str, float]] = field(default_factory=dict)
+    metric: dict[PartitionKey, str] = field(default_factory=dict)
     # (kind, key, result or "") -> counter value
     counters: dict[tuple[str, PartitionKey, str], float] = field(default_factory=dict)
 
@@ -55,7 +60,9 @@ def _parse_scrape(text: str) -> _Scrape:
             key = (labels["topic"], int(labels["partition"]))
             if sample.name == "streamlearn_events_total" and labels.get("outcome") == "learned":
                 scrape.learned[key] = int(sample.value)
-            elif sample.name == "streamlearn_accuracy":
+            elif sample.name in _FIGURES:
+                # A partition has one of them: its learner classifies or regresses.
+                scrape.metric[key] = _FIGURES[sample.name]
                 scrape.accuracy.setdefault(key, {})[labels.get("window", "")] = sample.value
             elif sample.name in _COUNTERS:
                 kind = _COUNTERS[sample.name]
@@ -101,6 +108,8 @@ class _MetricsRecorder:
         self.last_learned.update(scrape.learned)
         for key, learned in scrape.learned.items():
             self._record_accuracy(key, learned, scrape.accuracy.get(key, {}), now)
+            if key in scrape.metric:
+                self.run.partition(*key).metric = scrape.metric[key]
         if self.previous is not None:
             for counter, value in scrape.counters.items():
                 before = self.previous.get(counter, 0.0)

@@ -428,6 +428,7 @@ class _ScriptedDaemon:
         self.accuracy = Gauge(
             "streamlearn_accuracy", "accuracy", [*labels, "window"], registry=self.registry
         )
+        self.mae = Gauge("streamlearn_mae", "mae", [*labels, "window"], registry=self.registry)
         self.drifts = Counter("streamlearn_drifts", "drifts", labels, registry=self.registry)
         self.resets = Counter("streamlearn_model_resets", "resets", labels, registry=self.registry)
         self.retrains = Counter(
@@ -439,11 +440,14 @@ class _ScriptedDaemon:
         self.steps: list[Callable[[], None]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
 
-    def learn(self, partition: int, count: int, cumulative: float, rolling: float) -> None:
+    def learn(
+        self, partition: int, count: int, cumulative: float, rolling: float, regress: bool = False
+    ) -> None:
         self.events.labels(TOPIC, str(partition), "learned").inc(count)
         self.events.labels(TOPIC, str(partition), "predicted").inc(count + 5)
-        self.accuracy.labels(TOPIC, str(partition), "cumulative").set(cumulative)
-        self.accuracy.labels(TOPIC, str(partition), "rolling").set(rolling)
+        figure = self.mae if regress else self.accuracy
+        figure.labels(TOPIC, str(partition), "cumulative").set(cumulative)
+        figure.labels(TOPIC, str(partition), "rolling").set(rolling)
 
     @property
     def url(self) -> str:
@@ -570,6 +574,21 @@ def test_sample_metrics_with_zero_duration_scrapes_once(scripted: _ScriptedDaemo
     series = run.series[TOPIC, 0]
     assert [a.learned for a in series.accuracy] == [1000]
     assert series.drifts == [] and series.resets == []
+
+
+def test_sample_metrics_draws_a_regressor_by_its_mae() -> None:
+    daemon = _ScriptedDaemon()
+    daemon.learn(0, 500, 0.40, 0.35)
+    daemon.learn(2, 500, 1.5, 1.25, regress=True)  # a regressor's partition: MAE, no accuracy
+    daemon.steps = [lambda: daemon.learn(2, 100, 1.4, 0.9, regress=True)]
+    with daemon:
+        run = sample_metrics(daemon.url, duration_s=0.5, interval_s=0.02)
+    classifier, regressor = run.series[TOPIC, 0], run.series[TOPIC, 2]
+    assert (classifier.metric, regressor.metric) == ("accuracy", "mae")
+    assert [(a.learned, a.cumulative, a.rolling) for a in regressor.accuracy] == [
+        (500, 1.5, 1.25),
+        (600, 1.4, 0.9),
+    ]
 
 
 def _free_port() -> int:
