@@ -200,7 +200,7 @@ class PartitionLearner:
         if not budget.admit(x):
             unknown = budget.unknown(x)
             raise FeatureBudgetExceeded(
-                f"{len(unknown)} new feature name(s) ({', '.join(map(str, unknown[:5]))}"
+                f"{len(unknown)} new feature(s) ({', '.join(map(str, unknown[:5]))}"
                 f"{', ...' if len(unknown) > 5 else ''}) would pass the limit of "
                 f"{budget.limit}"
             )

@@ -139,7 +139,8 @@ class RunSettings(BaseSettings):
         None,
         ge=1,
         description="dead-letter (too_many_features) an event that would take a partition's "
-        "model past this many distinct feature names; unset: no bound",
+        "model past this many distinct features (a string value counts as name=value); "
+        "unset: no bound",
     )
 
     label_ttl: float = Field(

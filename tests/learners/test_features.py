@@ -45,7 +45,7 @@ def test_an_event_past_the_budget_never_reaches_the_model() -> None:
         step({"a": float(offset), "b": 1.0}, offset % 2 == 0, offset)
     before = pickle.dumps(learner)
 
-    refused = r"1 new feature name\(s\) \(c\) would pass the limit of 2"
+    refused = r"1 new feature\(s\) \(c\) would pass the limit of 2"
     with pytest.raises(FeatureBudgetExceeded, match=refused):
         step({"a": 1.0, "c": 2.0}, True, 20)
     assert pickle.dumps(learner) == before  # not predicted, not scored, not learned
@@ -100,3 +100,40 @@ def test_a_learner_pickled_before_budgets_existed_has_none() -> None:
     state: dict[str, Any] = learner.__dict__
     assert "feature_budget" not in state  # unset: the class attribute answers
     assert learner.feature_budget is None
+
+
+def test_each_value_of_a_string_feature_counts_as_a_feature() -> None:
+    # An identifier sent as a string grows a one-hot or nominal model by one per value,
+    # under one name: the budget counts the values, so a producer cannot grow it that way.
+    budget = FeatureBudget(limit=3)
+    assert budget.admit({"amount": 1.0, "user": "u1"})
+    assert budget.admit({"amount": 2.0, "user": "u2"})
+    assert budget.admit({"amount": 3.0, "user": "u1"})  # a known value
+    assert not budget.admit({"amount": 4.0, "user": "u3"})
+    assert budget.unknown({"amount": 4.0, "user": "u3"}) == ["user=u3"]
+    assert budget.known == {"amount", ("user", "u1"), ("user", "u2")}
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "tree.HoeffdingTreeClassifier",
+        "sklearn(window=50, refit_every=25):linear_model.LogisticRegression",
+    ],
+)
+def test_an_endless_string_identifier_stops_at_the_budget(spec: str) -> None:
+    from learners.spec import parse_model_spec
+
+    learner = PartitionLearner(cast(base.Classifier, parse_model_spec(spec)), drift_action="none")
+    learner.limit_features(10)
+    step = learner.stepper()
+    refused = 0
+    for offset in range(200):
+        try:
+            step({"x": float(offset % 3), "id": f"user-{offset}"}, offset % 2 == 0, offset)
+        except FeatureBudgetExceeded:
+            refused += 1
+    assert (learner.learned, refused) == (9, 191)  # "x" and nine identifiers
+    vocabulary = getattr(learner.model, "_vocabulary", None)
+    if vocabulary is not None:  # the wrapper's one-hot columns stopped growing too
+        assert len(vocabulary) == 10
