@@ -1,7 +1,7 @@
 """Refused checkpoints and the rebuilds that follow them, as the run event log tells them
 (``--event-log``, docs/architecture.md "Run event log"), on the fakes: a checkpoint
 refused at restore or past the log's end, and a rebuild that finishes, gives up, or
-whose partition is revoked."""
+whose partition is revoked; and ``streamlearn report`` marking the rebuild."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from monitoring.report.event_log import load_event_log
+from monitoring.report.plot import build_figure
+from monitoring.report.summary import build_report
 from stream.daemon.loop import LoopTiming
 from tests.stream.daemon.fakes import TP0, Harness, encoded_records, flip_stream
 
@@ -139,3 +142,18 @@ def test_a_rebuild_that_gives_up_reading_ends_incomplete_in_the_run_log(tmp_path
     assert (start["from_offset"], start["to_offset"]) == (0, resume - 1)
     assert (end["result"], end["offset"], end["replayed"]) == ("incomplete", 149, 150)
     assert end["to_offset"] == resume - 1
+
+
+def test_the_run_report_marks_a_rebuild_where_it_ended(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    resume = _crash_with_a_corrupt_checkpoint(h)
+    h.start(TP0)
+    assert h.run() == 0
+
+    report = build_report(load_event_log(h.event_log))
+    (part,) = report.partitions
+    assert part.rebuilds == [resume]  # learned when the rebuild ended
+    assert f"rebuilds           1 (at {resume} events learned)" in report.summary_text()
+    (axes,) = build_figure(report).get_axes()
+    drawn = [line.get_xdata()[0] for line in axes.get_lines() if line.get_gid() == "rebuilds"]
+    assert drawn == [resume]
