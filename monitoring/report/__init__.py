@@ -1,4 +1,4 @@
-"""Run reports: accuracy over events learned, with drifts, resets and retrains marked.
+"""Run reports: accuracy over events learned, with drifts, resets, retrains and rebuilds marked.
 
 One module per job: :mod:`.run` (the data a report is drawn from), :mod:`.event_log`
 (reading the daemon's run event log), :mod:`.scrape` (sampling a live ``/metrics``),
@@ -19,6 +19,7 @@ from monitoring.report.run import (
     AccuracyPoint,
     DriftPoint,
     PartitionSeries,
+    RebuildPoint,
     ResetPoint,
     RetrainPoint,
     RunLog,
@@ -31,6 +32,7 @@ __all__ = [
     "DriftPoint",
     "PartitionReport",
     "PartitionSeries",
+    "RebuildPoint",
     "Report",
     "ResetPoint",
     "RetrainPoint",

@@ -17,6 +17,7 @@ from monitoring.report.run import (
     AccuracyPoint,
     DriftPoint,
     PartitionSeries,
+    RebuildPoint,
     ResetPoint,
     RetrainPoint,
     RunLog,
@@ -109,12 +110,21 @@ def _add_mae(series: PartitionSeries, record: dict[str, Any], base: dict[str, An
     _add_accuracy(series, record, base)
 
 
+def _add_rebuild(series: PartitionSeries, record: dict[str, Any], base: dict[str, Any]) -> None:
+    """A rebuild is marked where it ended (its start line has nothing to draw)."""
+    if _get(record, "phase", _text) != "end":
+        return
+    reason, result = _get(record, "reason", _text), _get(record, "result", _text)
+    series.rebuilds.append(RebuildPoint(**base, result=result, reason=reason))
+
+
 _KINDS = {
     "accuracy": _add_accuracy,
     "mae": _add_mae,
     "drift": _add_drift,
     "reset": _add_reset,
     "retrain": _add_retrain,
+    "rebuild": _add_rebuild,
 }
 
 

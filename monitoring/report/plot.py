@@ -25,7 +25,9 @@ _MARKERS: list[tuple[str, str, dict[str, Any]]] = [
     ("resets", "reset", {"color": "tab:purple", "linewidth": 3, "ymin": 0.0, "ymax": 0.3}),
     ("promoted", "retrain promoted", {"color": "tab:green", "linewidth": 3, "ymin": 0.7}),
     ("rejected", "retrain rejected", {"color": "grey", "linewidth": 3, "ymin": 0.7}),
-]
+    ("rebuilds", "rebuilt from the log", {"color": "tab:orange", "linewidth": 3, "ymin": 0.4,
+                                          "ymax": 0.6}),
+]  # fmt: skip
 
 
 def figure_class() -> Any:
@@ -72,7 +74,7 @@ def build_figure(report: Report) -> Any:
     """A matplotlib ``Figure`` with one subplot per partition, in report order.
 
     Each marker line's ``gid`` is the :class:`PartitionReport` field it was drawn
-    from (``"drifts"``, ``"resets"``, ``"promoted"``, ``"rejected"``).
+    from (``"drifts"``, ``"resets"``, ``"promoted"``, ``"rejected"``, ``"rebuilds"``).
     """
     figure_type = figure_class()
     count = len(report.partitions)

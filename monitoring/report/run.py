@@ -62,6 +62,18 @@ class RetrainPoint:
     model_version: int | None = None
 
 
+@dataclass(frozen=True)
+class RebuildPoint:
+    """A learner rebuilt from the log after its checkpoint was refused; ``learned`` is
+    what it had learned when the rebuild ended."""
+
+    learned: int
+    time: float
+    offset: int | None = None
+    result: str | None = None
+    reason: str | None = None
+
+
 @dataclass
 class PartitionSeries:
     """Everything recorded about one (topic, partition), in the order it happened."""
@@ -70,13 +82,16 @@ class PartitionSeries:
     drifts: list[DriftPoint] = field(default_factory=list)
     resets: list[ResetPoint] = field(default_factory=list)
     retrains: list[RetrainPoint] = field(default_factory=list)
+    rebuilds: list[RebuildPoint] = field(default_factory=list)
     #: What ``accuracy`` holds: ``"accuracy"``, or ``"mae"`` for a regression (its
     #: points then hold the mean absolute errors).
     metric: str = "accuracy"
 
     def events_learned(self) -> int:
         """The highest ``learned`` count seen in any record of this partition."""
-        points: list[Iterable[Any]] = [self.accuracy, self.drifts, self.resets, self.retrains]
+        points: list[Iterable[Any]] = [
+            self.accuracy, self.drifts, self.resets, self.retrains, self.rebuilds
+        ]  # fmt: skip
         return max((p.learned for series in points for p in series), default=0)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from monitoring.exceptions import ReportError
 from monitoring.report.run import PartitionKey, PartitionSeries, RunLog
@@ -24,6 +24,8 @@ class PartitionReport:
     events_learned: int
     #: ``"accuracy"``, or ``"mae"`` for a regression (lower is better).
     metric: str = "accuracy"
+    #: Where learners rebuilt from the log after a refused checkpoint ended their rebuild.
+    rebuilds: list[int] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -60,6 +62,8 @@ class PartitionReport:
         lines.append(
             f"  retrains           {len(self.promoted)} promoted, {len(self.rejected)} rejected"
         )
+        if self.rebuilds:  # a checkpoint was refused: the learner was rebuilt from the log
+            lines.append(f"  rebuilds           {len(self.rebuilds)}{_positions(self.rebuilds)}")
         return lines
 
 
@@ -102,6 +106,7 @@ def _partition_report(key: PartitionKey, series: PartitionSeries) -> PartitionRe
         rejected=[r.learned for r in series.retrains if r.result == "rejected"],
         events_learned=series.events_learned(),
         metric=series.metric,
+        rebuilds=[r.learned for r in series.rebuilds],
     )
 
 

@@ -289,6 +289,7 @@ def assemble_daemon(
         max_features=settings.max_features,
         snapshot_every=settings.checkpoint_every_events,  # as ModelErrors' journal
         decode=decode,
+        run_log=run_log,
     )
     partitions = PartitionTable(
         consumer,
@@ -301,6 +302,7 @@ def assemble_daemon(
         rebuilder=rebuilder,
         labels_topic=settings.labels_topic,
         adopt=new_learner.adopt,
+        run_log=run_log,
     )
     return Daemon(
         consumer,

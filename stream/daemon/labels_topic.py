@@ -202,9 +202,16 @@ class LabelsTopic:
         return list(queue) if queue else []
 
     def drop(self, partition: int) -> None:
-        """Forget the queued labels of ``partition`` (revoked, or read from a refused place)."""
+        """Forget the queued labels of ``partition`` (revoked, or read from a refused place).
+
+        Called while the partition is still assigned (kafka-python drops a revoked one
+        only after the listener returns; resuming one it does not hold raises): a pause
+        of ours is undone, as the consumer keeps a partition's paused flag while it stays
+        assigned, also through an eager rebalance that gives it back."""
         self._queues.pop(partition, None)
-        self._paused.discard(partition)
+        if partition in self._paused:
+            self._paused.discard(partition)
+            self.consumer.resume(TopicPartition(self.topic, partition))
         self._fetched_time.pop(partition, None)
         self._stop_waiting(partition, 0)
 

@@ -34,6 +34,7 @@ from stream.checkpoints.checkpointer import Checkpointer, Refused
 from stream.daemon.publisher import Publisher
 from stream.daemon.rebuild import Rebuilder, RebuildPlan, RebuildTask
 from stream.daemon.replay import Replayer
+from stream.daemon.run_log import RunLog
 from stream.exceptions import BrokerUnavailable, CommitRefused, PublishTimeout
 from stream.ports import Record, Source, TopicPartition
 
@@ -109,9 +110,11 @@ class PartitionTable:
         rebuilder: Rebuilder | None = None,
         labels_topic: str | None = None,
         adopt: Adopt | None = None,
+        run_log: RunLog | None = None,
     ) -> None:
         """``labels_topic``: late labels also come on that topic, co-partitioned; its
-        offsets are checkpointed, restored and committed with the events offsets."""
+        offsets are checkpointed, restored and committed with the events offsets.
+        ``run_log`` is told of the checkpoints refused."""
         self.consumer = consumer
         self.labels_topic = labels_topic
         self.adopt = adopt
@@ -123,6 +126,7 @@ class PartitionTable:
         self.clock = clock
         self.identify = identify or consumer.origin
         self.rebuilder = rebuilder
+        self.run_log = run_log or RunLog(None)
         self.slots: dict[TopicPartition, PartitionSlot] = {}
 
     # -- arrival ----------------------------------------------------------------------
@@ -137,8 +141,10 @@ class PartitionTable:
         restored = self.checkpointer.restore(tp, origin)
         if restored is None or isinstance(restored, Refused):
             slot = self._fresh(tp, origin)
-            if isinstance(restored, Refused) and self.rebuilder is not None:
-                self.rebuilder.plan(slot, restored.reason, restored.next_offset)
+            if isinstance(restored, Refused):
+                self._log_refused(tp, restored.reason, restored.next_offset)
+                if self.rebuilder is not None:
+                    self.rebuilder.plan(slot, restored.reason, restored.next_offset)
             log.info("assigned %s[%d]: new learner", tp.topic, tp.partition)
             return slot
         slot = PartitionSlot(
@@ -215,6 +221,7 @@ class PartitionTable:
             f"its offset {offset} is past the end of the log ({end}): the log was truncated "
             f"or replaced since",
         )
+        self._log_refused(tp, "offset_out_of_range", offset, log_end=end)
         self.replayer.cancel(tp)
         # Its gauges showed the refused state; the fresh slot binds and sets new ones.
         self.metrics.forget_partition(tp.topic, tp.partition)
@@ -235,6 +242,14 @@ class PartitionTable:
             else:
                 self.consumer.reset_position(labels)
         log.warning("%s[%d]: new learner, from %s", tp.topic, tp.partition, start_at)
+
+    def _log_refused(
+        self, tp: TopicPartition, reason: str, offset: int | None, **fields: int
+    ) -> None:
+        """A ``refused`` run-log line: ``offset`` is the checkpoint's, -1 when it names no
+        position in this log."""
+        claimed = -1 if offset is None else offset
+        self.run_log.write("refused", tp.topic, tp.partition, claimed, 0, reason=reason, **fields)
 
     def start_rebuilds(self) -> set[TopicPartition]:
         """Main thread, each cycle: start the planned rebuilds whose partition's log end

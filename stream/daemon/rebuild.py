@@ -58,6 +58,7 @@ from learners.retraining import REPLAYING
 from monitoring.metrics import StreamlearnMetrics
 from stream.daemon.labels_replay import LabelsRange
 from stream.daemon.replay import Replayer
+from stream.daemon.run_log import RunLog
 from stream.events import DeadLetter, Decoder, Event, LateLabel, decode
 from stream.ports import Record, TopicPartition
 
@@ -112,6 +113,8 @@ class RebuildTask:
     labels: LabelsRange | None = None
     #: Label records of the labels topic stepped.
     labels_stepped: int = 0
+    #: ``--event-log``: where the rebuild's end is written (``rebuild`` lines).
+    run_log: RunLog = field(default_factory=lambda: RunLog(None))
 
     def __post_init__(self) -> None:
         self.began_at = self.clock()
@@ -270,7 +273,9 @@ class RebuildTask:
             self.end_offset,
             self.labels_stepped,
         )
-        if self.last_offset + 1 < self.end_offset:
+        complete = self.last_offset + 1 >= self.end_offset
+        self._log_end("finished" if complete else "incomplete")
+        if not complete:
             log.warning(
                 "%s[%d]: the rebuild read only up to offset %d of %d..%d (the log gave no "
                 "more in time); the learner misses the rest",
@@ -281,6 +286,32 @@ class RebuildTask:
                 self.end_offset - 1,
             )
         self.on_done(self)
+
+    def cancelled(self) -> None:
+        """The partition was revoked mid-rebuild: its next owner rebuilds it."""
+        self._log_end("revoked")
+
+    def _log_end(self, result: str) -> None:
+        tp, learner = self.tp, self.slot.learner
+        self.run_log.write(
+            "rebuild",
+            tp.topic,
+            tp.partition,
+            self.last_offset,
+            learner.learned,
+            phase="end",
+            result=result,
+            reason=self.reason,
+            from_offset=self.start_offset,
+            to_offset=self.end_offset - 1,
+            replayed=self.stepped + self.dead_letters + self.model_errors,
+            labels_replayed=self.labels_stepped,
+            drifts=self.drifts,
+            resets=self.resets,
+            retrains=self.retrains,
+            model_version=learner.model_version,
+            seconds=round(self.clock() - self.began_at, 3),
+        )
 
 
 class Rebuilder:
@@ -295,9 +326,10 @@ class Rebuilder:
         snapshot_every: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         decode: Decoder = decode,
+        run_log: RunLog | None = None,
     ) -> None:
         """``decode`` reads the records as the loop reads them (number labels for a
-        regression)."""
+        regression); ``run_log`` is told when a rebuild starts and ends."""
         self.replayer = replayer
         self.metrics = metrics
         self.max_events = max_events
@@ -305,6 +337,7 @@ class Rebuilder:
         self.snapshot_every = snapshot_every
         self.clock = clock
         self.decode = decode
+        self.run_log = run_log or RunLog(None)
 
     def plan(self, slot: PartitionSlot, reason: str, offset: int | None) -> None:
         """Mark ``slot`` (fresh, its checkpoint refused) for a rebuild; safe in a
@@ -334,9 +367,14 @@ class Rebuilder:
         task = RebuildTask(
             slot.tp, start, resume, slot, plan.reason, journal, on_done, self.metrics, self.clock,
             read=self.decode, labels=self.replayer.labels_range(slot.tp, labels_end),
+            run_log=self.run_log,
         )  # fmt: skip
         self.replayer.add(task)
         plan.started = True
+        self.run_log.write(
+            "rebuild", slot.tp.topic, slot.tp.partition, start, slot.learner.learned,
+            phase="start", reason=plan.reason, from_offset=start, to_offset=resume - 1,
+        )  # fmt: skip
         log.info(
             "%s[%d]: rebuilding the learner from offsets %d..%d of the log before live "
             "processing resumes (checkpoint refused: %s)",

@@ -59,6 +59,9 @@ class RangeTask(Protocol):
     def finish(self) -> None:
         """The range was read (or reading it gave up); called once."""
 
+    def cancelled(self) -> None:
+        """The task was dropped unfinished (its learner is gone); ``finish`` never comes."""
+
 
 @dataclass
 class ReplayTask:
@@ -129,6 +132,9 @@ class ReplayTask:
         features, origin = held
         if self.screen is None or self.screen.admit(features, label.label) is None:
             self.job.train(features, label.label, origin)
+
+    def cancelled(self) -> None:
+        pass  # the job went with its learner
 
     def finish(self) -> None:
         if self.screen is not None and self.on_screened is not None:
@@ -222,7 +228,13 @@ class Replayer:
 
     def cancel(self, tp: TopicPartition) -> None:
         """The partition was revoked: its learner, and so its job, is gone."""
-        self._tasks = deque(t for t in self._tasks if t.tp != tp)
+        kept: deque[RangeTask] = deque()
+        for task in self._tasks:
+            if task.tp == tp:
+                task.cancelled()
+            else:
+                kept.append(task)
+        self._tasks = kept
 
     @property
     def busy(self) -> bool:

@@ -9,6 +9,7 @@ offset past the end of the log (what a truncated log looks like), or nothing hap
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -139,8 +140,11 @@ def test_a_checkpoint_offset_past_the_end_of_the_log_is_refused(
     # As if the log had been truncated under the checkpoint.
     _rewrite_checkpoint(state_dir, topic_name, next_offset=FIRST + 5000)
     _feed(kafka_bootstrap, topic_name, SECOND, seed=4)
+    event_log = tmp_path / "run.jsonl"
     with caplog.at_level(logging.INFO):
-        registry = run_until_idle(kafka_bootstrap, topic_name, state_dir=str(state_dir))
+        registry = run_until_idle(
+            kafka_bootstrap, topic_name, state_dir=str(state_dir), event_log=str(event_log)
+        )
 
     assert sample(registry, REFUSALS, reason="offset_out_of_range") == 1
     # Not a silent wait at offset 6500: rebuilt up to the committed offset 1500 (issue
@@ -154,6 +158,15 @@ def test_a_checkpoint_offset_past_the_end_of_the_log_is_refused(
         "REFUSED (offset_out_of_range)" in r.getMessage() and f"offset {FIRST + 5000}" in
         r.getMessage() for r in caplog.records
     )  # fmt: skip
+    # The run log tells it too: the refusal, then the rebuild's start and end.
+    lines = [json.loads(line) for line in event_log.read_text().splitlines()]
+    told = [(ln["kind"], ln["offset"], ln.get("reason"), ln.get("phase"), ln.get("result"))
+            for ln in lines if ln["kind"] in ("refused", "rebuild")]  # fmt: skip
+    assert told == [
+        ("refused", FIRST + 5000, "offset_out_of_range", None, None),
+        ("rebuild", 0, "offset_out_of_range", "start", None),
+        ("rebuild", FIRST - 1, "offset_out_of_range", "end", "finished"),
+    ]
 
 
 PER_PARTITION_GAUGES = (

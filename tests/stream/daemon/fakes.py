@@ -317,9 +317,12 @@ class Harness:
         self.replayer = Replayer(
             lambda: self.reader, clock=self.clock, labels_topic=self.labels_topic
         )
+        run_log = RunLog(self.event_log)
         rebuilder = None
         if self.rebuild_events:
-            rebuilder = Rebuilder(self.replayer, metrics, self.rebuild_events, clock=self.clock)
+            rebuilder = Rebuilder(
+                self.replayer, metrics, self.rebuild_events, clock=self.clock, run_log=run_log
+            )
         publisher = Publisher(self.sink, PREDICTIONS, DEAD_LETTERS)
         self.table = PartitionTable(
             self.source,
@@ -331,6 +334,7 @@ class Harness:
             clock=self.clock,
             labels_topic=self.labels_topic,
             rebuilder=rebuilder,
+            run_log=run_log,
         )
         labels = self.labels_topic
         return Daemon(
@@ -339,7 +343,7 @@ class Harness:
             self.table,
             publisher,
             metrics,
-            RunLog(self.event_log),
+            run_log,
             self.timing,
             clock=self.clock,
             cycle_clock=self.clock,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.daemon.labels_topic import MAX_WAIT_S
+from stream.daemon.labels_topic import MAX_QUEUED, MAX_WAIT_S, LabelsTopic
 from stream.daemon.loop import LoopTiming
 from stream.exceptions import SettingsError, StreamError
 from stream.kafka.admin import co_partition_count
@@ -22,7 +22,10 @@ from tests.stream.daemon.fakes import (
     TOPIC,
     TP0,
     TP1,
+    FakeClock,
+    FakeSource,
     Harness,
+    Journal,
     flip_stream,
 )
 
@@ -339,3 +342,32 @@ def test_a_rebuild_with_a_labels_topic_predicts_as_the_uninterrupted_run(
     pending = learner.pending
     assert pending is not None and learner.learned == uninterrupted.learned == 1_500
     assert pending.duplicate == 0
+
+
+class _Listener:
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        pass
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        pass
+
+
+def test_dropping_a_full_labels_partition_resumes_its_fetching() -> None:
+    # A labels partition paused with its queue full, dropped while still assigned (read
+    # again from a refused place, or revoked and given back by an eager rebalance).
+    clock, journal = FakeClock(), Journal()
+    source = FakeSource(clock, journal)
+    source.append([SourceRecord(LABELS, 0, n, encode_label(f"e{n}", True), None, n)
+                   for n in range(MAX_QUEUED + 1_000)])  # fmt: skip
+    source.subscribe([TOPIC, LABELS], _Listener())
+    source.assign_on_next_poll(L0)
+    labels = LabelsTopic(LABELS, TOPIC, source)
+    for _ in range(MAX_QUEUED // source.max_records + 1):
+        labels.take(source.poll(timeout_ms=0))
+    assert labels.queued(TP0) == MAX_QUEUED and L0 in source.paused
+    assert labels.take(source.poll(timeout_ms=0)) == {} and labels.queued(TP0) == MAX_QUEUED
+
+    labels.drop(0)
+    assert labels.queued(TP0) == 0
+    labels.take(source.poll(timeout_ms=0))
+    assert labels.queued(TP0) == source.max_records  # fetched again
