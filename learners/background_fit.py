@@ -25,6 +25,7 @@ running fit never keeps the process from exiting.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -35,7 +36,7 @@ import numpy as np
 
 from learners import fit_pool
 
-__all__ = ["BackgroundFit", "FitResult", "fit_window"]
+__all__ = ["BackgroundFit", "FitResult", "fit_window", "fit_window_reporting_warnings"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,17 @@ def fit_window(estimator: Any, rows: np.ndarray, labels: list[Any], screen: bool
     fitted = clone(estimator)
     fitted.fit(rows, targets)
     return FitResult(fitted, None, width, decode, screened)
+
+
+def fit_window_reporting_warnings(
+    estimator: Any, rows: np.ndarray, labels: list[Any], screen: bool
+) -> tuple[FitResult, list[tuple[str, type[Warning]]]]:
+    """:func:`fit_window` in a worker: the warnings it raised come back with its result,
+    to be raised in the caller's process, under the caller's filters."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit_window(estimator, rows, labels, screen)
+    return result, [(str(w.message), w.category) for w in caught]
 
 
 def screen_window(
@@ -109,7 +121,7 @@ class BackgroundFit:
         self.rows = rows
         self.labels = labels
         self.screen = screen
-        self._future: Future[FitResult] | None = None
+        self._future: Future[tuple[FitResult, list[tuple[str, type[Warning]]]]] | None = None
         self._result: FitResult | None = None  # once taken, or fitted here
         self._submissions = 0
 
@@ -121,7 +133,7 @@ class BackgroundFit:
         self._submissions += 1
         try:
             self._future = fit_pool.submit(
-                fit_window, self.estimator, self.rows, self.labels, self.screen
+                fit_window_reporting_warnings, self.estimator, self.rows, self.labels, self.screen
             )
         except (OSError, RuntimeError, BrokenProcessPool):
             self._future = None  # no worker to be had: result() fits here
@@ -134,13 +146,17 @@ class BackgroundFit:
     def _fitted(self) -> FitResult:
         while self._future is not None:
             try:
-                return self._future.result()  # a fit that raised raises here
+                result, raised = self._future.result()  # a fit that raised raises here
             except BrokenProcessPool:
                 # Its worker died (killed, out of memory): once more in a fresh pool,
                 # then here.
                 if self._submissions >= 2:
                     break
                 self.start()
+                continue
+            for message, category in raised:
+                warnings.warn(message, category, stacklevel=2)
+            return result
         return fit_window(self.estimator, self.rows, self.labels, self.screen)
 
     def _finished(self) -> FitResult | None:
@@ -150,7 +166,7 @@ class BackgroundFit:
         future = self._future
         if future is None or not future.done() or future.cancelled():
             return None
-        return future.result() if future.exception() is None else None
+        return future.result()[0] if future.exception() is None else None
 
     # -- checkpoints: the inputs, and the result when there is one; never a wait ---------
 

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 from river import base
 
+from learners import fit_pool
 from learners.background_fit import BackgroundFit, FitResult, fit_window
 
 __all__ = ["DEFAULT_REFIT_LAG", "WindowedClassifier"]
@@ -112,6 +113,8 @@ class WindowedClassifier(base.Classifier):
 
     def learn_one(self, x: dict[Any, Any], y: Any) -> None:
         values = self._encode(x, grow=True)  # refuses a bad event before anything changes
+        if self._learned == 0 and self.lag > 0:
+            fit_pool.warm()  # the worker is ready by the first refit point
         slot = self._learned % self.window
         self._ensure_room(slot, len(self._vocabulary))
         row = self._rows[slot]

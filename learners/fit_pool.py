@@ -12,6 +12,8 @@ workers queue).
   mid-lock. Each worker imports scikit-learn when it starts, so the first fit does not
   pay for it, and keeps BLAS to :data:`WORKER_BLAS_THREADS` thread(s): its other
   threads would compete with the loop for the same cores.
+- :func:`warm` starts the pool ahead of the first fit (a model calls it when it learns
+  its first event).
 - A broken pool (a worker killed, out of memory) is replaced at the next :func:`submit`.
 - At interpreter exit the pool's pending fits are cancelled and its workers terminated
   before ``concurrent.futures`` would wait for a running fit to end; a worker whose
@@ -23,6 +25,7 @@ workers queue).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -31,7 +34,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-__all__ = ["WORKER_BLAS_THREADS", "submit", "workers"]
+__all__ = ["WORKER_BLAS_THREADS", "submit", "warm", "workers"]
 
 #: BLAS threads in a worker (the loop keeps the process's default).
 WORKER_BLAS_THREADS = 1
@@ -56,6 +59,25 @@ def submit(function: Callable[..., Any], *args: Any) -> Future[Any]:
         except BrokenProcessPool:
             _discard(pool)
     raise BrokenProcessPool("a fresh fit pool broke at once")
+
+
+def warm() -> None:
+    """Start the pool and a worker now, on a thread of their own, if there is no pool:
+    the first fit then finds them ready instead of waiting a second or two for them."""
+    with _lock:
+        if _pool is not None:
+            return
+    threading.Thread(target=_warm, name="streamlearn-fit-pool-warm", daemon=True).start()
+
+
+def _warm() -> None:
+    # A failure here meets the first fit too, which handles it.
+    with contextlib.suppress(Exception):
+        submit(_ready).result()
+
+
+def _ready() -> None:
+    """Nothing: the worker's initializer did the work."""
 
 
 def _current_pool() -> ProcessPoolExecutor:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
-import subprocess
-import sys
-import textwrap
 import threading
 import warnings
 from collections import deque
@@ -338,6 +335,7 @@ def test_the_end_of_a_retrain_replay_makes_the_fit_in_flight_take_over() -> None
 
 
 # -- fits in the background --------------------------------------------------------------
+
 
 @pytest.fixture
 def gate(tmp_path: Path) -> Iterator[Path]:

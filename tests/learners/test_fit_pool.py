@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -29,16 +30,16 @@ from tests.waiting import wait_until
 RNG = np.random.default_rng(0)
 ROWS = RNG.normal(size=(5000, 10))
 LABELS = (ROWS[:, 0] * ROWS[:, 1] + ROWS[:, 2] > 0).tolist()  # not linear: the MLP has work
-EVENTS = [({f"x{i}": float(v) for i, v in enumerate(row)}, y) for row, y in zip(ROWS, LABELS)]
+EVENTS = [
+    ({f"x{i}": float(v) for i, v in enumerate(row)}, y) for row, y in zip(ROWS, LABELS, strict=True)
+]
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_a_worker_fits_the_same_mlp_as_the_loop() -> None:
     """Large enough for BLAS to split its products across threads in the loop's process
     (a worker keeps one): the fits are still equal to the last bit."""
-    estimator = make_pipeline(
-        StandardScaler(), MLPClassifier((128,), max_iter=10, random_state=3)
-    )
+    estimator = make_pipeline(StandardScaler(), MLPClassifier((128,), max_iter=10, random_state=3))
     background = BackgroundFit(estimator, ROWS, LABELS, screen=False)
     background.start()
     in_worker = background.result().fitted
@@ -46,6 +47,14 @@ def test_a_worker_fits_the_same_mlp_as_the_loop() -> None:
     assert np.array_equal(in_worker.predict_proba(ROWS), in_loop.predict_proba(ROWS))
     for theirs, ours in zip(in_worker[-1].coefs_, in_loop[-1].coefs_, strict=True):
         assert np.array_equal(theirs, ours)
+
+
+def test_a_workers_warnings_are_raised_in_the_callers_process() -> None:
+    """Under the caller's filters, as a fit in the loop would raise them."""
+    fit = BackgroundFit(MLPClassifier((4,), max_iter=1), ROWS[:200], LABELS[:200], False)
+    fit.start()
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        fit.result()
 
 
 def test_a_killed_worker_costs_a_fit_again_not_the_model(gate: Path) -> None:
