@@ -12,8 +12,9 @@ treat a batch model like any River classifier:
   the ``n + refit_lag``-th labelled event, so it predicts from the next one on. If it is
   not done by then, ``learn_one`` waits for it: predictions never depend on timing, and
   that wait is the only pause a refit can add. ``refit_lag=0`` fits synchronously inside
-  the ``n``-th ``learn_one``, in the loop's process; the default is ``min(200, refit_every)`` (one fit in
-  flight at most: a lag longer than ``refit_every`` is refused);
+  the ``n``-th ``learn_one``, in the loop's process; the default is
+  ``min(200, refit_every)`` (one fit in flight at most: a lag longer than ``refit_every``
+  is refused);
 - before the first fit it predicts nothing: ``predict_proba_one`` returns ``{}`` (the
   learner then learns the event without scoring it, as for River's untrained models);
 - features are vectorised in a fixed order, the order their names were first learned:
