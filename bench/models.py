@@ -8,7 +8,9 @@ happens inside one step, so that is the pause a refit adds to the loop).
 ``--pause`` measures only the refit pause: LogisticRegression and an MLP on a 20,000-event
 window refitted every 2,000 events, for each ``--refit-lags`` (0: the fit inside
 ``learn_one``; more: in the background, taken over that many events later, waited for if
-not done): the longest step, and the loop's events/s while a fit is in flight and not.
+not done): the longest step, and the loop's events/s while a fit is in flight and not;
+``--rate`` offers the events at a fixed rate (a loop behind catches up at full speed),
+``--only`` picks models by name.
 ``--challengers``: a served model with a challenger (``--challenger``), each generator, and
 the CPU time per event with 0, 1 and 3 challengers.
 """
@@ -86,14 +88,17 @@ class Pause:
     refits: int
 
 
-def pause_run(spec: str, generator: str, count: int) -> Pause:
+def pause_run(spec: str, generator: str, count: int, rate: float | None = None) -> Pause:
     learner = PartitionLearner(parse_model_spec(spec), drift_action="none")
     model = learner.model
     events = list(concept_stream(generator, seed=42, drift_at=(), count=count))
     longest = {True: 0.0, False: 0.0}  # by "a fit took over in this step"
     seconds = {True: 0.0, False: 0.0}  # by "a fit was in flight", once a fit served
     steps = {True: 0, False: 0}
+    started = time.perf_counter()
     for offset, (x, y) in enumerate(events):
+        if rate:  # events arrive at `rate`; a loop behind catches up at full speed
+            time.sleep(max(0.0, started + offset / rate - time.perf_counter()))
         fitting, fits = model.fitting, model.fits
         before = time.perf_counter()
         learner.step(x, y, offset)
@@ -118,18 +123,21 @@ def pause_run(spec: str, generator: str, count: int) -> Pause:
     )
 
 
-def pause(count: int, lags: Sequence[int]) -> None:
-    print(f"{count:,} events, 20,000-event window, refit every 2,000 events")
+def pause(count: int, lags: Sequence[int], rate: float | None, only: str | None) -> None:
+    offered = f", offered at {rate:,.0f} events/s" if rate else ""
+    print(f"{count:,} events{offered}, 20,000-event window, refit every 2,000 events")
     print(
         "| model | generator | refit_lag | longest step (ms) | at a take-over | other "
         "| events/s, fit in flight | events/s, none | accuracy | fits |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, estimator in PAUSE_MODELS.items():
+        if only and only not in name:
+            continue
         for generator in ("agrawal", "hyperplane"):
             for lag in lags:
                 spec = f"sklearn(window=20000, refit_every=2000, refit_lag={lag}):{estimator}"
-                r = pause_run(spec, generator, count)
+                r = pause_run(spec, generator, count, rate)
                 ms = [f"{s * 1000:,.0f}" for s in (r.longest_step_s, r.longest_take_over_s)]
                 print(
                     f"| {name.replace('|', chr(92) + '|')} | {generator} | {lag} | "
@@ -217,6 +225,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="with --pause: the refit_lag values to measure, comma-separated",
     )
     parser.add_argument(
+        "--rate",
+        type=float,
+        help="with --pause: offer events at this rate (events/s) instead of as fast as the "
+        "loop takes them",
+    )
+    parser.add_argument("--only", help="with --pause: the models whose name contains this")
+    parser.add_argument(
         "--challengers",
         action="store_true",
         help="a model with a challenger, and what challengers cost",
@@ -226,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # lbfgs/MLP convergence warnings on every refit
     if args.pause:
-        pause(args.events, [int(lag) for lag in args.refit_lags.split(",")])
+        lags = [int(lag) for lag in args.refit_lags.split(",")]
+        pause(args.events, lags, args.rate, args.only)
     elif args.challengers:
         challengers(args.events, args.drift_action)
     else:

@@ -1,34 +1,42 @@
-"""A window's fit on a daemon thread, taken over at a point the caller fixes.
+"""A window's fit in a worker process, taken over at a point the caller fixes.
 
 :class:`learners.batch.WindowedClassifier` copies its window at a refit point and hands
-the copy to a :class:`BackgroundFit`; the loop goes on predicting with the previous fit
-while scikit-learn works (its numeric kernels release the GIL for much of a fit). The
-caller takes the result at a fixed event count (``refit_lag`` events later), waiting if
-the fit is not done, so what the model predicts never depends on timing.
+the copy to a :class:`BackgroundFit`, which sends it to a worker process of
+:mod:`learners.fit_pool`; the loop goes on predicting with the previous fit while
+scikit-learn works, without sharing the interpreter lock with it. The caller takes the
+result at a fixed event count (``refit_lag`` events later), waiting if the fit is not
+done, so what the model predicts never depends on timing; a fit gives the same model in
+a worker as in the loop (the tests compare them exactly).
 
 A fit pickles as its inputs, plus its result once it is done: a checkpoint taken mid-fit
-never waits, and its restored copy fits the same inputs again on its own thread (a fit
-is deterministic for an estimator with a fixed ``random_state``, as a synchronous refit
-is). The thread is a daemon: a fit still running never keeps the process alive.
+never waits, and its restored copy sends the same inputs to a worker again (a fit is
+deterministic for an estimator with a fixed ``random_state``, as a synchronous refit
+is). A fit whose worker died (killed, out of memory) is sent once more to a fresh pool,
+then fitted in the caller's process; a fit that raised raises from :meth:`result`. A
+running fit never keeps the process from exiting.
 
 >>> from sklearn.naive_bayes import GaussianNB
 >>> fit = BackgroundFit(GaussianNB(), np.array([[0.0], [1.0]]), [False, True], screen=False)
 >>> fit.start()
->>> result = fit.result()  # waits for the thread
+>>> result = fit.result()  # waits for the worker
 >>> result.width, result.fitted.predict([[0.9]]).tolist()
 (1, [True])
 """
 
 from __future__ import annotations
 
-import threading
+import warnings
 from collections import Counter
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["BackgroundFit", "FitResult", "fit_window"]
+from learners import fit_pool
+
+__all__ = ["BackgroundFit", "FitResult", "fit_window", "fit_window_reporting_warnings"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,17 @@ def fit_window(estimator: Any, rows: np.ndarray, labels: list[Any], screen: bool
     fitted = clone(estimator)
     fitted.fit(rows, targets)
     return FitResult(fitted, None, width, decode, screened)
+
+
+def fit_window_reporting_warnings(
+    estimator: Any, rows: np.ndarray, labels: list[Any], screen: bool
+) -> tuple[FitResult, list[tuple[str, type[Warning]]]]:
+    """:func:`fit_window` in a worker: the warnings it raised come back with its result,
+    to be raised in the caller's process, under the caller's filters."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit_window(estimator, rows, labels, screen)
+    return result, [(str(w.message), w.category) for w in caught]
 
 
 def screen_window(
@@ -93,58 +112,77 @@ def _targets(labels: list[Any]) -> tuple[np.ndarray, list[Any] | None]:
 
 
 class BackgroundFit:
-    """:func:`fit_window` on its own inputs (never shared with the caller) on a daemon
-    thread; :meth:`result` waits for it and returns it, or raises what the fit raised."""
+    """:func:`fit_window` on its own inputs (never shared with the caller) in a worker
+    process of :mod:`learners.fit_pool`; :meth:`result` waits for it and returns it, or
+    raises what the fit raised."""
 
     def __init__(self, estimator: Any, rows: np.ndarray, labels: list[Any], screen: bool) -> None:
-        self.estimator = estimator  # the unfitted template: the thread fits a clone
+        self.estimator = estimator  # the unfitted template: the worker fits a clone
         self.rows = rows
         self.labels = labels
         self.screen = screen
-        self._result: FitResult | None = None
-        self._error: BaseException | None = None
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._future: Future[tuple[FitResult, list[tuple[str, type[Warning]]]]] | None = None
+        self._result: FitResult | None = None  # once taken, or fitted here
+        self._submissions = 0
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._result is not None or (self._future is not None and self._future.done())
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="streamlearn-refit", daemon=True)
-        self._thread.start()
+        self._submissions += 1
+        try:
+            self._future = fit_pool.submit(
+                fit_window_reporting_warnings, self.estimator, self.rows, self.labels, self.screen
+            )
+        except (OSError, RuntimeError, BrokenProcessPool):
+            self._future = None  # no worker to be had: result() fits here
 
     def result(self) -> FitResult:
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._result is not None
+        if self._result is None:
+            self._result = self._fitted()
         return self._result
 
-    def _run(self) -> None:
-        try:
-            self._result = fit_window(self.estimator, self.rows, self.labels, self.screen)
-        except BaseException as error:  # handed to the loop at the take-over, raised there
-            self._error = error
-        finally:
-            self._done.set()
+    def _fitted(self) -> FitResult:
+        while self._future is not None:
+            try:
+                result, raised = self._future.result()  # a fit that raised raises here
+            except BrokenProcessPool:
+                # Its worker died (killed, out of memory): once more in a fresh pool,
+                # then here.
+                if self._submissions >= 2:
+                    break
+                self.start()
+                continue
+            for message, category in raised:
+                warnings.warn(message, category, stacklevel=2)
+            return result
+        return fit_window(self.estimator, self.rows, self.labels, self.screen)
+
+    def _finished(self) -> FitResult | None:
+        """The result, if the fit is done and did not fail; never waits."""
+        if self._result is not None:
+            return self._result
+        future = self._future
+        if future is None or not future.done() or future.cancelled():
+            return None
+        return future.result()[0] if future.exception() is None else None
 
     # -- checkpoints: the inputs, and the result when there is one; never a wait ---------
 
     def __getstate__(self) -> dict[str, Any]:
-        finished = self.done and self._error is None
+        finished = self._finished()
         return {  # a finished fit needs no inputs
             "estimator": self.estimator,
             "rows": None if finished else self.rows,
             "labels": None if finished else self.labels,
             "screen": self.screen,
-            "result": self._result if finished else None,
+            "result": finished,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["estimator"], state["rows"], state["labels"], state["screen"])  # type: ignore[misc]
         if state["result"] is not None:
             self._result = state["result"]
-            self._done.set()
         else:  # pickled mid-fit (or the fit raised): fit the same inputs again
             self.start()

@@ -6,13 +6,15 @@ with its last fit. So the daemon's test-then-train loop, its checkpoints and its
 treat a batch model like any River classifier:
 
 - a refit does not stall the loop: the window is copied at the refit point (the
-  ``n``-th labelled event) and fitted on a daemon thread (:mod:`learners.background_fit`)
-  while the model goes on predicting with its previous fit; the new fit takes over after
+  ``n``-th labelled event) and fitted in a worker process (:mod:`learners.background_fit`,
+  :mod:`learners.fit_pool`: no interpreter lock shared with the loop) while the model
+  goes on predicting with its previous fit; the new fit takes over after
   the ``n + refit_lag``-th labelled event, so it predicts from the next one on. If it is
   not done by then, ``learn_one`` waits for it: predictions never depend on timing, and
   that wait is the only pause a refit can add. ``refit_lag=0`` fits synchronously inside
-  the ``n``-th ``learn_one``; the default is ``min(200, refit_every)`` (one fit in
-  flight at most: a lag longer than ``refit_every`` is refused);
+  the ``n``-th ``learn_one``, in the loop's process; the default is
+  ``min(200, refit_every)`` (one fit in flight at most: a lag longer than ``refit_every``
+  is refused);
 - before the first fit it predicts nothing: ``predict_proba_one`` returns ``{}`` (the
   learner then learns the event without scoring it, as for River's untrained models);
 - features are vectorised in a fixed order, the order their names were first learned:
@@ -53,6 +55,7 @@ from typing import Any
 import numpy as np
 from river import base
 
+from learners import fit_pool
 from learners.background_fit import BackgroundFit, FitResult, fit_window
 
 __all__ = ["DEFAULT_REFIT_LAG", "WindowedClassifier"]
@@ -112,6 +115,8 @@ class WindowedClassifier(base.Classifier):
 
     def learn_one(self, x: dict[Any, Any], y: Any) -> None:
         values = self._encode(x, grow=True)  # refuses a bad event before anything changes
+        if self._learned == 0 and self.lag > 0:
+            fit_pool.warm()  # the worker is ready by the first refit point
         slot = self._learned % self.window
         self._ensure_room(slot, len(self._vocabulary))
         row = self._rows[slot]

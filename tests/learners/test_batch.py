@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
 import pickle
-import subprocess
-import sys
-import textwrap
 import threading
 import warnings
 from collections import deque
@@ -33,6 +31,7 @@ from learners.screening import screening
 from learners.sequence import SequenceTracker
 from learners.spec import parse_model_spec
 from learners.state import PartitionState
+from tests.learners.sklearn_doubles import FailingNB, GatedNB
 from tests.waiting import wait_until
 
 KEY = b"test-key-0123456789"
@@ -337,35 +336,17 @@ def test_the_end_of_a_retrain_replay_makes_the_fit_in_flight_take_over() -> None
 
 # -- fits in the background --------------------------------------------------------------
 
-#: Holds every GatedNB fit until set: the test decides when a background fit may end.
-GATE = threading.Event()
-
-
-class GatedNB(GaussianNB):
-    """GaussianNB whose fit waits for ``GATE`` (bounded: a broken test fails, never hangs)."""
-
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> GatedNB:
-        if not GATE.wait(timeout=60):
-            raise TimeoutError("GATE was never opened")
-        return super().fit(X, y, sample_weight)
-
-
-class FailingNB(GaussianNB):
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> FailingNB:
-        raise ArithmeticError("the fit failed")
-
 
 @pytest.fixture
-def gate() -> Iterator[threading.Event]:
-    GATE.clear()
-    yield GATE
-    GATE.set()  # no fit of this test left waiting
+def gate(tmp_path: Path) -> Iterator[Path]:
+    """A closed gate for GatedNB: ``gate.touch()`` opens it."""
+    path = tmp_path / "gate"
+    yield path
+    path.touch()  # no fit of this test left waiting
 
 
-def test_the_loop_goes_on_while_a_fit_runs_and_waits_only_at_the_take_over(
-    gate: threading.Event,
-) -> None:
-    model = WindowedClassifier(GatedNB(), window=50, refit_every=20, refit_lag=10)
+def test_the_loop_goes_on_while_a_fit_runs_and_waits_only_at_the_take_over(gate: Path) -> None:
+    model = WindowedClassifier(GatedNB(str(gate)), window=50, refit_every=20, refit_lag=10)
     for x, y in EVENTS[:29]:  # the fit of 1-20 is blocked; 9 more events go through
         model.predict_proba_one(x)
         model.learn_one(x, y)
@@ -375,28 +356,29 @@ def test_the_loop_goes_on_while_a_fit_runs_and_waits_only_at_the_take_over(
     waiter.start()  # the 30th event is the take-over: learn_one waits for the fit
     waiter.join(timeout=0.2)
     assert waiter.is_alive() and model.fits == 0
-    gate.set()
+    gate.touch()
     waiter.join(timeout=60)
     assert not waiter.is_alive() and model.fits == 1 and not model.fitting
     assert model.predict_proba_one(EVENTS[30][0]) != {}
+    assert model._fitted.fitted_in_ != os.getpid()  # fitted in a worker process
 
 
 @pytest.mark.parametrize("finished", [False, True], ids=["mid-fit", "fit-done-not-taken-over"])
 def test_a_checkpoint_taken_while_a_fit_is_in_flight_restores_exactly(
-    gate: threading.Event, finished: bool
+    gate: Path, finished: bool
 ) -> None:
     """Pickled mid-fit, the window copy travels and the restored model fits it again;
     pickled after the fit ended but before its take-over, the fit itself travels. Neither
     waits for the fit."""
     spec = dict(window=60, refit_every=25, refit_lag=10)
-    model = WindowedClassifier(GatedNB(), **spec)  # type: ignore[arg-type]
+    model = WindowedClassifier(GatedNB(str(gate)), **spec)  # type: ignore[arg-type]
     events = EVENTS[:200]
     for x, y in events[:30]:
         model.learn_one(x, y)
     pending = model._pending
     assert pending is not None
     if finished:
-        gate.set()
+        gate.touch()
         wait_until(lambda: pending.done, 60, "the background fit")
     blob = pickle.dumps(model)  # does not wait: the gate may still be closed
     assert pending.done is finished
@@ -404,7 +386,7 @@ def test_a_checkpoint_taken_while_a_fit_is_in_flight_restores_exactly(
     assert restored._pending is not None and restored._pending.rows is (
         None if finished else restored._pending.rows
     )
-    gate.set()
+    gate.touch()
     plain = WindowedClassifier(GaussianNB(), **spec)  # type: ignore[arg-type]
     for x, y in events[:30]:
         plain.learn_one(x, y)
@@ -434,32 +416,3 @@ def test_a_fit_that_raises_raises_at_its_take_over() -> None:
     with pytest.raises(ArithmeticError, match="the fit failed"):
         model.learn_one(*EVENTS[14])
     assert model.fits == 0 and not model.fitting
-
-
-def test_a_model_dropped_mid_fit_does_not_keep_the_process_alive(tmp_path: Path) -> None:
-    """The fit runs on a daemon thread: the interpreter exits without waiting for it."""
-    script = tmp_path / "drop.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import sys, threading
-            from sklearn.neural_network import MLPClassifier
-            from learners.batch import WindowedClassifier
-
-            # A fit of hours: a huge max_iter and n_iter_no_change never stop early.
-            slow = MLPClassifier((256, 256), max_iter=10**6, tol=0.0, n_iter_no_change=10**6)
-            model = WindowedClassifier(slow, window=200, refit_every=200, refit_lag=200)
-            for i in range(200):
-                model.learn_one({"a": float(i), "b": float(i % 7)}, i % 2 == 0)
-            assert model.fitting
-            fits = [t for t in threading.enumerate() if t.name == "streamlearn-refit"]
-            assert [t.daemon for t in fits] == [True]
-            del model
-            sys.exit(0)
-            """
-        )
-    )
-    done = subprocess.run(
-        [sys.executable, str(script)], timeout=120, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
