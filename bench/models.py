@@ -86,6 +86,8 @@ class Pause:
     idle_events_per_s: float
     accuracy: float
     refits: int
+    #: Refit points passed over (``wait=False``: a fit still running).
+    skipped: int = 0
 
 
 def pause_run(spec: str, generator: str, count: int, rate: float | None = None) -> Pause:
@@ -120,15 +122,19 @@ def pause_run(spec: str, generator: str, count: int, rate: float | None = None) 
         rate(False),
         learner.cumulative.get(),
         model.fits,
+        getattr(model, "skipped", 0),
     )
 
 
-def pause(count: int, lags: Sequence[int], rate: float | None, only: str | None) -> None:
+def pause(
+    count: int, lags: Sequence[int], rate: float | None, only: str | None, wait: bool = True
+) -> None:
     offered = f", offered at {rate:,.0f} events/s" if rate else ""
-    print(f"{count:,} events{offered}, 20,000-event window, refit every 2,000 events")
+    waits = "" if wait else ", wait=False (a fit takes over once done; none is waited for)"
+    print(f"{count:,} events{offered}, 20,000-event window, refit every 2,000 events{waits}")
     print(
         "| model | generator | refit_lag | longest step (ms) | at a take-over | other "
-        "| events/s, fit in flight | events/s, none | accuracy | fits |"
+        "| events/s, fit in flight | events/s, none | accuracy | fits (skipped) |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, estimator in PAUSE_MODELS.items():
@@ -136,14 +142,17 @@ def pause(count: int, lags: Sequence[int], rate: float | None, only: str | None)
             continue
         for generator in ("agrawal", "hyperplane"):
             for lag in lags:
-                spec = f"sklearn(window=20000, refit_every=2000, refit_lag={lag}):{estimator}"
+                spec = (
+                    f"sklearn(window=20000, refit_every=2000, refit_lag={lag}, wait={wait}):"
+                    f"{estimator}"
+                )
                 r = pause_run(spec, generator, count, rate)
                 ms = [f"{s * 1000:,.0f}" for s in (r.longest_step_s, r.longest_take_over_s)]
                 print(
                     f"| {name.replace('|', chr(92) + '|')} | {generator} | {lag} | "
                     f"{ms[0]} | {ms[1]} | {r.longest_other_s * 1000:,.0f} | "
                     f"{r.fitting_events_per_s:,.0f} | {r.idle_events_per_s:,.0f} | "
-                    f"{r.accuracy:.4f} | {r.refits} |",
+                    f"{r.accuracy:.4f} | {r.refits} ({r.skipped}) |",
                     flush=True,
                 )
 
@@ -232,6 +241,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--only", help="with --pause: the models whose name contains this")
     parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="with --pause: models with wait=False (a fit takes over once done, from its "
+        "refit_lag on; a refit point that finds a fit running is passed over)",
+    )
+    parser.add_argument(
         "--challengers",
         action="store_true",
         help="a model with a challenger, and what challengers cost",
@@ -242,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     warnings.simplefilter("ignore")  # lbfgs/MLP convergence warnings on every refit
     if args.pause:
         lags = [int(lag) for lag in args.refit_lags.split(",")]
-        pause(args.events, lags, args.rate, args.only)
+        pause(args.events, lags, args.rate, args.only, wait=not args.no_wait)
     elif args.challengers:
         challengers(args.events, args.drift_action)
     else:

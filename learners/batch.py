@@ -14,7 +14,10 @@ treat a batch model like any River classifier:
   that wait is the only pause a refit can add. ``refit_lag=0`` fits synchronously inside
   the ``n``-th ``learn_one``, in the loop's process; the default is
   ``min(200, refit_every)`` (one fit in flight at most: a lag longer than ``refit_every``
-  is refused);
+  is refused). With ``wait=False`` nothing ever waits: a fit takes over at the first
+  labelled event from ``n + refit_lag`` on at which it is done, and a refit point that
+  finds the last fit still running is passed over (counted in ``skipped``); predictions
+  then depend on how fast fits run against the stream, so two runs may differ;
 - before the first fit it predicts nothing: ``predict_proba_one`` returns ``{}`` (the
   learner then learns the event without scoring it, as for River's untrained models);
 - features are vectorised in a fixed order, the order their names were first learned:
@@ -70,7 +73,8 @@ DEFAULT_REFIT_LAG = 200
 class WindowedClassifier(base.Classifier):
     """Refit ``estimator`` (scikit-learn, unfitted) on the last ``window`` events every
     ``refit_every`` events, in the background; each fit takes over ``refit_lag`` events
-    after it started (None: ``min(200, refit_every)``); predict with the last fit."""
+    after it started (None: ``min(200, refit_every)``), waited for unless ``wait`` is
+    False (then once done, from that point on); predict with the last fit."""
 
     def __init__(
         self,
@@ -79,6 +83,7 @@ class WindowedClassifier(base.Classifier):
         refit_every: int = 1_000,
         screen: bool = False,
         refit_lag: int | None = None,
+        wait: bool = True,
     ) -> None:
         if window < 1 or refit_every < 1:
             raise ValueError(
@@ -96,6 +101,7 @@ class WindowedClassifier(base.Classifier):
         self.refit_every = refit_every
         self.screen = screen
         self.refit_lag = refit_lag
+        self.wait = wait
 
         self._vocabulary: dict[Any, int] = {}
         self._rows = np.zeros((0, 0))  # a ring of the window's feature rows
@@ -109,6 +115,8 @@ class WindowedClassifier(base.Classifier):
         self._takes_over_at = 0  # the _learned count at which it does
         #: Fits that took over (a fit still in flight is not counted yet).
         self.fits = 0
+        #: Refit points passed over with ``wait=False`` because a fit was still in flight.
+        self.skipped = 0
         self.screened: Counter[str] = Counter()
 
     # -- River's interface ------------------------------------------------------------
@@ -125,10 +133,13 @@ class WindowedClassifier(base.Classifier):
             row[column] = value
         self._labels[slot] = y
         self._learned += 1
-        if self._pending is not None and self._learned == self._takes_over_at:
+        if self._pending is not None and self._due():
             self._take_over()  # before a refit due now: a lag of refit_every ends there
         if self._learned % self.refit_every == 0:
-            self._start_refit()
+            if self._pending is None:
+                self._start_refit()
+            else:  # wait=False, and the last fit is not done: it goes on, this one is not
+                self.skipped += 1
 
     def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
         if self._constant is not None:
@@ -183,6 +194,14 @@ class WindowedClassifier(base.Classifier):
         if self._pending is not None:
             self._take_over()
 
+    def _due(self) -> bool:
+        """Whether the fit in flight takes over at this event: at ``refit_lag`` events
+        after it started, waited for; with ``wait=False`` from then on, once it is done."""
+        if self.wait:
+            return self._learned == self._takes_over_at
+        assert self._pending is not None
+        return self._learned >= self._takes_over_at and self._pending.done
+
     def _start_refit(self) -> None:
         if self.lag == 0:
             self.refit()
@@ -236,7 +255,8 @@ class WindowedClassifier(base.Classifier):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A wrapper pickled before refit_lag existed refitted synchronously, and still does.
-        state = {"refit_lag": 0, "_pending": None, "_takes_over_at": 0, **state}
+        state = {"refit_lag": 0, "_pending": None, "_takes_over_at": 0, "wait": True,
+                 "skipped": 0, **state}  # fmt: skip
         self.__dict__.update(state)  # _ensure_room grows the rows back on the next learn
         self._labels += [None] * (self.window - len(self._labels))
 

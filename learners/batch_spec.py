@@ -3,7 +3,7 @@
 The grammar (parsed with :mod:`ast`, like River specs)::
 
     sklearn:ESTIMATOR
-    sklearn(window=N, refit_every=M, refit_lag=L):ESTIMATOR
+    sklearn(window=N, refit_every=M, refit_lag=L, wait=True|False):ESTIMATOR
 
 ``ESTIMATOR`` is ``module.Class`` or ``module.Class(arguments)`` naming a public class of
 one of the scikit-learn modules in :data:`SKLEARN_MODULES` (a leading ``sklearn.`` is
@@ -48,12 +48,13 @@ SKLEARN_MODULES = frozenset(
     }
 )  # fmt: skip
 
-_WRAPPER_ARGS = {"window": int, "refit_every": int, "refit_lag": int}
+_WRAPPER_ARGS = {"window": int, "refit_every": int, "refit_lag": int, "wait": bool}
 _PREFIX = re.compile(r"\s*sklearn\s*(\((?P<args>[^)]*)\))?\s*:(?P<estimator>.*)\Z", re.DOTALL)
 _ALLOWED = (
     "An sklearn spec is 'sklearn:module.Class(arguments)' or "
-    "'sklearn(window=N, refit_every=M, refit_lag=L):module.Class(arguments)', steps joined "
-    f"by | into a pipeline ending in a classifier; modules: {', '.join(sorted(SKLEARN_MODULES))}."
+    "'sklearn(window=N, refit_every=M, refit_lag=L, wait=False):module.Class(arguments)', "
+    "steps joined by | into a pipeline ending in a classifier; modules: "
+    f"{', '.join(sorted(SKLEARN_MODULES))}."
 )
 
 
@@ -95,7 +96,7 @@ def parse_sklearn_spec(text: str) -> WindowedClassifier:
 
 
 def _wrapper_args(text: str) -> dict[str, Any]:
-    """``window=N, refit_every=M, refit_lag=L``: keyword literals of the right type only
+    """``window=N, refit_every=M, refit_lag=L, wait=B``: keyword literals of the right type only
     (``ast.literal_eval``: a negative number is read, and refused by the wrapper)."""
     if not text.strip():
         return {}

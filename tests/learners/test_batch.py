@@ -363,6 +363,58 @@ def test_the_loop_goes_on_while_a_fit_runs_and_waits_only_at_the_take_over(gate:
     assert model._fitted.fitted_in_ != os.getpid()  # fitted in a worker process
 
 
+def test_without_wait_the_loop_never_waits_and_a_late_fit_takes_over_once_done(
+    gate: Path,
+) -> None:
+    model = WindowedClassifier(
+        GatedNB(str(gate)), window=50, refit_every=20, refit_lag=10, wait=False
+    )
+    for x, y in EVENTS[:45]:  # past the take-over point (30) and the next refit point (40)
+        model.predict_proba_one(x)
+        model.learn_one(x, y)  # returns at once: the gate is closed, nothing waits
+    assert (model.fits, model.skipped) == (0, 1) and model.fitting
+    assert model.predict_proba_one(EVENTS[45][0]) == {}  # still no fit to predict with
+    gate.touch()
+    pending = model._pending
+    assert pending is not None
+    wait_until(lambda: pending.done, 60, "the background fit")
+    model.learn_one(*EVENTS[45])  # the first event after it is done: the fit takes over
+    assert (model.fits, model.fitting) == (1, False)
+    assert model.predict_proba_one(EVENTS[46][0]) != {}
+    for x, y in EVENTS[46:100]:  # refits at 60 and 80, each done before its take-over
+        model.learn_one(x, y)
+        pending = model._pending
+        if pending is not None:
+            wait_until(lambda p=pending: p.done, 60, "the refit")
+    assert (model.skipped, model.fits) == (1, 3)
+
+
+def test_without_wait_fits_that_keep_up_give_the_waiting_figures() -> None:
+    """When every fit is done by its take-over point, ``wait=False`` changes nothing."""
+    events = EVENTS[:300]
+    waiting = WindowedClassifier(GaussianNB(), window=60, refit_every=25, refit_lag=10)
+    eager = WindowedClassifier(
+        GaussianNB(), window=60, refit_every=25, refit_lag=10, wait=False
+    )
+    for x, y in events:
+        assert eager.predict_proba_one(x) == waiting.predict_proba_one(x)
+        for m in (waiting, eager):
+            m.learn_one(x, y)
+        pending = eager._pending
+        if pending is not None:  # the test's stand-in for a fast fit: done before its time
+            wait_until(lambda p=pending: p.done, 60, "the background fit")
+    assert eager.fits == waiting.fits == 11 and eager.skipped == 0
+
+
+def test_wait_is_a_spec_argument_and_travels_in_a_checkpoint() -> None:
+    model = parse_model_spec("sklearn(refit_lag=100, wait=False):naive_bayes.GaussianNB")
+    assert model.wait is False
+    assert pickle.loads(pickle.dumps(model)).wait is False
+    assert model.clone().wait is False
+    with pytest.raises(ModelSpecError, match="wait: bool"):
+        parse_model_spec("sklearn(wait=0):naive_bayes.GaussianNB")
+
+
 @pytest.mark.parametrize("finished", [False, True], ids=["mid-fit", "fit-done-not-taken-over"])
 def test_a_checkpoint_taken_while_a_fit_is_in_flight_restores_exactly(
     gate: Path, finished: bool
