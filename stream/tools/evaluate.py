@@ -197,6 +197,17 @@ def _learning_settings(settings: RunSettings) -> dict[str, Any]:
     return {k: v for k, v in shown.items() if k not in ("event_log", "log_level")}
 
 
+def _timing_dependent(settings: RunSettings) -> list[str]:
+    """The models of ``settings`` whose fits take over when done (``sklearn(wait=False)``)."""
+    from learners.challengers import model_name, parse_challengers
+    from learners.spec import parse_model_spec, task_of
+
+    serving = parse_model_spec(settings.model)
+    models = [(model_name(settings.model), serving)]
+    models += parse_challengers(settings.challengers, settings.model, task_of(serving))
+    return [name for name, model in models if getattr(model, "wait", True) is False]
+
+
 def _run_log_lines(path: Path | None) -> list[dict[str, Any]]:
     if path is None or not path.exists():
         return []
@@ -251,6 +262,13 @@ def run_evaluate(
     from stream.tools.evaluate_args import source_options
 
     options = source_options(args)
+    for name in _timing_dependent(settings):
+        print(
+            f"streamlearn evaluate: warning: {name} has wait=False: offline, events come as "
+            "fast as the loop takes them, so most of its refits are passed over and its "
+            "figures depend on this machine's speed; evaluate it with wait=True",
+            file=sys.stderr,
+        )
     if args.report is not None:
         from monitoring.report.plot import figure_class
 

@@ -150,6 +150,19 @@ def test_the_command_prints_figures_json_and_writes_the_report(
     assert figures["after_changes"][0]["windows"][0]["size"] == 500
 
 
+@pytest.mark.usefixtures("no_settings_in_env")
+def test_a_model_that_does_not_wait_for_its_fits_is_warned_about(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    eager = "eager=sklearn(refit_every=100, refit_lag=50, wait=False):naive_bayes.GaussianNB"
+    common = ["evaluate", "--generator", "sea", "--seed", "1", "--count", "300"]
+    assert main([*common, "--challenger", eager]) == 0
+    warned = capsys.readouterr().err
+    assert "warning: eager has wait=False" in warned and "wait=True" in warned
+    assert main([*common, "--challenger", eager.replace("wait=False", "wait=True")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_the_options_are_run_s_learning_settings(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser()
     evaluate_parser = parser._subparsers._group_actions[0].choices["evaluate"]  # type: ignore[union-attr]
