@@ -60,12 +60,14 @@ demo: $(STAMP)-demo $(if $(filter kafka,$(BROKER)),kafka-jars)
 # they need): the integration tests wait on brokers and daemons much of the time.
 test: install-test
 	$(VENV)/bin/ruff check stream learners monitoring tests bench
+	$(VENV)/bin/ruff format --check stream learners monitoring tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not soak" -n 2 --dist loadgroup
 
 lint: install-test
 	$(VENV)/bin/ruff check stream learners monitoring tests bench
+	$(VENV)/bin/ruff format --check stream learners monitoring tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

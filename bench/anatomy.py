@@ -43,8 +43,9 @@ class Stage:
 
 
 def _fetch(stream: Stream, fast: bool) -> tuple[list[ConsumerRecord], float]:
-    consumer = KafkaConsumer(bootstrap_servers=stream.bootstrap, group_id=None,
-                             enable_auto_commit=False, **FETCH_TUNING)
+    consumer = KafkaConsumer(
+        bootstrap_servers=stream.bootstrap, group_id=None, enable_auto_commit=False, **FETCH_TUNING
+    )
     if fast:
         speed_up_fetches(consumer)
     tp = TopicPartition(stream.topic, 0)
@@ -93,8 +94,12 @@ def measure(stream: Stream, spec: str) -> list[Stage]:
     learner = PartitionLearner(cast(Classifier, parse_model_spec(spec)))
     started = time.perf_counter()
     outputs = [learner.step(e.features, e.label, i) for i, e in enumerate(events)]
-    stages.append(Stage("learner.step (predict, score, ADWIN, learn)",
-                        _per_event(time.perf_counter() - started, len(events))))
+    stages.append(
+        Stage(
+            "learner.step (predict, score, ADWIN, learn)",
+            _per_event(time.perf_counter() - started, len(events)),
+        )
+    )
     limit = run_limit(spec, tuple((e.features, e.label) for e in events))
     stages.append(Stage("  for comparison: the limit loop", 1e6 / limit.rate))
     stages.extend(_publish(stream, records, events, outputs))
@@ -125,17 +130,24 @@ class KafkaPythonSink:
 SHIP_EVERY = 1000
 
 
-def _publish(stream: Stream, records: list[ConsumerRecord], events: list[Event],
-             outputs: list[Any]) -> list[Stage]:
+def _publish(
+    stream: Stream, records: list[ConsumerRecord], events: list[Event], outputs: list[Any]
+) -> list[Stage]:
     """The prediction records through each sink the daemon can use (``--publisher``)."""
     config: dict[str, Any] = {"bootstrap_servers": [stream.bootstrap]}
     sinks: tuple[tuple[str, Callable[[], Sink]], ...] = (
-        ("kafka-python KafkaProducer.send per record (the old publisher)",
-         lambda: KafkaPythonSink(config)),
-        ("BatchProducer in this process (--publisher inline)",
-         lambda: BatchProducer(**producer_config(config))),
-        ("shipped to a BatchProducer child (--publisher process)",
-         lambda: ProcessSink(producer_config(config))),
+        (
+            "kafka-python KafkaProducer.send per record (the old publisher)",
+            lambda: KafkaPythonSink(config),
+        ),
+        (
+            "BatchProducer in this process (--publisher inline)",
+            lambda: BatchProducer(**producer_config(config)),
+        ),
+        (
+            "shipped to a BatchProducer child (--publisher process)",
+            lambda: ProcessSink(producer_config(config)),
+        ),
     )
     stages = []
     for name, sink in sinks:
@@ -156,8 +168,14 @@ def _publish(stream: Stream, records: list[ConsumerRecord], events: list[Event],
         publisher.close()
         stages.append(Stage(f"publish: {name}", _per_event(sent, len(events))))
         stages.append(Stage("  the same until flushed", _per_event(flushed, len(events))))
-    payload = {"id": "7-1", "topic": stream.topic, "partition": 0, "offset": 1,
-               "prediction": True, "probabilities": {"False": 0.4, "True": 0.6},
-               "model_version": 1}
+    payload = {
+        "id": "7-1",
+        "topic": stream.topic,
+        "partition": 0,
+        "offset": 1,
+        "prediction": True,
+        "probabilities": {"False": 0.4, "True": 0.6},
+        "model_version": 1,
+    }
     encode = _timed(lambda _: orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS), events)
     return [*stages, Stage("  of which orjson.dumps of one prediction", encode)]

@@ -95,8 +95,11 @@ def run_naive(ctx: Context, stream: Stream, spec: str) -> Throughput:
     accuracy = Gauge("naive_accuracy", "accuracy", registry=registry)
     seconds = Histogram("naive_processing_seconds", "per event", registry=registry)
     consumer = KafkaConsumer(
-        stream.topic, bootstrap_servers=stream.bootstrap, group_id=f"naive-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest", session_timeout_ms=ctx.session_timeout_ms,
+        stream.topic,
+        bootstrap_servers=stream.bootstrap,
+        group_id=f"naive-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        session_timeout_ms=ctx.session_timeout_ms,
         heartbeat_interval_ms=max(ctx.session_timeout_ms // 4, 500),
         consumer_timeout_ms=int(RUN_TIMEOUT_S * 1000),
     )
@@ -122,10 +125,13 @@ def run_peer(ctx: Context, stream: Stream, spec: str) -> Throughput:
 
     logging.getLogger("quixstreams").setLevel(logging.WARNING)
     app = Application(
-        broker_address=stream.bootstrap, consumer_group=f"quix-{uuid.uuid4().hex}",
+        broker_address=stream.bootstrap,
+        consumer_group=f"quix-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
         consumer_extra_config={"session.timeout.ms": ctx.session_timeout_ms},
-        loglevel="WARNING", use_changelog_topics=False, state_dir=ctx.workdir / "quix",
+        loglevel="WARNING",
+        use_changelog_topics=False,
+        state_dir=ctx.workdir / "quix",
     )
     source = app.topic(stream.topic, value_deserializer="json")
     predictions = app.topic(f"{stream.topic}.quix-{uuid.uuid4().hex[:8]}", value_serializer="json")

@@ -63,12 +63,17 @@ class DaemonProcess:
 
     def command(self) -> list[str]:
         values: dict[str, Any] = {
-            "bootstrap_servers": self.ctx.bootstrap, "topic": self.topic, "group_id": self.group,
-            "model": self.model, "metrics_host": "127.0.0.1", "metrics_port": self.port,
+            "bootstrap_servers": self.ctx.bootstrap,
+            "topic": self.topic,
+            "group_id": self.group,
+            "model": self.model,
+            "metrics_host": "127.0.0.1",
+            "metrics_port": self.port,
             "session_timeout_ms": self.ctx.session_timeout_ms,
             # A safety net: a daemon the benchmark lost track of still exits.
             "stop_after_idle": 60,
-            "predictions_topic": self.predictions_topic, **self.options,
+            "predictions_topic": self.predictions_topic,
+            **self.options,
         }
         args = []
         for key, value in values.items():
@@ -78,15 +83,27 @@ class DaemonProcess:
                     args.append(f"--{key.replace('_', '-')}={item}")
         if self.profile_to is None:
             return [sys.executable, "-m", "stream", "run", *args]
-        return [sys.executable, "-m", "pyinstrument", "--renderer", "text", "--outfile",
-                str(self.profile_to), "-m", "stream", "run", *args]
+        return [
+            sys.executable,
+            "-m",
+            "pyinstrument",
+            "--renderer",
+            "text",
+            "--outfile",
+            str(self.profile_to),
+            "-m",
+            "stream",
+            "run",
+            *args,
+        ]
 
     def start(self) -> DaemonProcess:
         self.ctx.workdir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
         with open(self.log_path, "ab") as sink:
-            self._process = subprocess.Popen(self.command(), stdout=sink,
-                                             stderr=subprocess.STDOUT, env=env)
+            self._process = subprocess.Popen(
+                self.command(), stdout=sink, stderr=subprocess.STDOUT, env=env
+            )
         return self
 
     @property
@@ -114,13 +131,16 @@ class DaemonProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
-                raise RuntimeError(f"the daemon exited with {self._process.returncode}; "
-                                   f"see {self.log_path}")
+                raise RuntimeError(
+                    f"the daemon exited with {self._process.returncode}; see {self.log_path}"
+                )
             if self.learned() >= count:
                 return
             time.sleep(POLL_S)
-        raise RuntimeError(f"the daemon learned {self.learned():.0f} of {count} events in "
-                           f"{timeout_s:.0f} s; see {self.log_path}")
+        raise RuntimeError(
+            f"the daemon learned {self.learned():.0f} of {count} events in "
+            f"{timeout_s:.0f} s; see {self.log_path}"
+        )
 
     def rss_bytes(self) -> int:
         """Resident set size from ``/proc/<pid>/status`` (VmRSS, reported in kB)."""
@@ -144,6 +164,10 @@ class DaemonProcess:
     def __enter__(self) -> DaemonProcess:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

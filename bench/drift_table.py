@@ -79,9 +79,7 @@ ACTIONS = (
 )
 
 
-def daemon_accuracy(
-    case: Case, action: str, pool: str | None, scratch: Path
-) -> tuple[float, str]:
+def daemon_accuracy(case: Case, action: str, pool: str | None, scratch: Path) -> tuple[float, str]:
     """The daemon's accuracy after the change, and its decisions in a few words."""
     settings = RunSettings(
         bootstrap_servers="offline", topic=case.generator, checkpoint_store="none",

@@ -31,6 +31,7 @@ Pair = tuple[dict[Any, Any], Any]
 HOEFFDING_TREE = "tree.HoeffdingTreeClassifier"
 DEFAULT_MODEL = "preprocessing.StandardScaler | linear_model.LogisticRegression"
 
+
 def _daemon_options() -> dict[str, Any]:
     """The learner options ``streamlearn run`` passes by default (stream/settings.py)."""
     defaults = {name: f.default for name, f in RunSettings.model_fields.items()}
@@ -71,8 +72,11 @@ class DriftStream:
     def events(self) -> list[Pair]:
         count = self.change_at + self.after
         if self.kind == "abrupt":
-            return list(concept_stream(self.generator, seed=self.seed, drift_at=[self.change_at],
-                                       count=count))
+            return list(
+                concept_stream(
+                    self.generator, seed=self.seed, drift_at=[self.change_at], count=count
+                )
+            )
         return list(itertools.islice(self._gradual(), count))
 
     def _gradual(self) -> Iterator[Pair]:
@@ -117,8 +121,9 @@ class Run:
         return [o for i, o in self.outcomes if i < index and not isinstance(o, RetrainRequested)]
 
 
-def run_learner(stream: DriftStream, events: Sequence[Pair], model: str, action: str,
-                **options: Any) -> Run:
+def run_learner(
+    stream: DriftStream, events: Sequence[Pair], model: str, action: str, **options: Any
+) -> Run:
     """Test-then-train the daemon's learner over ``events``; score the window after the
     change. Offsets are event indices (one labelled event per offset)."""
     learner = learner_for(parse_model_spec(model), drift_action=action, **options)
@@ -158,21 +163,28 @@ def run_river(stream: DriftStream, events: Sequence[Pair], model: str) -> Run:
     return run
 
 
-def table(streams: Sequence[DriftStream], models: Sequence[str],
-          pools: Sequence[str] = ("since-change",), options: dict[str, Any] | None = None
-          ) -> list[str]:
+def table(
+    streams: Sequence[DriftStream],
+    models: Sequence[str],
+    pools: Sequence[str] = ("since-change",),
+    options: dict[str, Any] | None = None,
+) -> list[str]:
     options = DAEMON_OPTIONS if options is None else options
     columns = ["none", "reset", *(f"retrain {p}" for p in pools), "river"]
-    lines = [f"{'stream':<22} {'model':<8} " + " ".join(f"{c:>20}" for c in columns)
-             + "  retrain log"]
+    lines = [
+        f"{'stream':<22} {'model':<8} " + " ".join(f"{c:>20}" for c in columns) + "  retrain log"
+    ]
     for stream in streams:
         events = stream.events()
         for model in models:
-            runs = [run_learner(stream, events, model, "none"),
-                    run_learner(stream, events, model, "reset")]
+            runs = [
+                run_learner(stream, events, model, "none"),
+                run_learner(stream, events, model, "reset"),
+            ]
             for pool in pools:
-                runs.append(run_learner(stream, events, model, "retrain", retrain_pool=pool,
-                                        **options))
+                runs.append(
+                    run_learner(stream, events, model, "retrain", retrain_pool=pool, **options)
+                )
             runs.append(run_river(stream, events, model))
             short = "HT" if model == HOEFFDING_TREE else "LR"
             cells = " ".join(f"{r.accuracy:>20.4f}" for r in runs)
@@ -198,8 +210,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--all", action="store_true", help="the other generators too")
     args = parser.parse_args(argv)
     options = {**DAEMON_OPTIONS, "warning_delta": args.warning_delta or None}
-    streams = [s for s in ABRUPT + GRADUAL + (OTHERS if args.all else ())
-               if not args.generators or s.generator in args.generators]
+    streams = [
+        s
+        for s in ABRUPT + GRADUAL + (OTHERS if args.all else ())
+        if not args.generators or s.generator in args.generators
+    ]
     for line in table(streams, (HOEFFDING_TREE, DEFAULT_MODEL), args.pools, options):
         print(line, flush=True)
 

@@ -51,8 +51,13 @@ class Split:
 
 
 def _consumer(stream: Stream) -> KafkaConsumer:
-    consumer = KafkaConsumer(bootstrap_servers=stream.bootstrap, group_id=None,
-                             enable_auto_commit=False, max_poll_records=1000, **FETCH_TUNING)
+    consumer = KafkaConsumer(
+        bootstrap_servers=stream.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        max_poll_records=1000,
+        **FETCH_TUNING,
+    )
     tp = TopicPartition(stream.topic, 0)
     consumer.assign([tp])
     consumer.seek(tp, 0)
@@ -69,8 +74,9 @@ def _decoded_polls(stream: Stream) -> Iterator[list[Shipped]]:
                 shipped = []
                 for record in records:
                     event = cast(Event, decode(record.value))
-                    shipped.append((record.offset, record.key, event.features, event.label,
-                                    event.id))
+                    shipped.append(
+                        (record.offset, record.key, event.features, event.label, event.id)
+                    )
                 got += len(shipped)
                 yield shipped
     finally:
@@ -101,10 +107,14 @@ def _learn_and_publish(polls: Iterator[list[Shipped]], stream: Stream, spec: str
             first = first or time.perf_counter()
             for offset, key, x, y, event_id in shipped:
                 y_pred, proba = learner.step(x, y, offset)
-                value = {"id": event_id, "offset": offset, "prediction": y_pred,
-                         "probabilities": proba, "model_version": learner.model_version}
-                producer.send(topic, orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS), key,
-                              None)
+                value = {
+                    "id": event_id,
+                    "offset": offset,
+                    "prediction": y_pred,
+                    "probabilities": proba,
+                    "model_version": learner.model_version,
+                }
+                producer.send(topic, orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS), key, None)
             count += len(shipped)
             producer.ship()
         producer.flush()

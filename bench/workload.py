@@ -54,19 +54,32 @@ def produce_stream(
 ) -> None:
     """Produce ``count`` events with the project's own producer (one topic, event i to i % P)."""
     drifts = drift_points(count) if drift_at is None else drift_at
-    options = ProduceOptions(bootstrap, topic, count=count, seed=seed, generator=generator,
-                             drift_at=drifts, partitions=partitions, rate=rate)
+    options = ProduceOptions(
+        bootstrap,
+        topic,
+        count=count,
+        seed=seed,
+        generator=generator,
+        drift_at=drifts,
+        partitions=partitions,
+        rate=rate,
+    )
     summary = produce(options, out=io.StringIO())  # the bench prints its own lines
     if summary.failed or summary.produced != count:
         raise RuntimeError(f"producing {topic} failed: {summary.line()} {summary.errors}")
 
 
-def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 120.0
-               ) -> list[ConsumerRecord]:
+def read_topic(
+    bootstrap: str, topic: str, expected: int, timeout_s: float = 120.0
+) -> list[ConsumerRecord]:
     """The first ``expected`` records of every partition of ``topic`` together, bounded in time."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             fetch_max_bytes=64 * 1024 * 1024,
-                             max_partition_fetch_bytes=16 * 1024 * 1024)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
     try:
         deadline = time.monotonic() + timeout_s
         partitions: set[int] | None = None

@@ -333,9 +333,7 @@ def _check_length(data: bytes, payload_end: int, signed: bool) -> None:
         )
 
 
-def _check_signature(
-    data: bytes, payload_end: int, signed: bool, keys: tuple[bytes, ...]
-) -> None:
+def _check_signature(data: bytes, payload_end: int, signed: bool, keys: tuple[bytes, ...]) -> None:
     if not keys:
         if signed:
             # We cannot verify it, and the header's "signed" flag proves its writer

@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         "data in memory. --kind kafka: Apache Kafka (KRaft, one node) from its Maven Central "
         "jars (needs Java 17 and Maven), data in a temporary folder removed at the end.",
     )
-    broker.add_argument("--kind", choices=BROKER_KINDS, default="tansu",
-                        help="which broker (default: %(default)s)")
+    broker.add_argument(
+        "--kind", choices=BROKER_KINDS, default="tansu", help="which broker (default: %(default)s)"
+    )
     broker.add_argument("--host", default="127.0.0.1", help="address to listen on")
     broker.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     broker.set_defaults(handler=_run_broker)
@@ -80,8 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--metrics-port", type=int, default=9464, help="daemon metrics port")
     demo.add_argument("--rate", type=float, default=2000.0, help="events per second produced")
-    demo.add_argument("--broker", choices=BROKER_KINDS, default="tansu",
-                      help="the broker to run it on (default: %(default)s; kafka: Apache Kafka)")
+    demo.add_argument(
+        "--broker",
+        choices=BROKER_KINDS,
+        default="tansu",
+        help="the broker to run it on (default: %(default)s; kafka: Apache Kafka)",
+    )
     demo.set_defaults(handler=_run_demo)
     return parser
 
@@ -176,8 +181,9 @@ def _run_broker(args: argparse.Namespace) -> int:
         return run_foreground(args.host, args.port)
     return run_in_foreground(
         EmbeddedBroker(args.host, args.port),
-        lambda broker: f"broker ready: --bootstrap-servers {broker.bootstrap_servers}  "
-                       "(Ctrl-C stops it)",
+        lambda broker: (
+            f"broker ready: --bootstrap-servers {broker.bootstrap_servers}  (Ctrl-C stops it)"
+        ),
     )
 
 

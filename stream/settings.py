@@ -316,13 +316,14 @@ class RunSettings(BaseSettings):
         return tuple(part.encode() for part in parts)
 
     def _check_metrics_tls(self) -> None:
-        files = {"metrics_tls_certfile": self.metrics_tls_certfile,
-                 "metrics_tls_keyfile": self.metrics_tls_keyfile}
+        files = {
+            "metrics_tls_certfile": self.metrics_tls_certfile,
+            "metrics_tls_keyfile": self.metrics_tls_keyfile,
+        }
         given = [name for name, path in files.items() if path is not None]
         if len(given) == 1:
             raise ValueError(
-                "metrics_tls_certfile and metrics_tls_keyfile go together; only "
-                f"{given[0]} is set"
+                f"metrics_tls_certfile and metrics_tls_keyfile go together; only {given[0]} is set"
             )
         for name, path in files.items():
             if path is not None and not path.is_file():
@@ -359,8 +360,16 @@ class RunSettings(BaseSettings):
 
 #: The settings of how a client authenticates and encrypts (``streamlearn produce`` has them
 #: too, as options, its secrets from the same environment variables).
-SECURITY_FIELDS = ("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password",
-                   "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password")
+SECURITY_FIELDS = (
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_password",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_password",
+)
 
 
 def security_config(fields: dict[str, Any]) -> dict[str, Any]:

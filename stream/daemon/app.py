@@ -243,6 +243,8 @@ def _labels_topic(
         settings.topic,
     )
     return LabelsTopic(settings.labels_topic, settings.topic, consumer, metrics)
+
+
 def make_replayer(
     settings: RunSettings,
     reader: Callable[[], LogReader],

@@ -88,9 +88,7 @@ class ModelErrors:
         self.publisher.dead_letter(record, DeadLetter(reason, detail))
         self.metrics.dead_letters.labels(reason).inc()
 
-    def _report(
-        self, slot: PartitionSlot, record: Record, rebuilt: Rebuilt, detail: str
-    ) -> None:
+    def _report(self, slot: PartitionSlot, record: Record, rebuilt: Rebuilt, detail: str) -> None:
         # One line per run of errors, not per event: a model failing on a whole stream
         # must not flood the log (each event is in the dead-letter topic anyway).
         level = logging.WARNING if rebuilt.consecutive_errors == 1 else logging.DEBUG

@@ -71,8 +71,13 @@ BASE_CONFIG: Mapping[str, str] = {
     "auto.create.topics.enable": "true",
 }
 
-JVM_OPTIONS = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-               "-Djava.awt.headless=true")
+JVM_OPTIONS = (
+    "-Xms256m",
+    "-Xmx1g",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-Djava.awt.headless=true",
+)
 
 LOG4J2 = """\
 status = warn
@@ -149,9 +154,16 @@ def fetch_jars(pom: Path = POM, quiet: bool = True) -> Path:
     mvn = _require("mvn", INSTALL_MAVEN)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
-    command = [mvn, "-B", *(["-q"] if quiet else []), "-f", str(pom),
-               "dependency:copy-dependencies", "-DincludeScope=runtime",
-               f"-DoutputDirectory={staging}"]
+    command = [
+        mvn,
+        "-B",
+        *(["-q"] if quiet else []),
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={staging}",
+    ]
     log.info("fetching Apache Kafka %s jars with Maven into %s", kafka_version(pom), target)
     # Maven may leave target/ next to the pom: build in a scratch folder instead.
     done = subprocess.run(command, cwd=staging, capture_output=True, text=True, check=False)
@@ -252,7 +264,7 @@ class ApacheKafkaBroker(BrokerProcess):
         config = {
             **BASE_CONFIG,
             "listeners": f"PLAINTEXT://{self.host}:{self.port},"
-                         f"CONTROLLER://{self.host}:{self.controller_port}",
+            f"CONTROLLER://{self.host}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
             "log.dirs": str(self.data_dir),
@@ -265,15 +277,17 @@ class ApacheKafkaBroker(BrokerProcess):
         self, security: BrokerSecurity, config: dict[str, str]
     ) -> dict[str, str]:
         # Each listener advertises itself: a client bootstrapped on it is sent back to it.
-        addresses = "".join(f",{name}://{self.host}:{port}"
-                            for name, port in self.listener_ports.items())
-        protocols = "".join(f",{name}:{protocol}"
-                            for name, protocol in security.listeners().items())
+        addresses = "".join(
+            f",{name}://{self.host}:{port}" for name, port in self.listener_ports.items()
+        )
+        protocols = "".join(
+            f",{name}:{protocol}" for name, protocol in security.listeners().items()
+        )
         return {
             "listeners": config["listeners"] + addresses,
             "advertised.listeners": config["advertised.listeners"] + addresses,
             "listener.security.protocol.map": BASE_CONFIG["listener.security.protocol.map"]
-                                              + protocols,
+            + protocols,
             **security.properties(),
         }
 
@@ -295,9 +309,17 @@ class ApacheKafkaBroker(BrokerProcess):
             return
         cluster_id = _cluster_id()
         users = self.security.format_arguments() if self.security else []
-        command = java_command("kafka.tools.StorageTool", "format", "--cluster-id", cluster_id,
-                               "--config", str(properties), "--ignore-formatted", *users,
-                               jvm_options=self._jvm_options())
+        command = java_command(
+            "kafka.tools.StorageTool",
+            "format",
+            "--cluster-id",
+            cluster_id,
+            "--config",
+            str(properties),
+            "--ignore-formatted",
+            *users,
+            jvm_options=self._jvm_options(),
+        )
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise BrokerError(f"kafka-storage format failed: {(done.stdout + done.stderr)[-2000:]}")
@@ -316,8 +338,9 @@ class ApacheKafkaBroker(BrokerProcess):
             return False  # not yet: spare the admin client its connection errors
         admin = None
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers,
-                                     request_timeout_ms=3000)
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap_servers, request_timeout_ms=3000
+            )
             cluster = admin.describe_cluster()
             return bool(cluster.get("brokers")) and cluster.get("controller_id", -1) != -1
         except (KafkaError, OSError, ValueError):
@@ -364,10 +387,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m stream.kafka.apache [--fetch-only]``: fetch the jars, run a broker."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m stream.kafka.apache",
-                                     description=main.__doc__)
-    parser.add_argument("--fetch-only", action="store_true",
-                        help="fetch the jars (if not yet) and print their folder")
+    parser = argparse.ArgumentParser(prog="python -m stream.kafka.apache", description=main.__doc__)
+    parser.add_argument(
+        "--fetch-only",
+        action="store_true",
+        help="fetch the jars (if not yet) and print their folder",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
@@ -387,8 +412,10 @@ def run_foreground(host: str = "127.0.0.1", port: int = 0) -> int:
     broker = ApacheKafkaBroker(host, port)
     return run_in_foreground(
         broker,
-        lambda _: f"Apache Kafka {kafka_version()} ready: --bootstrap-servers "
-                  f"{broker.bootstrap_servers}  (data: {broker.data_dir}; Ctrl-C stops it)",
+        lambda _: (
+            f"Apache Kafka {kafka_version()} ready: --bootstrap-servers "
+            f"{broker.bootstrap_servers}  (data: {broker.data_dir}; Ctrl-C stops it)"
+        ),
     )
 
 

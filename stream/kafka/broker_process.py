@@ -65,8 +65,7 @@ class BrokerProcess:
     name = "the broker"
     ready_poll_s = 0.05
 
-    def __init__(self, host: str, port: int, log_path: Path | None,
-                 ready_timeout_s: float) -> None:
+    def __init__(self, host: str, port: int, log_path: Path | None, ready_timeout_s: float) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
@@ -108,8 +107,9 @@ class BrokerProcess:
                 sink.close()  # type: ignore[union-attr]
         started = time.monotonic()
         self.wait_ready()
-        log.info("%s ready on %s in %.1fs", self.name, self.bootstrap_servers,
-                 time.monotonic() - started)
+        log.info(
+            "%s ready on %s in %.1fs", self.name, self.bootstrap_servers, time.monotonic() - started
+        )
         return self
 
     def wait_ready(self) -> None:

@@ -62,9 +62,11 @@ class BrokerSecurity:
             raise ValueError("BrokerSecurity asks for no listener: give scram_users or tls")
         for name, password in self.scram_users.items():
             # The storage tool parses name=...,password=... between brackets.
-            if not name or any(c in name + password for c in ",[]=\"") or not password:
-                raise ValueError(f"SCRAM user {name!r}: name and password must be non-empty "
-                                 "and free of , [ ] = and quotes")
+            if not name or any(c in name + password for c in ',[]="') or not password:
+                raise ValueError(
+                    f"SCRAM user {name!r}: name and password must be non-empty "
+                    "and free of , [ ] = and quotes"
+                )
 
     def listeners(self) -> dict[str, str]:
         """Listener name to security protocol."""

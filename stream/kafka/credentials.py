@@ -36,9 +36,16 @@ log = logging.getLogger(__name__)
 __all__ = ["check_credentials", "refusal"]
 
 #: TLS alerts a broker sends when it does not accept the client's certificate (or none).
-_CERTIFICATE_ALERTS = ("BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "UNKNOWN_CA",
-                       "CERTIFICATE_REQUIRED", "CERTIFICATE_EXPIRED", "CERTIFICATE_REVOKED",
-                       "UNSUPPORTED_CERTIFICATE", "ACCESS_DENIED")
+_CERTIFICATE_ALERTS = (
+    "BAD_CERTIFICATE",
+    "CERTIFICATE_UNKNOWN",
+    "UNKNOWN_CA",
+    "CERTIFICATE_REQUIRED",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_REVOKED",
+    "UNSUPPORTED_CERTIFICATE",
+    "ACCESS_DENIED",
+)
 
 
 def check_credentials(kafka_config: Mapping[str, Any], timeout_s: float = 10.0) -> None:
@@ -52,8 +59,11 @@ def check_credentials(kafka_config: Mapping[str, Any], timeout_s: float = 10.0) 
     known = KafkaConnectionManager.DEFAULT_CONFIG
     config = {k: v for k, v in kafka_config.items() if k in known}
     with _kafka_logs_quiet():  # their ERROR lines would only repeat, less clearly, our reason
-        _check(KafkaNetClient(**config, client_id="streamlearn-credentials-check"),
-               kafka_config, timeout_s)
+        _check(
+            KafkaNetClient(**config, client_id="streamlearn-credentials-check"),
+            kafka_config,
+            timeout_s,
+        )
 
 
 @contextmanager
@@ -126,32 +136,42 @@ during SASL authentication (wrong password or unknown user)'
     mechanism = kafka_config.get("sasl_mechanism")
     for cause in _causes(error):
         if isinstance(cause, kafka_errors.SaslAuthenticationFailedError | _Lost):
-            detail = (str(cause) if isinstance(cause, kafka_errors.SaslAuthenticationFailedError)
-                      else "the broker closed the connection during SASL authentication "
-                           "(wrong password or unknown user)")
+            detail = (
+                str(cause)
+                if isinstance(cause, kafka_errors.SaslAuthenticationFailedError)
+                else "the broker closed the connection during SASL authentication "
+                "(wrong password or unknown user)"
+            )
             return f"authentication failed for user {user} ({mechanism}) at {server}: {detail}"
         if isinstance(cause, kafka_errors.AuthorizationError):
             return f"the broker at {server} refused access: {cause}"
         if isinstance(cause, ssl.SSLCertVerificationError):
             cafile = kafka_config.get("ssl_cafile") or "the system's CAs"
-            return (f"certificate not trusted: the broker's certificate at {server} does not "
-                    f"verify against {cafile}: {cause.verify_message or cause.reason}")
+            return (
+                f"certificate not trusted: the broker's certificate at {server} does not "
+                f"verify against {cafile}: {cause.verify_message or cause.reason}"
+            )
         if isinstance(cause, ssl.SSLError) and str(cause.reason) in _CERTIFICATE_ALERTS_SEEN:
             certfile = kafka_config.get("ssl_certfile") or "none given"
-            return (f"certificate not trusted: the broker at {server} refused the client "
-                    f"certificate ({certfile}): {cause.reason}")
+            return (
+                f"certificate not trusted: the broker at {server} refused the client "
+                f"certificate ({certfile}): {cause.reason}"
+            )
         if isinstance(cause, ssl.SSLError) and "PEM lib" in str(cause):
             # load_cert_chain's only complaint, whether the key is wrong or its password.
-            return (f"the client certificate {kafka_config.get('ssl_certfile')} or key "
-                    f"{kafka_config.get('ssl_keyfile')} could not be loaded (a key that does not "
-                    "match the certificate, or a wrong ssl_password?)")
+            return (
+                f"the client certificate {kafka_config.get('ssl_certfile')} or key "
+                f"{kafka_config.get('ssl_keyfile')} could not be loaded (a key that does not "
+                "match the certificate, or a wrong ssl_password?)"
+            )
     return None
 
 
 # What OpenSSL calls the alerts of _CERTIFICATE_ALERTS when it receives them.
 _CERTIFICATE_ALERTS_SEEN = frozenset(
-    f"{prefix}_ALERT_{alert}" for alert in _CERTIFICATE_ALERTS for prefix in ("SSLV3", "TLSV1",
-                                                                             "TLSV13")
+    f"{prefix}_ALERT_{alert}"
+    for alert in _CERTIFICATE_ALERTS
+    for prefix in ("SSLV3", "TLSV1", "TLSV13")
 )
 
 

@@ -54,8 +54,7 @@ class EmbeddedBroker(BrokerProcess):
 
     def command(self) -> list[str]:
         url = f"tcp://{self.host}:{self.port}"
-        return [broker_binary(), "broker", "--listener-url", url,
-                "--advertised-listener-url", url]
+        return [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
 
     def answers(self) -> bool:
         return listening(self.host, self.port)

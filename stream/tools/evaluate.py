@@ -36,8 +36,15 @@ _COMMON_FIELDS = frozenset({"time", "kind", "topic", "partition", "offset", "lea
 #: Run-log kinds printed as the decision log: drifts, resets, retrains and challengers that
 #: took over (accuracy samples are for the plot).
 _DECISIONS = frozenset(
-    {"drift", "reset", "retrain", "retrain_abandoned", "retrain_dropped", "retrain_restarted",
-     "switch"}
+    {
+        "drift",
+        "reset",
+        "retrain",
+        "retrain_abandoned",
+        "retrain_dropped",
+        "retrain_restarted",
+        "switch",
+    }
 )
 
 

@@ -56,8 +56,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_arguments(parser)
     add = parser.add_argument
     add("--config", type=Path, help="TOML file of settings (keys as field names), as for run")
-    add("--report", type=Path, metavar="PNG", help="draw the run report (as `streamlearn "
-        "report` does from a run log) to this PNG; needs the report extra (matplotlib)")
+    add(
+        "--report",
+        type=Path,
+        metavar="PNG",
+        help="draw the run report (as `streamlearn "
+        "report` does from a run log) to this PNG; needs the report extra (matplotlib)",
+    )
     add("--json", action="store_true", help="print the figures as JSON, at full precision")
     add("--window", type=int, action="append", metavar="N",
         help="score the N events after each drift and change (repeatable; default: 1000 "

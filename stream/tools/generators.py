@@ -401,9 +401,7 @@ def _jsonl_events(path: Path, column: str, label: NumberLabel | None) -> Iterato
                 yield _json_pair(line, column, f"{path}:{number}", label or _label)
 
 
-def _json_pair(
-    line: str, column: str, where: str, read_label: Callable[[Any, str], Label]
-) -> Pair:
+def _json_pair(line: str, column: str, where: str, read_label: Callable[[Any, str], Label]) -> Pair:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:

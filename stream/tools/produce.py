@@ -302,9 +302,7 @@ def source_events(options: SourceOptions) -> Iterator[Pair]:
 def ensure_topic(options: ProduceOptions, out: TextIO) -> int:
     """Create the topic if missing; return how many partitions to write to."""
     wanted = options.partitions
-    existing = prepare_topic(
-        options.bootstrap_servers, options.topic, wanted, options.kafka_config
-    )
+    existing = prepare_topic(options.bootstrap_servers, options.topic, wanted, options.kafka_config)
     if wanted is not None and existing < wanted:
         out.write(
             f"warning: topic {options.topic} has {existing} partitions, fewer than the"

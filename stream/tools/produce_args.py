@@ -113,7 +113,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="D",
         help="send events without their label and each label later, as its own"
-        " {\"id\", \"label\"} record on the event's partition, D records after its"
+        ' {"id", "label"} record on the event\'s partition, D records after its'
         " event (before event i, the label of event i - D; the last D close the stream)",
     )
     add(
@@ -129,16 +129,24 @@ def add_security_arguments(parser: argparse.ArgumentParser) -> None:
     ``STREAMLEARN_SASL_PASSWORD`` and ``STREAMLEARN_SSL_PASSWORD`` (a command line is
     visible to every user in ``ps``)."""
     add = parser.add_argument
-    add("--security-protocol", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
-        help="Kafka security protocol (default: PLAINTEXT)")
-    add("--sasl-mechanism", choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
-        help="SASL mechanism (with a SASL_* protocol); the password from"
-        " STREAMLEARN_SASL_PASSWORD")
+    add(
+        "--security-protocol",
+        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        help="Kafka security protocol (default: PLAINTEXT)",
+    )
+    add(
+        "--sasl-mechanism",
+        choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        help="SASL mechanism (with a SASL_* protocol); the password from STREAMLEARN_SASL_PASSWORD",
+    )
     add("--sasl-username", help="SASL user name")
     add("--ssl-cafile", type=Path, help="CA bundle to verify the brokers (PEM)")
     add("--ssl-certfile", type=Path, help="client certificate (PEM)")
-    add("--ssl-keyfile", type=Path,
-        help="client private key (PEM); its password, if any, from STREAMLEARN_SSL_PASSWORD")
+    add(
+        "--ssl-keyfile",
+        type=Path,
+        help="client private key (PEM); its password, if any, from STREAMLEARN_SSL_PASSWORD",
+    )
 
 
 def source_fields(args: argparse.Namespace) -> dict[str, Any]:

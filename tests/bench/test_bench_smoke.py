@@ -23,9 +23,19 @@ pytestmark = pytest.mark.integration
 EXPECTED = [
     *(f"throughput.{m}.{c}" for m in MODELS for c in ("limit", "naive", "peer", "streamlearn")),
     *(f"ratio.{m}.{c}" for m in MODELS for c in ("limit", "naive", "peer")),
-    "latency.p50", "latency.p99", "memory.early", "memory.late", "memory.growth",
-    "scaling.one", "scaling.two", "scaling.ratio", "retrain.pause", "profile.LR",
-    "challengers.0", "challengers.1", "challengers.3",
+    "latency.p50",
+    "latency.p99",
+    "memory.early",
+    "memory.late",
+    "memory.growth",
+    "scaling.one",
+    "scaling.two",
+    "scaling.ratio",
+    "retrain.pause",
+    "profile.LR",
+    "challengers.0",
+    "challengers.1",
+    "challengers.3",
     *(f"split.{m}.{k}" for m in MODELS for k in ("one", "child", "gain")),
 ]
 
@@ -34,8 +44,9 @@ EXPECTED = [
 def test_every_section_yields_its_rows(kafka_bootstrap: str, tmp_path: Path) -> None:
     # A short session timeout: Tansu waits one before each new group's first assignment.
     ctx = Context(kafka_bootstrap, tmp_path, session_timeout_ms=2000)
-    plan = replace(Plan.quick(events=600), retrain_stationary=2000, retrain_after=800,
-                   retrain_replay=500)
+    plan = replace(
+        Plan.quick(events=600), retrain_stationary=2000, retrain_after=800, retrain_replay=500
+    )
     rows = Bench(ctx, plan, tmp_path / "latest.md").run()
 
     errors = [row.value for row in rows if row.error]

@@ -35,8 +35,11 @@ class Pki:
     def secrets(self) -> tuple[str, ...]:
         """Every password made here, for the no-secret scans."""
         server = self.server
-        return (self.client_key_password, server.keystore_password,
-                server.truststore_password or "")
+        return (
+            self.client_key_password,
+            server.keystore_password,
+            server.truststore_password or "",
+        )
 
 
 def require_tools() -> None:
@@ -46,40 +49,92 @@ def require_tools() -> None:
 
 
 def _run(*command: str | Path) -> None:
-    done = subprocess.run([str(part) for part in command], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        [str(part) for part in command], capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, command))} failed: {done.stderr[-1500:]}")
 
 
 def _key(path: Path) -> None:
     # EC keys: made in milliseconds, as good as RSA for a test's handshake.
-    _run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-out", path)
+    _run(
+        "openssl",
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        path,
+    )
 
 
 def _ca(folder: Path, name: str) -> tuple[Path, Path]:
     key, cert = folder / f"{name}.key", folder / f"{name}.pem"
     _key(key)
-    _run("openssl", "req", "-x509", "-new", "-key", key, "-out", cert, "-days", VALID_DAYS,
-         "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
-         "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    _run(
+        "openssl",
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        key,
+        "-out",
+        cert,
+        "-days",
+        VALID_DAYS,
+        "-subj",
+        f"/CN={name}",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
     return key, cert
 
 
-def _signed(folder: Path, name: str, ca: tuple[Path, Path], extensions: str,
-            key_password: str | None = None) -> tuple[Path, Path]:
+def _signed(
+    folder: Path, name: str, ca: tuple[Path, Path], extensions: str, key_password: str | None = None
+) -> tuple[Path, Path]:
     key, csr, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.pem"
     _key(key)
     _run("openssl", "req", "-new", "-key", key, "-out", csr, "-subj", f"/CN={name}")
     ext = folder / f"{name}.ext"
     ext.write_text(extensions)
-    _run("openssl", "x509", "-req", "-in", csr, "-CA", ca[1], "-CAkey", ca[0],
-         "-CAcreateserial", "-out", cert, "-days", VALID_DAYS, "-extfile", ext)
+    _run(
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca[1],
+        "-CAkey",
+        ca[0],
+        "-CAcreateserial",
+        "-out",
+        cert,
+        "-days",
+        VALID_DAYS,
+        "-extfile",
+        ext,
+    )
     if key_password is not None:  # encrypted after signing: openssl req read it plain
         encrypted = folder / f"{name}.encrypted.key"
-        _run("openssl", "pkcs8", "-topk8", "-in", key, "-out", encrypted,
-             "-v2", "aes-256-cbc", "-passout", f"pass:{key_password}")
+        _run(
+            "openssl",
+            "pkcs8",
+            "-topk8",
+            "-in",
+            key,
+            "-out",
+            encrypted,
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            f"pass:{key_password}",
+        )
         key.unlink()
         key = encrypted
     return key, cert
@@ -91,7 +146,9 @@ def make_pki(folder: Path) -> Pki:
     ca = _ca(folder, "test-ca")
     _, other_ca = _ca(folder, "other-ca")
     server_key, server_cert = _signed(
-        folder, "broker", ca,
+        folder,
+        "broker",
+        ca,
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
     )
     client_password = "client-key-" + secrets.token_hex(8)
@@ -100,13 +157,40 @@ def make_pki(folder: Path) -> Pki:
     )
     keystore_password = "keystore-" + secrets.token_hex(8)
     keystore = folder / "broker.p12"
-    _run("openssl", "pkcs12", "-export", "-name", "broker", "-inkey", server_key,
-         "-in", server_cert, "-certfile", ca[1], "-out", keystore,
-         "-passout", f"pass:{keystore_password}")
+    _run(
+        "openssl",
+        "pkcs12",
+        "-export",
+        "-name",
+        "broker",
+        "-inkey",
+        server_key,
+        "-in",
+        server_cert,
+        "-certfile",
+        ca[1],
+        "-out",
+        keystore,
+        "-passout",
+        f"pass:{keystore_password}",
+    )
     truststore_password = "truststore-" + secrets.token_hex(8)
     truststore = folder / "clients-ca.p12"
-    _run("keytool", "-importcert", "-noprompt", "-alias", "test-ca", "-file", ca[1],
-         "-keystore", truststore, "-storetype", "PKCS12", "-storepass", truststore_password)
+    _run(
+        "keytool",
+        "-importcert",
+        "-noprompt",
+        "-alias",
+        "test-ca",
+        "-file",
+        ca[1],
+        "-keystore",
+        truststore,
+        "-storetype",
+        "PKCS12",
+        "-storepass",
+        truststore_password,
+    )
     return Pki(
         ca=ca[1],
         other_ca=other_ca,

@@ -44,7 +44,6 @@ REPO = Path(__file__).resolve().parents[2]
 _METRICS_LINE = re.compile(r"metrics on http://[^:/]+:(\d+)/metrics")
 
 
-
 @dataclass
 class DaemonProcess:
     """One ``streamlearn run`` subprocess; ``options`` are CLI options without the ``--``.

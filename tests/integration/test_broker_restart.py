@@ -79,8 +79,10 @@ def test_broker_killed_and_restarted_on_its_log_dir_loses_and_repeats_nothing(
             "the daemon to catch up after the restart",
         )
         # For docs/reliability.md (shown with -s); never asserted.
-        print(f"\nbroker restart took {back - restarted:.1f} s; the daemon had learned "
-              f"everything {time.monotonic() - back:.1f} s after it answered again")
+        print(
+            f"\nbroker restart took {back - restarted:.1f} s; the daemon had learned "
+            f"everything {time.monotonic() - back:.1f} s after it answered again"
+        )
         assert daemon.running(), f"the daemon gave up:\n{daemon.log_tail()}"
         assert daemon.metric("streamlearn_sequence_gaps_total") == 0
         assert daemon.metric("streamlearn_sequence_duplicates_total") == 0

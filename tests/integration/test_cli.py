@@ -63,8 +63,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _committed(bootstrap: str, group: str, topic: str) -> int | None:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
         return consumer.committed(TopicPartition(topic, 0))
     finally:
@@ -75,8 +74,9 @@ def _committed(bootstrap: str, group: str, topic: str) -> int | None:
 def topic(kafka_bootstrap: str) -> str:
     """One produced topic for every daemon of this module (each reads it with its own group)."""
     name = f"t-cli-{os.getpid()}-{time.monotonic_ns() % 10**8}"
-    produce(ProduceOptions(kafka_bootstrap, name, count=COUNT, seed=4, generator="sea",
-                           partitions=1))
+    produce(
+        ProduceOptions(kafka_bootstrap, name, count=COUNT, seed=4, generator="sea", partitions=1)
+    )
     return name
 
 
@@ -114,17 +114,29 @@ def test_daemon_serves_health_and_metrics_and_stops_cleanly_on_sigterm(
         tmp_path / "daemon.log",
         # None: not on the command line (the broker and topic come from the file and
         # the environment).
-        {"bootstrap-servers": None, "topic": None, "config": config, "drift-action": "reset",
-         "group-id": groups.cli_group, "session-timeout-ms": 6000, "state-dir": state_dir},
-        env={"STREAMLEARN_TOPIC": topic, "STREAMLEARN_DRIFT_ACTION": "none",
-             "STREAMLEARN_GROUP_ID": groups.env_group},
+        {
+            "bootstrap-servers": None,
+            "topic": None,
+            "config": config,
+            "drift-action": "reset",
+            "group-id": groups.cli_group,
+            "session-timeout-ms": 6000,
+            "state-dir": state_dir,
+        },
+        env={
+            "STREAMLEARN_TOPIC": topic,
+            "STREAMLEARN_DRIFT_ACTION": "none",
+            "STREAMLEARN_GROUP_ID": groups.env_group,
+        },
         port=free_port(),
     )
     with daemons(daemon):
         daemon.start()
         daemon.wait_until(
-            lambda: daemon.metric_sum("streamlearn_events_total", topic=topic,
-                                      outcome="learned") == COUNT,
+            lambda: (
+                daemon.metric_sum("streamlearn_events_total", topic=topic, outcome="learned")
+                == COUNT
+            ),
             120,
             "every produced event learned",
         )
@@ -155,8 +167,14 @@ def test_daemon_stops_by_itself_after_being_idle(
         kafka_bootstrap,
         topic,
         tmp_path / "daemon.log",
-        {"topic": None, "group-id": None, "stop-after-idle": 2, "session-timeout-ms": 6000,
-         "drift-action": "none", "state-dir": state_dir},
+        {
+            "topic": None,
+            "group-id": None,
+            "stop-after-idle": 2,
+            "session-timeout-ms": 6000,
+            "drift-action": "none",
+            "state-dir": state_dir,
+        },
         env={"STREAMLEARN_TOPIC": topic, "STREAMLEARN_GROUP_ID": group},
     )
     with daemons(daemon):
@@ -191,11 +209,13 @@ def _refusals(config_dir: Path) -> dict[str, Refusal]:
     base = (*_dead_broker(), "--topic", "t")
     return {
         "unknown-env": Refusal(base, {"STREAMLEARN_NOPE": "1"}, ("STREAMLEARN_NOPE",)),
-        "unknown-toml-key": Refusal((*_dead_broker(), "--config", str(unknown_key)), {},
-                                    ("learning_rate",)),
+        "unknown-toml-key": Refusal(
+            (*_dead_broker(), "--config", str(unknown_key)), {}, ("learning_rate",)
+        ),
         "model-os-system": Refusal((*base, "--model", "os.system"), {}, ("os.system",)),
-        "model-code": Refusal((*base, "--model", "__import__('os').system('true')"), {},
-                              ("model spec",)),
+        "model-code": Refusal(
+            (*base, "--model", "__import__('os').system('true')"), {}, ("model spec",)
+        ),
     }
 
 
@@ -216,9 +236,13 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
     cases = _refusals(tmp_path_factory.mktemp("refusals"))
     assert sorted(cases) == sorted(REFUSALS)
     processes = {
-        name: subprocess.Popen(_streamlearn(*case.args), cwd=tempfile.gettempdir(),
-                               env=_clean_env(**case.env), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+        name: subprocess.Popen(
+            _streamlearn(*case.args),
+            cwd=tempfile.gettempdir(),
+            env=_clean_env(**case.env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for name, case in cases.items()
     }
     finished = {}
@@ -255,16 +279,30 @@ def test_bad_settings_are_refused_at_start_with_a_clear_message(
 IN_PROCESS = {
     "drift-action": (("--drift-action", "maybe"), ("drift_action", "reset", "retrain")),
     "predictions-is-input": (("--predictions-topic", "t"), ("predictions_topic", "differ")),
-    "sasl-without-credentials": (("--security-protocol", "SASL_SSL"),
-                                 ("SASL_SSL", "sasl_username", "sasl_password")),
+    "sasl-without-credentials": (
+        ("--security-protocol", "SASL_SSL"),
+        ("SASL_SSL", "sasl_username", "sasl_password"),
+    ),
     "sasl-password-only-in-env": (
-        ("--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism", "PLAIN",
-         "--sasl-username", "u"), ("sasl_password",)),
+        (
+            "--security-protocol",
+            "SASL_PLAINTEXT",
+            "--sasl-mechanism",
+            "PLAIN",
+            "--sasl-username",
+            "u",
+        ),
+        ("sasl_password",),
+    ),
     "dead-letters-is-input": (("--dead-letter-topic", "t"), ("dead_letter_topic", "differ")),
-    "outputs-are-one-topic": (("--predictions-topic", "p", "--dead-letter-topic", "p"),
-                              ("predictions_topic", "dead_letter_topic")),
-    "min-above-max": (("--min-retrain-events", "500", "--max-retrain-events", "100"),
-                      ("min_retrain_events",)),
+    "outputs-are-one-topic": (
+        ("--predictions-topic", "p", "--dead-letter-topic", "p"),
+        ("predictions_topic", "dead_letter_topic"),
+    ),
+    "min-above-max": (
+        ("--min-retrain-events", "500", "--max-retrain-events", "100"),
+        ("min_retrain_events",),
+    ),
     "bad-number": (("--adwin-delta", "lots"), ("adwin_delta",)),
     "no-model-errors-allowed": (("--max-model-errors", "0"), ("max_model_errors",)),
     "no-features-allowed": (("--max-features", "0"), ("max_features",)),
@@ -297,20 +335,35 @@ def test_an_unknown_option_is_refused_by_the_parser(capsys: pytest.CaptureFixtur
 
 
 def test_help_names_every_command() -> None:
-    result = subprocess.run(_streamlearn("--help"), cwd=tempfile.gettempdir(),
-                            env=_clean_env(), capture_output=True, timeout=60, text=True)
+    result = subprocess.run(
+        _streamlearn("--help"),
+        cwd=tempfile.gettempdir(),
+        env=_clean_env(),
+        capture_output=True,
+        timeout=60,
+        text=True,
+    )
     assert result.returncode == 0
     for command in ("run", "produce", "broker", "report", "demo"):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
 
 
 def test_run_help_names_every_option_but_no_secret() -> None:
-    result = subprocess.run(_streamlearn("run", "--help"), cwd=tempfile.gettempdir(),
-                            env=_clean_env(), capture_output=True, timeout=60, text=True)
+    result = subprocess.run(
+        _streamlearn("run", "--help"),
+        cwd=tempfile.gettempdir(),
+        env=_clean_env(),
+        capture_output=True,
+        timeout=60,
+        text=True,
+    )
     assert result.returncode == 0
     options = set(re.findall(r"--[a-z][a-z0-9-]*", result.stdout))
-    expected = {f"--{name.replace('_', '-')}" for name in RunSettings.model_fields
-                if name not in SECRET_FIELDS}
+    expected = {
+        f"--{name.replace('_', '-')}"
+        for name in RunSettings.model_fields
+        if name not in SECRET_FIELDS
+    }
     assert expected | {"--config", "--help"} <= options
     assert not {f"--{name.replace('_', '-')}" for name in SECRET_FIELDS} & options
     assert f"{ENV_PREFIX}BOOTSTRAP_SERVERS" in result.stdout.replace("\n", "")
@@ -347,8 +400,13 @@ def _children(pid: int) -> list[int]:
 
 @pytest.fixture
 def broker_process() -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(_streamlearn("broker"), cwd=tempfile.gettempdir(),
-                               env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        _streamlearn("broker"),
+        cwd=tempfile.gettempdir(),
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     children: list[int] = []
     try:
         yield process

@@ -42,10 +42,12 @@ BAD: list[tuple[str, bytes | None, str]] = [
     ("label-float", b'{"features": {"a": 1.0}, "label": 1.5}', "bad_label"),
     ("label-list", b'{"features": {"a": 1.0}, "label": [1]}', "bad_label"),
     ("label-object", b'{"features": {"a": 1.0}, "label": {"class": 1}}', "bad_label"),
-    ("timestamp-string", b'{"features": {"a": 1.0}, "label": true, "timestamp": "now"}',
-     "bad_field"),
-    ("timestamp-bool", b'{"features": {"a": 1.0}, "label": true, "timestamp": true}',
-     "bad_field"),
+    (
+        "timestamp-string",
+        b'{"features": {"a": 1.0}, "label": true, "timestamp": "now"}',
+        "bad_field",
+    ),
+    ("timestamp-bool", b'{"features": {"a": 1.0}, "label": true, "timestamp": true}', "bad_field"),
     ("id-number", b'{"id": 7, "features": {"a": 1.0}, "label": true}', "bad_field"),
     ("empty-bytes", b"", "empty_value"),
     ("tombstone", None, "empty_value"),
@@ -74,16 +76,16 @@ def _good_events(seed: int) -> list[Sent]:
             value["timestamp"] = 1_700_000_000 + i
         elif i % 2:  # unlabelled both ways: label null, and label absent
             value["label"] = None
-        events.append(Sent(f"good-{i}".encode(), json.dumps(value).encode(), None, f"e-{i}",
-                           labelled))
+        events.append(
+            Sent(f"good-{i}".encode(), json.dumps(value).encode(), None, f"e-{i}", labelled)
+        )
     return events
 
 
 def _mixed(seed: int) -> list[Sent]:
     """Good and bad records shuffled, with a bad one first and a bad one last, so the very
     first and the very last offsets are dead letters (the commit must still reach the end)."""
-    bad = [Sent(f"bad-{kind}".encode(), value, reason, None, False)
-           for kind, value, reason in BAD]
+    bad = [Sent(f"bad-{kind}".encode(), value, reason, None, False) for kind, value, reason in BAD]
     rng = random.Random(seed)
     first, last, middle = bad[0], bad[-1], bad[1:-1] + _good_events(seed)
     rng.shuffle(middle)
@@ -111,18 +113,30 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
     assert len(source) == len(sent)
 
     # The state directory is the test's own: a local checkpoint must not land in the tree.
-    registry = run_until_idle(kafka_bootstrap, topic, dead_letter_topic=f"{topic}.dead",
-                              predictions_topic=f"{topic}.predictions",
-                              state_dir=tmp_path_factory.mktemp("state"))
+    registry = run_until_idle(
+        kafka_bootstrap,
+        topic,
+        dead_letter_topic=f"{topic}.dead",
+        predictions_topic=f"{topic}.predictions",
+        state_dir=tmp_path_factory.mktemp("state"),
+    )
 
-    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=f"g-{topic}",
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, group_id=f"g-{topic}", enable_auto_commit=False
+    )
     try:
         committed = consumer.committed(TopicPartition(topic, 0))
     finally:
         consumer.close(autocommit=False)
-    return Run(topic, sent, source, registry, read_all(kafka_bootstrap, f"{topic}.dead"),
-               read_all(kafka_bootstrap, f"{topic}.predictions"), committed)
+    return Run(
+        topic,
+        sent,
+        source,
+        registry,
+        read_all(kafka_bootstrap, f"{topic}.dead"),
+        read_all(kafka_bootstrap, f"{topic}.predictions"),
+        committed,
+    )
 
 
 def _headers(record: ConsumerRecord) -> dict[str, str]:

@@ -40,9 +40,7 @@ DECIDED = ("kind", "offset", "learned", "error_before", "error_after", "width", 
 
 def decisions(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     kinds = ("drift", "reset", "retrain", "retrain_abandoned")
-    return [
-        {k: line[k] for k in DECIDED if k in line} for line in lines if line["kind"] in kinds
-    ]
+    return [{k: line[k] for k in DECIDED if k in line} for line in lines if line["kind"] in kinds]
 
 
 def test_evaluate_gives_the_daemons_figures(

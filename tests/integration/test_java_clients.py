@@ -31,13 +31,20 @@ def console_producer(bootstrap: str, topic: str, codec: str, lines: list[str], l
         "--topic", topic, "--compression-codec", codec,
         jvm_options=(*TOOL_JVM, *log4j),
     )  # fmt: skip
-    done = subprocess.run(command, input="\n".join(lines) + "\n", capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        command,
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def console_consumer(bootstrap: str, topic: str, count: int, log4j: list[str],
-                     *properties: str) -> list[str]:
+def console_consumer(
+    bootstrap: str, topic: str, count: int, log4j: list[str], *properties: str
+) -> list[str]:
     command = java_command(
         "org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server", bootstrap,
         "--topic", topic, "--from-beginning", "--max-messages", str(count),
@@ -67,8 +74,13 @@ def test_events_from_the_java_producer_with_each_codec_and_outputs_read_by_the_j
         console_producer(bootstrap, topic_name, codec, lines, log4j)
 
     predictions, dead = f"{topic_name}.predictions", f"{topic_name}.dead"
-    registry = run_until_idle(bootstrap, topic_name, predictions_topic=predictions,
-                              dead_letter_topic=dead, drift_action="none")
+    registry = run_until_idle(
+        bootstrap,
+        topic_name,
+        predictions_topic=predictions,
+        dead_letter_topic=dead,
+        drift_action="none",
+    )
     labels = {"topic": topic_name, "partition": 0}
     total = len(CODECS) * PER_CODEC
     assert sample(registry, "streamlearn_events_total", **labels, outcome="learned") == total
@@ -78,8 +90,9 @@ def test_events_from_the_java_producer_with_each_codec_and_outputs_read_by_the_j
     values = console_consumer(bootstrap, predictions, total, log4j)
     assert sorted(json.loads(line)["id"] for line in values) == sorted(ids)
 
-    letters = console_consumer(bootstrap, dead, len(CODECS), log4j, "print.headers=true",
-                               "headers.separator=|")
+    letters = console_consumer(
+        bootstrap, dead, len(CODECS), log4j, "print.headers=true", "headers.separator=|"
+    )
     assert len(letters) == len(CODECS)
     for n, (line, codec) in enumerate(zip(letters, CODECS, strict=True)):
         headers_text, value = line.split("\t", 1)

@@ -41,9 +41,7 @@ def test_keys_rotate_across_a_restart_and_a_retired_key_is_refused(
             for reason in ("bad_signature", "unsigned", "corrupt")
         )
         rebuilds = sample(registry, "streamlearn_rebuilds_total", reason="bad_signature")
-        learned = sample(
-            registry, "streamlearn_learned_events", topic=topic_name, partition=0
-        )
+        learned = sample(registry, "streamlearn_learned_events", topic=topic_name, partition=0)
         return refusals, rebuilds, learned
 
     def checkpoint_with(key: str) -> int:

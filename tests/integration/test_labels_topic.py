@@ -42,9 +42,7 @@ def test_labels_on_their_own_topic_join_as_in_band_ones(
     in_band = f"{topic_name}-inband"
     _produce(kafka_bootstrap, topic_name, labels)  # creates the labels topic, 2 partitions
     _produce(kafka_bootstrap, in_band, None)
-    registry = run_until_idle(
-        kafka_bootstrap, topic_name, labels_topic=labels, drift_action="none"
-    )
+    registry = run_until_idle(kafka_bootstrap, topic_name, labels_topic=labels, drift_action="none")
     reference = run_until_idle(kafka_bootstrap, in_band, drift_action="none")
     for partition in range(PARTITIONS):
         where = {"topic": topic_name, "partition": partition}

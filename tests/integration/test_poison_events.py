@@ -96,8 +96,9 @@ def _headers(record: ConsumerRecord) -> dict[str, str]:
 
 
 def _probes() -> list[dict[str, float]]:
-    return [{f"f{k}": v for k, v in x.items()}
-            for x, _ in concept_stream("sine", seed=5, count=200)]
+    return [
+        {f"f{k}": v for k, v in x.items()} for x, _ in concept_stream("sine", seed=5, count=200)
+    ]
 
 
 @pytest.mark.parametrize("drift_action", ["reset", "retrain"])
@@ -108,8 +109,12 @@ def test_poison_events_are_dead_lettered_and_the_model_ends_as_if_it_never_saw_t
     clean_events = [event for i, event in enumerate(events) if i not in POISON]
     # Snapshots every 100 events (the checkpoint cadence), so rebuilds start from a recent
     # snapshot and the poison runs cross snapshot boundaries.
-    settings = {"drift_action": drift_action, "checkpoint_every_events": 100,
-                "min_retrain_events": 300, "retrain_holdout_events": 200}
+    settings = {
+        "drift_action": drift_action,
+        "checkpoint_every_events": 100,
+        "min_retrain_events": 300,
+        "retrain_holdout_events": 200,
+    }
     poisoned = _run(kafka_bootstrap, tmp_path, f"{drift_action}-poisoned", events, **settings)
     clean = _run(kafka_bootstrap, tmp_path, f"{drift_action}-clean", clean_events, **settings)
 
@@ -117,8 +122,9 @@ def test_poison_events_are_dead_lettered_and_the_model_ends_as_if_it_never_saw_t
     learned = poisoned.count("streamlearn_events_total", outcome="learned")
     dead = poisoned.count("streamlearn_events_total", outcome="dead_lettered")
     assert (learned, dead) == (EVENTS - len(POISON), len(POISON))
-    assert sample(poisoned.registry, "streamlearn_dead_letters_total",
-                  reason="model_error") == len(POISON)
+    assert sample(poisoned.registry, "streamlearn_dead_letters_total", reason="model_error") == len(
+        POISON
+    )
     assert checkpointed_offset(poisoned.state_dir, poisoned.topic) == EVENTS
 
     # Each poison event is in the dead-letter topic with the exception in its detail.
@@ -137,7 +143,9 @@ def test_poison_events_are_dead_lettered_and_the_model_ends_as_if_it_never_saw_t
     for event_id, expected in clean.predictions.items():
         got = poisoned.predictions[event_id]
         assert (got["prediction"], got["probabilities"], got["model_version"]) == (
-            expected["prediction"], expected["probabilities"], expected["model_version"]
+            expected["prediction"],
+            expected["probabilities"],
+            expected["model_version"],
         ), event_id
     for name in ("streamlearn_drifts_total", "streamlearn_model_version"):
         assert poisoned.count(name) == clean.count(name), name
@@ -146,17 +154,22 @@ def test_poison_events_are_dead_lettered_and_the_model_ends_as_if_it_never_saw_t
     )
     final = state_of(local_checkpoint(poisoned.state_dir, poisoned.topic, 0)).learner
     reference = state_of(local_checkpoint(clean.state_dir, clean.topic, 0)).learner
-    assert (final.learned, final.cumulative.get()) == (reference.learned,
-                                                        reference.cumulative.get())
+    assert (final.learned, final.cumulative.get()) == (
+        reference.learned,
+        reference.cumulative.get(),
+    )
     for x in _probes():
         assert final.model.predict_proba_one(x) == reference.model.predict_proba_one(x)
     if drift_action == "retrain":
-        results = {result: poisoned.count("streamlearn_retrains_total", result=result)
-                   for result in ("promoted", "rejected", "abandoned")}
+        results = {
+            result: poisoned.count("streamlearn_retrains_total", result=result)
+            for result in ("promoted", "rejected", "abandoned")
+        }
         assert results["abandoned"] == 0  # the replays skipped the poison
         assert results["promoted"] + results["rejected"] >= 1
-        assert results == {result: clean.count("streamlearn_retrains_total", result=result)
-                           for result in results}
+        assert results == {
+            result: clean.count("streamlearn_retrains_total", result=result) for result in results
+        }
 
 
 HALT_AFTER = 20
@@ -182,8 +195,11 @@ def test_a_model_that_raises_on_every_event_halts_its_partition_without_spinning
         process.start()
         process.wait_assigned()
         labels = {"topic": topic_name, "partition": 0}
-        wait_until(lambda: process.metric_sum("streamlearn_partition_halted", **labels) == 1,
-                 60, "the partition halted")
+        wait_until(
+            lambda: process.metric_sum("streamlearn_partition_halted", **labels) == 1,
+            60,
+            "the partition halted",
+        )
         assert process.healthz() == 503
         wait_until(lambda: process.metric("streamlearn_ready") == 0, 10, "streamlearn_ready 0")
         dead = process.metric("streamlearn_events_total", **labels, outcome="dead_lettered")
@@ -202,8 +218,9 @@ def test_a_model_that_raises_on_every_event_halts_its_partition_without_spinning
 
     # Nothing past the last dead letter was committed or checkpointed.
     assert checkpointed_offset(tmp_path / "state", topic_name) == HALT_AFTER
-    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=f"g-{topic_name}",
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, group_id=f"g-{topic_name}", enable_auto_commit=False
+    )
     try:
         assert consumer.committed(TopicPartition(topic_name, 0)) == HALT_AFTER
     finally:
@@ -245,10 +262,12 @@ def test_max_features_dead_letters_only_the_events_that_would_pass_it(
         assert headers["streamlearn.reason"] == "too_many_features"
         assert "limit of 3" in headers["streamlearn.detail"]
     labels = {"topic": topic_name, "partition": 0}
-    assert sample(registry, "streamlearn_dead_letters_total",
-                  reason="too_many_features") == len(refused)
-    assert sample(registry, "streamlearn_events_total", **labels,
-                  outcome="learned") == len(events) - len(refused)
+    assert sample(registry, "streamlearn_dead_letters_total", reason="too_many_features") == len(
+        refused
+    )
+    assert sample(registry, "streamlearn_events_total", **labels, outcome="learned") == len(
+        events
+    ) - len(refused)
     learner = state_of(local_checkpoint(tmp_path / "state", topic_name, 0)).learner
     assert learner.feature_budget is not None
     assert learner.feature_budget.known == {"a", "b", "c"}

@@ -32,8 +32,9 @@ def test_a_frozen_broker_makes_the_daemon_not_ready_until_it_answers_again(
     send_raw(bootstrap, topic_name, events(0, 200))
     # Ended by SIGTERM once it learned the last events: no idle stop to wait for (and none
     # that could end it while the broker is frozen or the group is joined again).
-    daemon = DaemonProcess(bootstrap, topic_name, tmp_path / "daemon.log",
-                           {"state-dir": tmp_path / "state"})
+    daemon = DaemonProcess(
+        bootstrap, topic_name, tmp_path / "daemon.log", {"state-dir": tmp_path / "state"}
+    )
 
     def learned() -> float:
         return daemon.metric_sum("streamlearn_events_total", partition=0, outcome="learned")
@@ -46,10 +47,12 @@ def test_a_frozen_broker_makes_the_daemon_not_ready_until_it_answers_again(
         daemon.wait_until(lambda: learned() >= 200 and ready() == 1, 60, "200 events learned")
         with frozen(spare_broker):
             # Its TCP connections stay open; only the unanswered heartbeats tell.
-            daemon.wait_until(lambda: ready() == 0, 20,
-                              "readiness to drop while the broker is frozen")
-        daemon.wait_until(lambda: ready() == 1, 60,
-                          "readiness to come back once the broker answers")
+            daemon.wait_until(
+                lambda: ready() == 0, 20, "readiness to drop while the broker is frozen"
+            )
+        daemon.wait_until(
+            lambda: ready() == 1, 60, "readiness to come back once the broker answers"
+        )
         send_raw(bootstrap, topic_name, events(200, 100))
         daemon.wait_until(lambda: learned() >= 300, 60, "the events sent after the freeze")
         assert daemon.terminate() == 0

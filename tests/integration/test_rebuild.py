@@ -63,7 +63,9 @@ def _predictions(bootstrap: str, topic: str, since: int) -> dict[int, tuple[Any,
         value = json.loads(record.value)
         if value["offset"] >= since:
             found[value["offset"]] = (
-                value["prediction"], value["probabilities"], value["model_version"]
+                value["prediction"],
+                value["probabilities"],
+                value["model_version"],
             )
     return found
 

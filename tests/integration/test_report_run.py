@@ -51,8 +51,17 @@ def event_log(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
     """The event log of one real run: SEA with two abrupt changes, reset on drift."""
     topic = f"report-run-{uuid.uuid4().hex[:8]}"
     path = tmp_path_factory.mktemp("report-run") / "events.jsonl"
-    summary = produce(ProduceOptions(kafka_bootstrap, topic, count=EVENTS, seed=2,
-                                     generator="sea", drift_at=CHANGES, partitions=1))
+    summary = produce(
+        ProduceOptions(
+            kafka_bootstrap,
+            topic,
+            count=EVENTS,
+            seed=2,
+            generator="sea",
+            drift_at=CHANGES,
+            partitions=1,
+        )
+    )
     assert summary.produced == EVENTS
     run_until_idle(kafka_bootstrap, topic, model=LR, drift_action="reset", event_log=path)
     return path
@@ -104,8 +113,17 @@ def test_report_command_on_the_event_log(
     event_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output, summary = tmp_path / "cli.png", tmp_path / "summary.txt"
-    code = main(["report", "--event-log", str(event_log), "--output", str(output),
-                 "--summary", str(summary)])
+    code = main(
+        [
+            "report",
+            "--event-log",
+            str(event_log),
+            "--output",
+            str(output),
+            "--summary",
+            str(summary),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     expected = build_report(load_event_log(event_log)).summary_text()
@@ -113,7 +131,9 @@ def test_report_command_on_the_event_log(
     assert printed.startswith(expected)
     assert f"plot written to {output}" in printed
     drifts = [d["learned"] for d in lines_of(event_log, "drift")]
-    assert f"drifts             {len(drifts)} (at {', '.join(map(str, drifts))} events learned)" \
+    assert (
+        f"drifts             {len(drifts)} (at {', '.join(map(str, drifts))} events learned)"
         in printed
+    )
     assert f"events learned     {EVENTS}" in printed
     assert png_size(output)[0] > 0

@@ -58,8 +58,11 @@ def test_a_retrain_whose_replay_range_expired_is_shortened_logged_and_counted(
     bootstrap = apache_kafka.bootstrap_servers
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     # Kept for now; segments roll every 100 ms, so retention can later delete all but the last.
-    spec = {"num_partitions": 1, "replication_factor": 1,
-            "configs": {"retention.ms": "-1", "segment.ms": "100"}}
+    spec = {
+        "num_partitions": 1,
+        "replication_factor": 1,
+        "configs": {"retention.ms": "-1", "segment.ms": "100"},
+    }
     admin.create_topics({topic_name: spec}, wait_for_metadata=True)
     stream = list(concept_stream("sea", seed=3, count=FIRST + SECOND, drift_at=(FIRST,)))
     old = int(time.time() * 1000) - TWO_HOURS_MS
@@ -81,12 +84,21 @@ def test_a_retrain_whose_replay_range_expired_is_shortened_logged_and_counted(
             (int(time.time() * 1000), encode_event(f"e{i}", x, y, i))
             for i, (x, y) in enumerate(stream[FIRST:], start=FIRST)
         ])  # fmt: skip
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic_name,
-                                            configs={"retention.ms": str(3600 * 1000)})])
+        admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC, topic_name, configs={"retention.ms": str(3600 * 1000)}
+                )
+            ]
+        )
         admin.close()
         # The broker looks every second here; bounded, not timed.
-        wait_until(lambda: log_start(bootstrap, topic_name) >= FIRST - 200, 60,
-                 "retention to delete the first concept's segments", every_s=0.5)
+        wait_until(
+            lambda: log_start(bootstrap, topic_name) >= FIRST - 200,
+            60,
+            "retention to delete the first concept's segments",
+            every_s=0.5,
+        )
         deleted_below = log_start(bootstrap, topic_name)
 
         daemon.start()

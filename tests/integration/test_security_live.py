@@ -70,29 +70,50 @@ def _scram(broker: ApacheKafkaBroker, pki: Pki, password: str = PASSWORD) -> dic
     """kafka-python settings, the CLI options and the environment of a SCRAM client."""
     return {
         "bootstrap": broker.bootstrap_for("SASL"),
-        "options": {"security-protocol": "SASL_SSL", "sasl-mechanism": "SCRAM-SHA-512",
-                    "sasl-username": USER, "ssl-cafile": pki.ca},
+        "options": {
+            "security-protocol": "SASL_SSL",
+            "sasl-mechanism": "SCRAM-SHA-512",
+            "sasl-username": USER,
+            "ssl-cafile": pki.ca,
+        },
         "env": {"STREAMLEARN_SASL_PASSWORD": password},
-        "kafka": {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
-                  "sasl_plain_username": USER, "sasl_plain_password": password,
-                  "ssl_cafile": str(pki.ca)},
+        "kafka": {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": USER,
+            "sasl_plain_password": password,
+            "ssl_cafile": str(pki.ca),
+        },
     }
 
 
-def _mtls(broker: ApacheKafkaBroker, pki: Pki, cafile: Path | None = None,
-          certfile: Path | None = None, keyfile: Path | None = None) -> dict[str, Any]:
+def _mtls(
+    broker: ApacheKafkaBroker,
+    pki: Pki,
+    cafile: Path | None = None,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
+) -> dict[str, Any]:
     """The same for a client that authenticates with its certificate."""
     cafile, certfile = cafile or pki.ca, certfile or pki.client_cert
     keyfile = keyfile or pki.client_key
     password = pki.client_key_password if keyfile == pki.client_key else ""
     return {
         "bootstrap": broker.bootstrap_for("MTLS"),
-        "options": {"security-protocol": "SSL", "ssl-cafile": cafile,
-                    "ssl-certfile": certfile, "ssl-keyfile": keyfile},
+        "options": {
+            "security-protocol": "SSL",
+            "ssl-cafile": cafile,
+            "ssl-certfile": certfile,
+            "ssl-keyfile": keyfile,
+        },
         "env": {"STREAMLEARN_SSL_PASSWORD": password} if password else {},
-        "kafka": {"security_protocol": "SSL", "ssl_cafile": str(cafile),
-                  "ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile),
-                  **({"ssl_password": password} if password else {})},
+        "kafka": {
+            "security_protocol": "SSL",
+            "ssl_cafile": str(cafile),
+            "ssl_certfile": str(certfile),
+            "ssl_keyfile": str(keyfile),
+            **({"ssl_password": password} if password else {}),
+        },
     }
 
 
@@ -100,18 +121,39 @@ def _produce(
     client: dict[str, Any], topic: str, count: int = EVENTS
 ) -> subprocess.CompletedProcess[str]:
     """``streamlearn produce`` as a person runs it, with the client's credentials."""
-    command = [sys.executable, "-m", "stream", "produce", "--bootstrap-servers",
-               client["bootstrap"], "--topic", topic, "--count", str(count), "--seed", "3"]
+    command = [
+        sys.executable,
+        "-m",
+        "stream",
+        "produce",
+        "--bootstrap-servers",
+        client["bootstrap"],
+        "--topic",
+        topic,
+        "--count",
+        str(count),
+        "--seed",
+        "3",
+    ]
     for name, value in client["options"].items():
         command += [f"--{name}", str(value)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEARN_")}
-    return subprocess.run(command, cwd=REPO, env={**env, **client["env"]}, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        command,
+        cwd=REPO,
+        env={**env, **client["env"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _daemon(client: dict[str, Any], topic: str, log_path: Path, **options: Any) -> DaemonProcess:
     return DaemonProcess(
-        client["bootstrap"], topic, log_path,
+        client["bootstrap"],
+        topic,
+        log_path,
         options={**client["options"], "outage-timeout": 600, "log-level": "DEBUG", **options},
         env={**client["env"], "STREAMLEARN_CHECKPOINT_KEY": CHECKPOINT_KEY},
     )
@@ -119,8 +161,12 @@ def _daemon(client: dict[str, Any], topic: str, log_path: Path, **options: Any) 
 
 def _read(client: dict[str, Any], topic: str) -> list[Any]:
     """Every record of ``topic``, read with the client's own credentials."""
-    consumer = KafkaConsumer(bootstrap_servers=client["bootstrap"], group_id=None,
-                             enable_auto_commit=False, **client["kafka"])
+    consumer = KafkaConsumer(
+        bootstrap_servers=client["bootstrap"],
+        group_id=None,
+        enable_auto_commit=False,
+        **client["kafka"],
+    )
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)
@@ -147,16 +193,28 @@ def _run_and_collect(client: dict[str, Any], tmp_path: Path, **options: Any) -> 
     bad = KafkaProducer(bootstrap_servers=client["bootstrap"], **client["kafka"])
     bad.send(topic, b"not json at all", partition=0).get(timeout=60)
     bad.close()
-    outputs = {"predictions-topic": f"{topic}-predictions",
-               "dead-letter-topic": f"{topic}-dead", "checkpoint-topic": f"{topic}-checkpoints"}
-    daemon = _daemon(client, topic, tmp_path / "daemon.log", **outputs,
-                     **{"checkpoint-store": "kafka", "drift-action": "retrain"}, **options)
+    outputs = {
+        "predictions-topic": f"{topic}-predictions",
+        "dead-letter-topic": f"{topic}-dead",
+        "checkpoint-topic": f"{topic}-checkpoints",
+    }
+    daemon = _daemon(
+        client,
+        topic,
+        tmp_path / "daemon.log",
+        **outputs,
+        **{"checkpoint-store": "kafka", "drift-action": "retrain"},
+        **options,
+    )
     with daemons(daemon):
         daemon.start()
         daemon.wait_until(
-            lambda: daemon.metric_sum("streamlearn_events_total", outcome="learned") == EVENTS
-            and daemon.metric_sum("streamlearn_dead_letters_total") == 1,
-            90, f"{EVENTS} events learned and 1 dead letter",
+            lambda: (
+                daemon.metric_sum("streamlearn_events_total", outcome="learned") == EVENTS
+                and daemon.metric_sum("streamlearn_dead_letters_total") == 1
+            ),
+            90,
+            f"{EVENTS} events learned and 1 dead letter",
         )
         port = daemon.metrics_port()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
@@ -164,24 +222,31 @@ def _run_and_collect(client: dict[str, Any], tmp_path: Path, **options: Any) -> 
         assert daemon.shutdown() == 0, daemon.log_tail()
     assert daemon.event_log is not None
     return Outputs(
-        texts={"log": daemon.log(whole=True), "metrics": metrics,
-               "run log": daemon.event_log.read_text(), "produce": produced.stderr},
+        texts={
+            "log": daemon.log(whole=True),
+            "metrics": metrics,
+            "run log": daemon.event_log.read_text(),
+            "produce": produced.stderr,
+        },
         records={name: _read(client, topic) for name, topic in outputs.items()},
     )
 
 
 @pytest.fixture(scope="module")
-def scram_run(secured_broker: ApacheKafkaBroker, pki: Pki,
-              tmp_path_factory: pytest.TempPathFactory) -> Outputs:
+def scram_run(
+    secured_broker: ApacheKafkaBroker, pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> Outputs:
     return _run_and_collect(_scram(secured_broker, pki), tmp_path_factory.mktemp("scram"))
 
 
 @pytest.fixture(scope="module")
-def mtls_run(secured_broker: ApacheKafkaBroker, pki: Pki,
-             tmp_path_factory: pytest.TempPathFactory) -> Outputs:
+def mtls_run(
+    secured_broker: ApacheKafkaBroker, pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> Outputs:
     # The publisher child process gets the credentials too.
-    return _run_and_collect(_mtls(secured_broker, pki), tmp_path_factory.mktemp("mtls"),
-                            publisher="process")
+    return _run_and_collect(
+        _mtls(secured_broker, pki), tmp_path_factory.mktemp("mtls"), publisher="process"
+    )
 
 
 @dataclass
@@ -206,8 +271,9 @@ def _refused(client: dict[str, Any], tmp_path: Path) -> Refused:
 
 
 @pytest.fixture(scope="module")
-def refusals(secured_broker: ApacheKafkaBroker, pki: Pki,
-             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Refused]:
+def refusals(
+    secured_broker: ApacheKafkaBroker, pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Refused]:
     folder = tmp_path_factory.mktemp("refused")
     cases = {
         "wrong password": _scram(secured_broker, pki, WRONG_PASSWORD),
@@ -216,8 +282,9 @@ def refusals(secured_broker: ApacheKafkaBroker, pki: Pki,
             secured_broker, pki, certfile=pki.other_ca, keyfile=pki.other_ca.with_suffix(".key")
         ),
     }
-    return {name: _refused(client, folder / name.replace(" ", "-"))
-            for name, client in cases.items()}
+    return {
+        name: _refused(client, folder / name.replace(" ", "-")) for name, client in cases.items()
+    }
 
 
 def _assert_learned(outputs: Outputs) -> None:
@@ -237,11 +304,14 @@ def test_mutual_tls_run_and_produce_learn_and_predictions_read_back(mtls_run: Ou
     _assert_learned(mtls_run)
 
 
-@pytest.mark.parametrize(("case", "says"), [
-    ("wrong password", f"authentication failed for user {USER} (SCRAM-SHA-512)"),
-    ("untrusted CA", "certificate not trusted: the broker's certificate"),
-    ("untrusted client certificate", "certificate not trusted: the broker at"),
-])
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        ("wrong password", f"authentication failed for user {USER} (SCRAM-SHA-512)"),
+        ("untrusted CA", "certificate not trusted: the broker's certificate"),
+        ("untrusted client certificate", "certificate not trusted: the broker at"),
+    ],
+)
 def test_refused_credentials_stop_run_and_produce_at_start(
     refusals: dict[str, Refused], case: str, says: str
 ) -> None:
@@ -259,10 +329,16 @@ def test_no_secret_in_any_log_metric_or_record(
 ) -> None:
     found = []
     secret_values = (PASSWORD, WRONG_PASSWORD, CHECKPOINT_KEY, *pki.secrets)
-    texts = {f"{run} {name}": text for run, outputs in (("scram", scram_run), ("mtls", mtls_run))
-             for name, text in outputs.texts.items()}
-    texts |= {f"refused ({case}) {kind}": text for case, r in refusals.items()
-              for kind, text in (("run log", r.run_log), ("produce", r.produce_err))}
+    texts = {
+        f"{run} {name}": text
+        for run, outputs in (("scram", scram_run), ("mtls", mtls_run))
+        for name, text in outputs.texts.items()
+    }
+    texts |= {
+        f"refused ({case}) {kind}": text
+        for case, r in refusals.items()
+        for kind, text in (("run log", r.run_log), ("produce", r.produce_err))
+    }
     for where, text in texts.items():
         assert text, f"{where} is empty: nothing was scanned"
         found += [f"{where}: secret {n}" for n, s in enumerate(secret_values) if s in text]
@@ -271,7 +347,9 @@ def test_no_secret_in_any_log_metric_or_record(
             for record in records:
                 blobs = [record.key or b"", record.value or b""]
                 blobs += [name.encode() + value for name, value in record.headers or ()]
-                found += [f"{run} {topic} at {record.offset}: secret {n}"
-                          for n, s in enumerate(secret_values)
-                          if any(s.encode() in blob for blob in blobs)]
+                found += [
+                    f"{run} {topic} at {record.offset}: secret {n}"
+                    for n, s in enumerate(secret_values)
+                    if any(s.encode() in blob for blob in blobs)
+                ]
     assert not found, found

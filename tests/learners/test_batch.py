@@ -393,9 +393,7 @@ def test_without_wait_fits_that_keep_up_give_the_waiting_figures() -> None:
     """When every fit is done by its take-over point, ``wait=False`` changes nothing."""
     events = EVENTS[:300]
     waiting = WindowedClassifier(GaussianNB(), window=60, refit_every=25, refit_lag=10)
-    eager = WindowedClassifier(
-        GaussianNB(), window=60, refit_every=25, refit_lag=10, wait=False
-    )
+    eager = WindowedClassifier(GaussianNB(), window=60, refit_every=25, refit_lag=10, wait=False)
     for x, y in events:
         assert eager.predict_proba_one(x) == waiting.predict_proba_one(x)
         for m in (waiting, eager):

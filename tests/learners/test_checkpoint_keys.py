@@ -89,7 +89,11 @@ def test_unauthentic_or_damaged_checkpoints_carry_no_offset() -> None:
     tampered = bytes(body) + struct.pack(">I", crc32c(bytes(body)))
     corrupt = signed[:30] + bytes([signed[30] ^ 4]) + signed[31:]
     unsigned = encode_checkpoint(STATE, next_offset=42, key=None, origin=HERE)
-    for blob, reason in ((tampered, "bad_signature"), (corrupt, "corrupt"),
-                         (unsigned, "unsigned"), (signed[:10], "truncated")):
+    for blob, reason in (
+        (tampered, "bad_signature"),
+        (corrupt, "corrupt"),
+        (unsigned, "unsigned"),
+        (signed[:10], "truncated"),
+    ):
         refusal = _refusal(blob, key=NEW, origin=HERE)
         assert (refusal.reason, refusal.next_offset) == (reason, None)

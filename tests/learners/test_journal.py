@@ -33,8 +33,18 @@ MODELS: dict[str, Callable[[], base.Classifier]] = {
 # feature (the scaler's statistics take the name, then the arithmetic fails) and a label the
 # classifier cannot read (the scaler learned the features, then LogisticRegression raised; a
 # tree takes any label, so for it every poison is a string feature).
-POISON_AT = {5: "feature", 6: "label", 7: "feature", 400: "label", 1199: "feature",
-             1201: "label", 1240: "feature", 1250: "label", 1300: "feature", 1850: "feature"}
+POISON_AT = {
+    5: "feature",
+    6: "label",
+    7: "feature",
+    400: "label",
+    1199: "feature",
+    1201: "label",
+    1240: "feature",
+    1250: "label",
+    1300: "feature",
+    1850: "feature",
+}
 
 
 def _poisoned(x: dict[str, Any], y: Any, kind: str, model: str) -> Pair:
@@ -147,8 +157,14 @@ def test_snapshots_come_every_n_events_and_bound_what_a_rebuild_steps_again() ->
 
 
 def test_consecutive_errors_are_counted_until_an_event_is_learned() -> None:
-    events = [({"a": 1.0}, True), ({"a": "x"}, True), ({"a": "y"}, False), ({"a": "z"}, True),
-              ({"a": 2.0}, False), ({"a": "w"}, True)]
+    events = [
+        ({"a": 1.0}, True),
+        ({"a": "x"}, True),
+        ({"a": "y"}, False),
+        ({"a": "z"}, True),
+        ({"a": 2.0}, False),
+        ({"a": "w"}, True),
+    ]
     learner = PartitionLearner(MODELS["scaler-lr"](), drift_action="none")
     _, journal, _, consecutive = _play_with_journal(learner, events, every=100)
     assert consecutive == [1, 2, 3, 1]
@@ -218,14 +234,16 @@ def test_the_snapshot_is_a_copy_that_later_steps_do_not_touch() -> None:
         assert rebuilt.model.predict_proba_one(x) == learner.model.predict_proba_one(x)
 
 
-def _play_retrain(events: list[Pair], poison: set[int], replay_after: int
-                  ) -> tuple[PartitionLearner, dict[int, Any], list[Any]]:
+def _play_retrain(
+    events: list[Pair], poison: set[int], replay_after: int
+) -> tuple[PartitionLearner, dict[int, Any], list[Any]]:
     """Step with ``drift_action="retrain"``; play the replayer's part: ``replay_after`` offsets
     after a request, train the candidate on the requested range (skipping the offsets the
     journal skipped) and finish the replay. Poison offsets are stepped (and undone) only when
     ``poison`` is not empty; a clean run leaves them out."""
-    learner = PartitionLearner(MODELS["scaler-lr"](), drift_action="retrain",
-                               min_retrain_events=200, holdout_events=100)
+    learner = PartitionLearner(
+        MODELS["scaler-lr"](), drift_action="retrain", min_retrain_events=200, holdout_events=100
+    )
     journal = Journal(learner, every=40)
     predictions: dict[int, Any] = {}
     decisions: list[Any] = []

@@ -35,8 +35,9 @@ MODELS: dict[str, Callable[[], base.Classifier]] = {
 }
 
 
-def _play(learner: PartitionLearner, pairs: Iterable[Pair], first_offset: int = 0
-          ) -> tuple[list[tuple[Any, Any]], list[tuple[int, Outcome]]]:
+def _play(
+    learner: PartitionLearner, pairs: Iterable[Pair], first_offset: int = 0
+) -> tuple[list[tuple[Any, Any]], list[tuple[int, Outcome]]]:
     """Step every pair; returns the predictions and the outcomes with the offset seen at."""
     predictions: list[tuple[Any, Any]] = []
     outcomes: list[tuple[int, Outcome]] = []
@@ -63,7 +64,8 @@ def test_test_then_train_equals_progressive_val_score_step_by_step(name: str) ->
     assert learner.learned == len(dataset)
     assert learner.cumulative.get() == pytest.approx(
         evaluate.progressive_val_score(dataset, MODELS[name](), metrics.Accuracy()).get(),
-        abs=1e-12, rel=0,
+        abs=1e-12,
+        rel=0,
     )
 
 
@@ -240,8 +242,12 @@ def test_drift_action_none_reports_the_drift_but_keeps_the_model() -> None:
     _, outcomes = _play(learner, dataset)
     detections = [o for _, o in outcomes if isinstance(o, DriftDetected)]
     assert detections and detections[0] == DriftDetected(
-        first_detection.offset, first_detection.learned, first_detection.error_before,
-        first_detection.error_after, first_detection.width, "none",
+        first_detection.offset,
+        first_detection.learned,
+        first_detection.error_before,
+        first_detection.error_after,
+        first_detection.width,
+        "none",
     )
     assert all(isinstance(o, DriftDetected) for _, o in outcomes)
     assert learner.model is model
@@ -258,8 +264,11 @@ def test_an_unknown_drift_action_is_refused() -> None:
 
 @pytest.mark.parametrize("name", ["lr", "tree"])
 def test_a_pickled_learner_continues_exactly_like_its_twin(name: str) -> None:
-    dataset = list(concept_stream("agrawal" if name == "tree" else "sea", seed=11,
-                                  drift_at=[2500, 3500], count=5000))
+    dataset = list(
+        concept_stream(
+            "agrawal" if name == "tree" else "sea", seed=11, drift_at=[2500, 3500], count=5000
+        )
+    )
     # Every fifth event unlabelled, so both counters and both paths are exercised.
     events = [(x, None if i % 5 == 4 else y) for i, (x, y) in enumerate(dataset)]
     learner = PartitionLearner(MODELS[name](), drift_action="reset", rolling_window=300)

@@ -243,9 +243,7 @@ def test_a_regression_learner_goes_through_a_checkpoint_mid_retrain() -> None:
         learner.step(x, y, offset)
     learner.hold(events[300][0], "late", 300.0, 300)
     learner.retrain = RegressionRetrainJob(learner.fresh_model(), holdout_events=5)
-    blob = encode_checkpoint(
-        PartitionState(learner, SequenceTracker()), next_offset=301, key=b"k"
-    )
+    blob = encode_checkpoint(PartitionState(learner, SequenceTracker()), next_offset=301, key=b"k")
     state = decode_checkpoint(blob, key=b"k").state
     assert isinstance(state, PartitionState)
     restored = state.learner

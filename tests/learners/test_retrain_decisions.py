@@ -232,7 +232,7 @@ def test_a_candidate_whose_own_error_rose_starts_again_and_is_young_again() -> N
     while not job.restarted and seen < 400:
         job.observe_live({}, False, serving=True)
         seen += 1
-    (pool, reason, trained_on), = job.take_restarts()
+    ((pool, reason, trained_on),) = job.take_restarts()
     assert (pool, reason) == ("since-change", OWN_ROSE)
     assert 0 < trained_on <= seen  # learned only events since the flip
     contender = job.contenders[0]

@@ -90,8 +90,11 @@ def test_the_retrain_acts_on_nothing_before_the_change(stream: DriftStream, mode
         assert acted == []
     else:
         assert isinstance(acted[0], DriftDetected)
-    answered = [o for i, o in _run(stream, "retrain", model).outcomes
-                if isinstance(o, RetrainDecided) and o.promoted and i >= stream.change_at]
+    answered = [
+        o
+        for i, o in _run(stream, "retrain", model).outcomes
+        if isinstance(o, RetrainDecided) and o.promoted and i >= stream.change_at
+    ]
     assert answered, "the change was never answered"
 
 

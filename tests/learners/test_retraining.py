@@ -50,8 +50,9 @@ def _change_after(n_before: int, seed: int = 0) -> list[Pair]:
     return _concept(seed, n_before) + list(_inverted(_concept(seed + 10, 2000)))
 
 
-def _until_request(learner: PartitionLearner, events: list[Pair]
-                   ) -> tuple[int, DriftDetected, RetrainRequested]:
+def _until_request(
+    learner: PartitionLearner, events: list[Pair]
+) -> tuple[int, DriftDetected, RetrainRequested]:
     """Step labelled events (with an unlabelled one after each) until a retrain is requested;
     returns the index of the labelled event that triggered it and the two outcomes."""
     for i, (x, y) in enumerate(events):
@@ -128,8 +129,9 @@ def test_a_requested_retrain_starts_with_a_fresh_candidate_while_the_model_serve
 # -- decisions through the learner ---------------------------------------------------------------
 
 
-def _replay(learner: PartitionLearner, log: list[Pair], request: RetrainRequested,
-            invert: bool = False) -> int:
+def _replay(
+    learner: PartitionLearner, log: list[Pair], request: RetrainRequested, invert: bool = False
+) -> int:
     """What the application's replayer does: the requested labelled events, in order."""
     job = learner.retrain
     assert job is not None
@@ -140,8 +142,9 @@ def _replay(learner: PartitionLearner, log: list[Pair], request: RetrainRequeste
     return len(pool)
 
 
-def _live_until_decided(learner: PartitionLearner, live: list[Pair], first: int
-                        ) -> tuple[RetrainDecided, list[bool]]:
+def _live_until_decided(
+    learner: PartitionLearner, live: list[Pair], first: int
+) -> tuple[RetrainDecided, list[bool]]:
     """Step live events until the decision; returns it and the serving model's hits."""
     hits = []
     for i, (x, y) in enumerate(live, start=first):
@@ -185,7 +188,7 @@ def test_a_clearly_better_candidate_is_promoted_and_serves() -> None:
     assert job is not None
     pool_size = _replay(learner, log, request)
 
-    live = log[trigger + 1:]
+    live = log[trigger + 1 :]
     decided, serving_hits = _live_until_decided(learner, live, trigger + 1)
 
     # Promoted early, as soon as the paired test said "clearly better".
@@ -238,7 +241,7 @@ def test_live_events_kept_during_the_replay_can_decide_it_when_the_replay_ends()
     log = _change_after(3000)
     learner = PartitionLearner(_lr(), drift_action="retrain", holdout_events=300)
     trigger, _, request = _until_request(learner, log)
-    live = log[trigger + 1: trigger + 401]
+    live = log[trigger + 1 : trigger + 401]
     serving_hits = []
     for i, (x, y) in enumerate(live, start=trigger + 1):
         y_pred, _ = learner.step(x, y, STRIDE * i)  # the replay has not started yet

@@ -129,8 +129,13 @@ class PrometheusServer:
             except (urllib.error.URLError, OSError):
                 return False  # not listening yet, or 503 while the TSDB opens
 
-        wait_until(ready, self.start_timeout_s, "prometheus to be ready", every_s=0.2,
-                   details=self.log_tail)
+        wait_until(
+            ready,
+            self.start_timeout_s,
+            "prometheus to be ready",
+            every_s=0.2,
+            details=self.log_tail,
+        )
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -201,4 +206,3 @@ class PrometheusServer:
         """Active scrape targets with their health."""
         targets: list[dict[str, Any]] = self.api("targets")["data"]["activeTargets"]
         return targets
-

@@ -82,7 +82,7 @@ def send_paced(bootstrap: str, topic: str) -> None:
     try:
         for start in range(0, EVENTS, CHUNK):
             for partition, values in streams.items():
-                for value in values[start:start + CHUNK]:
+                for value in values[start : start + CHUNK]:
                     producer.send(topic, value=value, partition=partition)
             producer.flush()
             time.sleep(CHUNK_EVERY_S)
@@ -92,8 +92,11 @@ def send_paced(bootstrap: str, topic: str) -> None:
 
 def alert_states(prometheus: PrometheusServer, topic: str) -> dict[str, str]:
     """partition -> state (pending or firing) of the accuracy alerts of ``topic``."""
-    return {a["labels"]["partition"]: a["state"] for a in prometheus.alerts()
-            if a["labels"].get("alertname") == ALERT and a["labels"].get("topic") == topic}
+    return {
+        a["labels"]["partition"]: a["state"]
+        for a in prometheus.alerts()
+        if a["labels"].get("alertname") == ALERT and a["labels"].get("topic") == topic
+    }
 
 
 def rolling_accuracy(prometheus: PrometheusServer, topic: str) -> dict[str, float]:
@@ -108,10 +111,15 @@ def test_accuracy_alert_fires_for_the_collapsed_partition_only(
     threshold = threshold_of(rule)
     assert rule["for"] != SHORT_FOR  # the shipped duration is what the copy shortens
     create_topic(kafka_bootstrap, topic_name, partitions=2)
-    options = {"model": LR, "drift-action": "none", "session-timeout-ms": 6000,
-               "stop-after-idle": 300}
-    daemon = DaemonProcess(kafka_bootstrap, topic_name, tmp_path / "daemon.log", options,
-                           port=free_port())
+    options = {
+        "model": LR,
+        "drift-action": "none",
+        "session-timeout-ms": 6000,
+        "stop-after-idle": 300,
+    }
+    daemon = DaemonProcess(
+        kafka_bootstrap, topic_name, tmp_path / "daemon.log", options, port=free_port()
+    )
     rules = [path for path in RULE_FILES if path.name != "alerts.yml"] + [alerts]
     with daemon, PrometheusServer(tmp_path / "prometheus", [daemon.target], rules) as prometheus:
         daemon.wait_assigned()
@@ -120,16 +128,23 @@ def test_accuracy_alert_fires_for_the_collapsed_partition_only(
         try:
             wait_until(
                 lambda: alert_states(prometheus, topic_name).get(str(COLLAPSED)) == "firing",
-                FIRE_WITHIN_S, "the alert to fire for the collapsed partition", every_s=0.5,
-                details=lambda: (alert_states(prometheus, topic_name),
-                                 rolling_accuracy(prometheus, topic_name), daemon.log_tail(15)))
+                FIRE_WITHIN_S,
+                "the alert to fire for the collapsed partition",
+                every_s=0.5,
+                details=lambda: (
+                    alert_states(prometheus, topic_name),
+                    rolling_accuracy(prometheus, topic_name),
+                    daemon.log_tail(15),
+                ),
+            )
         finally:
             sender.join(timeout=60)
         states = alert_states(prometheus, topic_name)
         accuracy = rolling_accuracy(prometheus, topic_name)
         never_fired = prometheus.series(
             f'max_over_time(ALERTS{{alertname="{ALERT}", topic="{topic_name}", '
-            f'partition="{HEALTHY}", alertstate="firing"}}[10m])')
+            f'partition="{HEALTHY}", alertstate="firing"}}[10m])'
+        )
         log = daemon.log_tail(15)
 
     assert states.get(str(COLLAPSED)) == "firing", (states, accuracy, log)

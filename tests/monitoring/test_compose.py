@@ -168,9 +168,11 @@ def test_grafana_datasource_is_the_prometheus_service(services: dict[str, Any]) 
     assert source["type"] == "prometheus" and source["uid"] == "prometheus"
     url = urlsplit(source["url"])
     command = services["prometheus"]["command"]
-    listen = option(command, "--web.listen-address") if any(
-        arg.startswith("--web.listen-address") for arg in command
-    ) else f":{DEFAULT_PROMETHEUS_PORT}"
+    listen = (
+        option(command, "--web.listen-address")
+        if any(arg.startswith("--web.listen-address") for arg in command)
+        else f":{DEFAULT_PROMETHEUS_PORT}"
+    )
     assert url.hostname == "prometheus" and "prometheus" in services
     assert url.port == int(listen.rsplit(":", 1)[1])
 

@@ -35,19 +35,32 @@ RECORDING = REPO / "monitoring" / "prometheus" / "rules" / "recording.yml"
 STANDARD = frozenset({"up"})
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # What the issue asks the dashboard to show, by the contract metric behind it.
-REQUIRED = frozenset({
-    "streamlearn_accuracy", "streamlearn_adwin_width", "streamlearn_drifts_total",
-    "streamlearn_model_resets_total", "streamlearn_retrains_total", "streamlearn_events_total",
-    "streamlearn_processing_seconds", "streamlearn_end_to_end_latency_seconds",
-    "streamlearn_consumer_lag", "streamlearn_dead_letters_total",
-    "streamlearn_last_checkpoint_timestamp_seconds", "streamlearn_model_version",
-    # Issue 10: memory, CPU and model size with its bound.
-    "process_resident_memory_bytes", "process_cpu_seconds_total", "streamlearn_model_bytes",
-    "streamlearn_model_bytes_limit",
-    # Issue 13: regression's errors, and the no-change baseline next to the model's scores.
-    "streamlearn_mae", "streamlearn_rmse", "streamlearn_baseline_accuracy",
-    "streamlearn_baseline_mae",
-})
+REQUIRED = frozenset(
+    {
+        "streamlearn_accuracy",
+        "streamlearn_adwin_width",
+        "streamlearn_drifts_total",
+        "streamlearn_model_resets_total",
+        "streamlearn_retrains_total",
+        "streamlearn_events_total",
+        "streamlearn_processing_seconds",
+        "streamlearn_end_to_end_latency_seconds",
+        "streamlearn_consumer_lag",
+        "streamlearn_dead_letters_total",
+        "streamlearn_last_checkpoint_timestamp_seconds",
+        "streamlearn_model_version",
+        # Issue 10: memory, CPU and model size with its bound.
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "streamlearn_model_bytes",
+        "streamlearn_model_bytes_limit",
+        # Issue 13: regression's errors, and the no-change baseline next to the model's scores.
+        "streamlearn_mae",
+        "streamlearn_rmse",
+        "streamlearn_baseline_accuracy",
+        "streamlearn_baseline_mae",
+    }
+)
 
 
 @cache
@@ -132,8 +145,11 @@ def test_panels_have_unique_ids_and_do_not_overlap(dashboard: dict[str, Any]) ->
     for panel in everything:
         pos = panel["gridPos"]
         assert pos["x"] + pos["w"] <= 24, panel["title"]
-        mine = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"])
-                for y in range(pos["y"], pos["y"] + pos["h"])}
+        mine = {
+            (x, y)
+            for x in range(pos["x"], pos["x"] + pos["w"])
+            for y in range(pos["y"], pos["y"] + pos["h"])
+        }
         assert not mine & cells, f"{panel['title']} overlaps another panel"
         cells |= mine
 
@@ -202,9 +218,12 @@ def test_substituted_expressions_have_no_grafana_variables() -> None:
     for expr in dashboard_expressions(DASHBOARD) + annotation_expressions(DASHBOARD):
         assert "$" not in expr and "[[" not in expr, expr
     variables = template_variables(load_dashboard(DASHBOARD))
-    assert substitute_variables(
-        'sum(rate(streamlearn_events_total{topic="$topic"}[$__rate_interval]))', variables
-    ) == 'sum(rate(streamlearn_events_total{topic=~".+"}[1m]))'
+    assert (
+        substitute_variables(
+            'sum(rate(streamlearn_events_total{topic="$topic"}[$__rate_interval]))', variables
+        )
+        == 'sum(rate(streamlearn_events_total{topic=~".+"}[1m]))'
+    )
 
 
 def test_dashboard_expressions_parse_with_promtool(tmp_path: Path) -> None:
@@ -217,7 +236,10 @@ def test_dashboard_expressions_parse_with_promtool(tmp_path: Path) -> None:
     path = tmp_path / "dashboard_rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = subprocess.run(
-        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60,
+        [promtool, "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

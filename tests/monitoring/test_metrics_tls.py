@@ -80,8 +80,16 @@ def test_an_encrypted_key_fails_at_start_instead_of_prompting(
     certificate: TlsFiles, tmp_path: Path
 ) -> None:
     encrypted = tmp_path / "encrypted.pem"
-    _openssl("pkey", "-in", str(certificate.keyfile), "-out", str(encrypted), "-aes256",
-             "-passout", "pass:secret")
+    _openssl(
+        "pkey",
+        "-in",
+        str(certificate.keyfile),
+        "-out",
+        str(encrypted),
+        "-aes256",
+        "-passout",
+        "pass:secret",
+    )
     server = MetricsServer(
         CollectorRegistry(), lambda: (True, ""), "127.0.0.1", 0,
         TlsFiles(certificate.certfile, encrypted),

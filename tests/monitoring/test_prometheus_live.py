@@ -81,8 +81,14 @@ def evaluate(prometheus: PrometheusServer, exprs: list[str]) -> list[Evaluation]
     for expr in exprs:
         answer = prometheus.query(expr)
         data = answer.get("data") or {}
-        results.append(Evaluation(expr, str(answer.get("status")), str(answer.get("error", "")),
-                                  len(data.get("result", []))))
+        results.append(
+            Evaluation(
+                expr,
+                str(answer.get("status")),
+                str(answer.get("error", "")),
+                len(data.get("result", [])),
+            )
+        )
     return results
 
 
@@ -108,9 +114,18 @@ def produce_stream(bootstrap: str, topic: str, seed: int, produced: dict[str, in
     the daemon's generator; records in ``produced`` how many records were delivered."""
     bad = send_raw(bootstrap, topic, BAD_RECORDS)
     generator = DAEMONS[topic.rsplit("-", 1)[1]][2]
-    summary = produce(ProduceOptions(bootstrap, topic, count=EVENTS, seed=seed,
-                                     generator=generator, drift_at=DRIFT_AT, partitions=1,
-                                     rate=RATE))
+    summary = produce(
+        ProduceOptions(
+            bootstrap,
+            topic,
+            count=EVENTS,
+            seed=seed,
+            generator=generator,
+            drift_at=DRIFT_AT,
+            partitions=1,
+            rate=RATE,
+        )
+    )
     produced[topic] = bad + summary.produced
 
 
@@ -125,10 +140,13 @@ def daemons(
             topic = f"{topic_name}-{name}"
             create_topic(kafka_bootstrap, topic)
             options = {
-                "model": model, "drift-action": action, "session-timeout-ms": 6000,
+                "model": model,
+                "drift-action": action,
+                "session-timeout-ms": 6000,
                 "predictions-topic": f"{topic}.predictions",
                 "dead-letter-topic": f"{topic}.dead-letters",
-                "state-dir": tmp_path / f"state-{name}", "checkpoint-interval": 1,
+                "state-dir": tmp_path / f"state-{name}",
+                "checkpoint-interval": 1,
                 # A safety net only: the fixture stops it long before.
                 "stop-after-idle": 300,
             }
@@ -152,9 +170,13 @@ def test_every_expression_evaluates_against_live_daemons(
             daemon.wait_assigned()
         # Every partition's counters scraped at zero first, so their rise shows in rates.
         assigned = 'count(streamlearn_events_total{outcome="dead_lettered"} == 0)'
-        wait_until(lambda: scalar(prometheus, assigned) == len(daemons), 30,
-                   "every daemon's partitions scraped at zero", every_s=0.5,
-                   details=prometheus.targets_up)
+        wait_until(
+            lambda: scalar(prometheus, assigned) == len(daemons),
+            30,
+            "every daemon's partitions scraped at zero",
+            every_s=0.5,
+            details=prometheus.targets_up,
+        )
         produced: dict[str, int] = {}
         producers = [
             threading.Thread(target=produce_stream, args=(kafka_bootstrap, topic, seed, produced))
@@ -183,8 +205,13 @@ def check_every_expression(prometheus: PrometheusServer, daemons: dict[str, Daem
         found += problems(evaluate(prometheus, rules), need_data=False)
         return found
 
-    wait_until(lambda: not all_answered(), SETTLE_S, "every expression to answer", every_s=1.0,
-               details=lambda: "\n".join(all_answered()) + "\n" + logs(daemons))
+    wait_until(
+        lambda: not all_answered(),
+        SETTLE_S,
+        "every expression to answer",
+        every_s=1.0,
+        details=lambda: "\n".join(all_answered()) + "\n" + logs(daemons),
+    )
     check_things_happened(prometheus, list(daemons))
 
 
@@ -215,12 +242,23 @@ def check_things_happened(prometheus: PrometheusServer, topics: list[str]) -> No
 
     # A daemon still catching up under load reaches its drifts later than the scrapes
     # show data: wait, bounded, for what the run must have done.
-    wait_until(lambda: not missing(), SETTLE_S, "every daemon's drifts and decisions",
-               every_s=1.0, details=lambda: "\n".join(missing()))
+    wait_until(
+        lambda: not missing(),
+        SETTLE_S,
+        "every daemon's drifts and decisions",
+        every_s=1.0,
+        details=lambda: "\n".join(missing()),
+    )
     dead = prometheus.series("streamlearn:dead_letters:rate1m > 0")
     reasons = {s["metric"]["reason"] for s in dead}
-    assert {"empty_value", "not_json", "not_an_object", "missing_features", "bad_feature",
-            "bad_label"} <= reasons
+    assert {
+        "empty_value",
+        "not_json",
+        "not_an_object",
+        "missing_features",
+        "bad_feature",
+        "bad_label",
+    } <= reasons
 
 
 def check_rules_loaded(prometheus: PrometheusServer) -> None:
@@ -236,14 +274,22 @@ def check_rules_loaded(prometheus: PrometheusServer) -> None:
         groups = prometheus.rule_groups()
         found = {g["name"]: len(g["rules"]) for g in groups}
         bad = [] if found == wanted else [f"groups loaded {found}, expected {wanted}"]
-        bad += [f"{g['name']}/{r['name']}: health {r['health']} {r.get('lastError', '')}"
-                for g in groups for r in g["rules"] if r["health"] != "ok"]
+        bad += [
+            f"{g['name']}/{r['name']}: health {r['health']} {r.get('lastError', '')}"
+            for g in groups
+            for r in g["rules"]
+            if r["health"] != "ok"
+        ]
         return bad
 
-    wait_until(lambda: not unhealthy(), 15, "every rule group loaded and healthy", every_s=0.5,
-               details=unhealthy)
+    wait_until(
+        lambda: not unhealthy(),
+        15,
+        "every rule group loaded and healthy",
+        every_s=0.5,
+        details=unhealthy,
+    )
 
 
 def logs(daemons: dict[str, DaemonProcess]) -> str:
     return "\n".join(f"--- {topic}\n{d.log_tail(15)}" for topic, d in daemons.items())
-

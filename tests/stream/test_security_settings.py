@@ -45,8 +45,12 @@ def test_the_opt_out_is_a_flag_and_warns_at_start(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = load_settings(
-        {**BASE, "checkpoint_store": "kafka", "allow_unsigned_checkpoints": "true",
-         "outage_timeout": 0.1},
+        {
+            **BASE,
+            "checkpoint_store": "kafka",
+            "allow_unsigned_checkpoints": "true",
+            "outage_timeout": 0.1,
+        },
         environ={},
     )
     assert settings.allow_unsigned_checkpoints is True

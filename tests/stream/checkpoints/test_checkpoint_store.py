@@ -151,8 +151,9 @@ def test_kafka_store_refuses_an_oversized_checkpoint_before_sending() -> None:
 
 @pytest.fixture
 def kafka_store(kafka_bootstrap: str, topic_name: str) -> Iterator[KafkaTopicStore]:
-    store = KafkaTopicStore(kafka_bootstrap, f"{topic_name}-ckpt", timeout_s=20.0,
-                            client_id="checkpoint-store-test")
+    store = KafkaTopicStore(
+        kafka_bootstrap, f"{topic_name}-ckpt", timeout_s=20.0, client_id="checkpoint-store-test"
+    )
     yield store
     store.close()
 
@@ -210,8 +211,9 @@ def test_kafka_store_refuses_a_checkpoint_topic_with_several_partitions(
 ) -> None:
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
-        admin.create_topics({topic_name: {"num_partitions": 2, "replication_factor": 1}},
-                            wait_for_metadata=True)
+        admin.create_topics(
+            {topic_name: {"num_partitions": 2, "replication_factor": 1}}, wait_for_metadata=True
+        )
     finally:
         admin.close()
     store = KafkaTopicStore(kafka_bootstrap, topic_name, timeout_s=20.0)
@@ -226,11 +228,17 @@ def test_kafka_store_refuses_a_checkpoint_topic_with_several_partitions(
 def test_kafka_store_reports_an_unreachable_broker() -> None:
     from stream.kafka.tansu import free_port
 
-    store = KafkaTopicStore(f"127.0.0.1:{free_port()}", "checkpoints", timeout_s=2.0,
-                            request_timeout_ms=2000, bootstrap_timeout_ms=2000)
+    store = KafkaTopicStore(
+        f"127.0.0.1:{free_port()}",
+        "checkpoints",
+        timeout_s=2.0,
+        request_timeout_ms=2000,
+        bootstrap_timeout_ms=2000,
+    )
     with pytest.raises(CheckpointStoreError, match="cannot reach"):
         store.save("events", 0, b"blob")
     store.close()
+
 
 # -- a flipped bit in a stored checkpoint is refused, signed or not ----------------------
 

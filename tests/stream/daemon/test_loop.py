@@ -218,8 +218,11 @@ def test_the_run_log_records_partitions_arriving_and_leaving(tmp_path: Path) -> 
         (line["kind"], line["offset"], line["learned"], line.get("restored"))
         for line in h.run_log("assigned") + h.run_log("revoked")
     ]
-    assert sorted(lines) == [("assigned", -1, 0, False), ("assigned", 99, 100, True),
-                             ("revoked", 99, 100, None)]
+    assert sorted(lines) == [
+        ("assigned", -1, 0, False),
+        ("assigned", 99, 100, True),
+        ("revoked", 99, 100, None),
+    ]
 
 
 # -- the outage watch -------------------------------------------------------------------------
@@ -401,8 +404,12 @@ def assert_outputs_flushed_before_each_save(h: Harness, tp: TopicPartition) -> N
 
 
 def test_a_checkpoint_flushes_then_saves_then_commits(tmp_path: Path) -> None:
-    h = Harness(tmp_path, checkpoint_every_events=100, max_records=100,
-                timing=LoopTiming(stop_after_idle_s=1.0))
+    h = Harness(
+        tmp_path,
+        checkpoint_every_events=100,
+        max_records=100,
+        timing=LoopTiming(stop_after_idle_s=1.0),
+    )
     h.source.append(encoded_records(TP0, flip_stream(250)))
     h.start(TP0)
     assert h.run() == 0  # checkpoints when due, then one at the stop

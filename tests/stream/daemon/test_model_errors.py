@@ -92,8 +92,16 @@ class Rig:
             self.replayer,
         )
         self.errors = ModelErrors(self.publisher, self.metrics, self.replayer, **errors)
-        self.daemon = Daemon(self.consumer, TP.topic, table, self.publisher, self.metrics,
-                             RunLog(event_log), LoopTiming(), model_errors=self.errors)
+        self.daemon = Daemon(
+            self.consumer,
+            TP.topic,
+            table,
+            self.publisher,
+            self.metrics,
+            RunLog(event_log),
+            LoopTiming(),
+            model_errors=self.errors,
+        )
         self.daemon.assigned([TP])
 
     @property
@@ -113,8 +121,9 @@ def _good(offset: int) -> SourceRecord:
     return _record(offset, x, y)
 
 
-_SEA = [({f"f{k}": v for k, v in x.items()}, y)
-        for x, y in concept_stream("sea", seed=3, count=400)]
+_SEA = [
+    ({f"f{k}": v for k, v in x.items()}, y) for x, y in concept_stream("sea", seed=3, count=400)
+]
 POISON = {7, 8, 120, 121, 122, 300}
 
 
@@ -297,8 +306,10 @@ def test_a_candidate_that_raises_on_a_replayed_event_abandons_the_retrain_not_th
     learner.retrain = job
     rig.daemon._advance_retrains()  # the daemon settles it: counted, and the model serves on
     assert learner.retrain is None
-    assert rig.sample("streamlearn_retrains_total", topic=TP.topic, partition=0,
-                      result="abandoned") == 1
+    assert (
+        rig.sample("streamlearn_retrains_total", topic=TP.topic, partition=0, result="abandoned")
+        == 1
+    )
     assert learner.model_version == 1
     assert rig.slot.journal is not None and rig.slot.journal.kept == []  # snapshot after it
     rig.daemon.run_log.close()

@@ -175,6 +175,8 @@ def test_a_checkpoint_exports_the_size_of_the_stored_learner(tmp_path: Path) -> 
     blob = LocalDirectoryStore(tmp_path).load("events", 0)
     assert blob is not None
     assert registry.get_sample_value("streamlearn_model_bytes", labels) == len(blob)
+
+
 def test_a_restored_partition_shows_its_gauges_before_any_event(tmp_path: Path) -> None:
     before = _checkpointed_after_learning(tmp_path)
     assert before["learned"] == 200

@@ -180,9 +180,10 @@ def _rebuilt(records: list[SourceRecord], drift_action: str) -> tuple[PartitionS
     while replayer.busy:
         replayer.advance(5.0)
     assert done == [task]
-    assert metrics.registry.get_sample_value(
-        "streamlearn_rebuilds_total", {"reason": "river_version"}
-    ) == 1
+    assert (
+        metrics.registry.get_sample_value("streamlearn_rebuilds_total", {"reason": "river_version"})
+        == 1
+    )
     return slot, task
 
 

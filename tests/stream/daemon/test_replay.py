@@ -75,8 +75,10 @@ def test_exactly_the_range_is_trained_in_order() -> None:
     task = job(clock)
     replayer.submit(TP0, 100, 350, task)
     replay(replayer)
-    expected = [bool(record.value and b'"label":true' in record.value)
-                for record in reader.logs[TP0][100:350]]
+    expected = [
+        bool(record.value and b'"label":true' in record.value)
+        for record in reader.logs[TP0][100:350]
+    ]
     assert task.candidate.learned == expected  # type: ignore[attr-defined]
     assert task.trained_on == 250 and task.state == SHADOWING
     assert reader.reads[0][:2] == (TP0, 100)

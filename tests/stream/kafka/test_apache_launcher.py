@@ -78,8 +78,10 @@ def test_secured_listeners_sit_beside_the_plaintext_one(tmp_path: Path) -> None:
     assert "listener.name.sasl.ssl.client.auth" not in config
     assert config["listener.name.sasl.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
     assert broker.security is not None
-    assert broker.security.format_arguments() == ["--add-scram",
-                                                  "SCRAM-SHA-512=[name=alice,password=pw]"]
+    assert broker.security.format_arguments() == [
+        "--add-scram",
+        "SCRAM-SHA-512=[name=alice,password=pw]",
+    ]
     ports = {broker.port, broker.controller_port, *broker.listener_ports.values()}
     assert len(ports) == 4
 

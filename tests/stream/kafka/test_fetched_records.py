@@ -245,12 +245,22 @@ def test_installed_on_a_consumer_only_for_plain_reads() -> None:
     try:
         factory = speed_up_fetches(consumer)._fetcher.PartitionRecords
         assert isinstance(factory(0, TP, MemoryRecords(plain(0, 1))), FastPartitionRecords)
-        committed = factory(0, TP, MemoryRecords(plain(0, 1)), isolation_level=READ_COMMITTED,
-                            aborted_transactions=[])
+        committed = factory(
+            0,
+            TP,
+            MemoryRecords(plain(0, 1)),
+            isolation_level=READ_COMMITTED,
+            aborted_transactions=[],
+        )
         assert isinstance(committed, FastPartitionRecords)
         aborted = Aborted(producer_id=7, first_offset=0)  # as a fetch response lists it
-        to_filter = factory(0, TP, MemoryRecords(plain(0, 1)), isolation_level=READ_COMMITTED,
-                            aborted_transactions=[aborted])
+        to_filter = factory(
+            0,
+            TP,
+            MemoryRecords(plain(0, 1)),
+            isolation_level=READ_COMMITTED,
+            aborted_transactions=[aborted],
+        )
         deserialized = factory(0, TP, MemoryRecords(plain(0, 1)), value_deserializer=bytes)
         for part in (to_filter, deserialized):
             assert isinstance(part, Fetcher.PartitionRecords)

@@ -356,16 +356,34 @@ def test_produce_without_security_options_passes_no_security_settings() -> None:
 
 
 def test_produce_takes_sasl_options_and_the_password_from_the_environment() -> None:
-    args = _security_args("--security-protocol", "SASL_SSL", "--sasl-mechanism",
-                          "SCRAM-SHA-512", "--sasl-username", "alice", "--ssl-cafile", "ca.pem")
+    args = _security_args(
+        "--security-protocol",
+        "SASL_SSL",
+        "--sasl-mechanism",
+        "SCRAM-SHA-512",
+        "--sasl-username",
+        "alice",
+        "--ssl-cafile",
+        "ca.pem",
+    )
     config = security_from_args(args, environ={"STREAMLEARN_SASL_PASSWORD": "pw"})
-    assert config == {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
-                      "sasl_plain_username": "alice", "sasl_plain_password": "pw",
-                      "ssl_cafile": "ca.pem"}
+    assert config == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "alice",
+        "sasl_plain_password": "pw",
+        "ssl_cafile": "ca.pem",
+    }
 
 
 def test_produce_refuses_sasl_without_its_password_as_run_does() -> None:
-    args = _security_args("--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism", "PLAIN",
-                          "--sasl-username", "alice")
+    args = _security_args(
+        "--security-protocol",
+        "SASL_PLAINTEXT",
+        "--sasl-mechanism",
+        "PLAIN",
+        "--sasl-username",
+        "alice",
+    )
     with pytest.raises(SettingsError, match="needs sasl_mechanism, sasl_username and sasl_pass"):
         security_from_args(args, environ={})
