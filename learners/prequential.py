@@ -249,8 +249,8 @@ class PartitionLearner:
 
         ``offset`` is where the label came, ``origin`` where the features came (the same
         offset unless the label came later): a retrain replays from the features on.
-        ``RegressionLearner`` has its own copy of this method with the absolute error in
-        place of the hit: the task is chosen once, by the class, never per event.
+        ``RegressionLearner`` has its own scoring with the absolute error in place of the
+        hit: the task is chosen once, by the class, never per event.
         """
         hit = y_pred == y
         if self.drift_action == "retrain":
@@ -269,13 +269,29 @@ class PartitionLearner:
                 detector.update(0.0 if hit else 1.0)
                 detected = detector.drift_detected
                 warned = self.warning is not None and self._warned(0.0 if hit else 1.0)
+        self._learn_scored(x, y, hit, offset, baseline, detected, warned, error_before)
+
+    def _learn_scored(
+        self,
+        x: dict[Any, Any],
+        y: Any,
+        score: Any,
+        offset: int,
+        baseline: Any,
+        detected: bool,
+        warned: bool,
+        error_before: float,
+    ) -> None:
+        """What follows the scoring for either task: learn ``(x, y)``, show a running
+        retrain the event with the serving model's ``score`` of it (the hit, or the
+        absolute error), then act on ADWIN's alarm or warning."""
         self.baseline.score(baseline, y)
         self.model.learn_one(x, y)
         self.learned += 1
         self.last_offset = offset
         retrain = self.retrain
         if retrain is not None:
-            done = retrain.observe_live(x, y, hit)
+            done = retrain.observe_live(x, y, score)
             if retrain.restarted:
                 self._report_restarts(retrain)
             if done:

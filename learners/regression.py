@@ -77,7 +77,7 @@ class RegressionLearner(PartitionLearner):
         baseline: Any,
         watch: bool,
     ) -> None:
-        """``PartitionLearner._learn`` with the absolute error in place of the hit."""
+        """``PartitionLearner._learn``'s scoring with the absolute error in place of the hit."""
         detected = warned = False
         error_before = 0.0
         # A model with nothing to say is learned but not scored (as River does), and
@@ -96,21 +96,7 @@ class RegressionLearner(PartitionLearner):
                 warned = self.warning is not None and self._warned(error)
         if self.drift_action == "retrain":
             self._remember(origin, error)
-        self.baseline.score(baseline, y)
-        self.model.learn_one(x, y)
-        self.learned += 1
-        self.last_offset = offset
-        retrain = self.retrain
-        if retrain is not None:
-            done = retrain.observe_live(x, y, error)
-            if retrain.restarted:
-                self._report_restarts(retrain)
-            if done:
-                self._finish_retrain()
-        if detected:
-            self._on_detection(offset, error_before)
-        elif warned:
-            self._on_warning()
+        self._learn_scored(x, y, error, offset, baseline, detected, warned, error_before)
 
 
 def learner_for(model: Any, **options: Any) -> PartitionLearner:
